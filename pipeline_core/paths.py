@@ -1,0 +1,27 @@
+"""Where Pipeline Lab keeps its files (uploads, demo data, the run database)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_HOME = "PIPELINE_LAB_HOME"
+
+
+def data_dir() -> Path:
+    """The data directory: `$PIPELINE_LAB_HOME`, else `~/.pipeline_lab`. Created on demand."""
+    root = Path(os.environ.get(ENV_HOME) or Path.home() / ".pipeline_lab").expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def uploads_dir() -> Path:
+    """Directory for files uploaded in the browser."""
+    path = data_dir() / "uploads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def demo_images_dir() -> Path:
+    """Directory of the generated demo image folder (see `demo-data`)."""
+    return data_dir() / "demo_images"
