@@ -1,0 +1,39 @@
+"""Shared test set-up: an isolated data dir, quiet TensorFlow, a TF fixture."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Before anything imports pipeline_core or TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_HOME = Path(tempfile.mkdtemp(prefix="pipeline-lab-tests-"))
+os.environ["PIPELINE_LAB_HOME"] = str(_HOME)
+os.environ["PIPELINE_LAB_DB"] = str(_HOME / "runs.sqlite")
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def tf():
+    """The TensorFlow module, imported once with its logs quieted."""
+    from pipeline_core._tf import tf as _tf
+
+    return _tf()
+
+
+@pytest.fixture(scope="session")
+def lab_home() -> Path:
+    """The isolated data dir every test in this session shares."""
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests leave files for people to look at (screenshots, reports)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
