@@ -25,3 +25,15 @@ def uploads_dir() -> Path:
 def demo_images_dir() -> Path:
     """Directory of the generated demo image folder (see `demo-data`)."""
     return data_dir() / "demo_images"
+
+
+def resolve_path(path: str) -> Path:
+    """Expand a user-given path: `{data_dir}` placeholder, `~` and environment variables.
+
+    `"{data_dir}/demo_images"` names a folder inside the data dir, so example
+    specs work on any machine.
+    """
+    import os.path  # noqa: PLC0415
+
+    text = path.replace("{data_dir}", str(data_dir()))
+    return Path(os.path.expandvars(os.path.expanduser(text)))
