@@ -1,0 +1,161 @@
+"""Browser uploads: stored under the uploads dir, hostile zips refused with a message."""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+
+import numpy as np
+import pytest
+
+from pipeline_core.paths import resolve_path, uploads_dir
+from pipeline_core.spec import load_spec
+from pipeline_core.uploads import StoredUpload, UploadError, ZipLimits, store_upload
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 10, 10)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _zip(entries: dict[str, bytes], *, compress: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=compress) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
+def _valid_source(stored: StoredUpload) -> None:
+    spec = load_spec({"source": stored.source})
+    assert spec.source.type == stored.source["type"]
+
+
+def test_image_folder_zip_is_unpacked_with_wrapper_folder_skipped():
+    png = _png()
+    data = _zip({"pets/cat/a.png": png, "pets/cat/b.png": png, "pets/dog/c.png": png})
+    stored = store_upload("pets.zip", data)
+    assert stored.kind == "image_folder"
+    assert stored.path.name == "pets"
+    assert sorted(p.name for p in stored.path.iterdir()) == ["cat", "dog"]
+    assert uploads_dir() in stored.path.parents
+    assert resolve_path(stored.source["path"]) == stored.path
+    assert "2 classes" in stored.notes[0]
+    _valid_source(stored)
+    # The same upload again reuses the stored copy.
+    assert store_upload("pets.zip", data).path == stored.path
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["../evil/x.png", "/etc/evil.png", "cls/../../x.png", "C:/win/x.png"],
+)
+def test_path_traversal_is_refused(entry):
+    data = _zip({"cls/ok.png": _png(), entry: _png()})
+    with pytest.raises(UploadError, match="path traversal"):
+        store_upload("evil.zip", data)
+    assert not list(uploads_dir().glob("evil-*"))
+
+
+def test_symlink_entry_is_refused():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("cls/a.png", _png())
+        link = zipfile.ZipInfo("cls/link.png")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, "/etc/passwd")
+    with pytest.raises(UploadError, match="symbolic link"):
+        store_upload("links.zip", buf.getvalue())
+
+
+def test_too_many_files_is_refused():
+    data = _zip({f"cls/{i}.png": b"x" for i in range(6)})
+    with pytest.raises(UploadError, match="6 files, more than the 5 allowed"):
+        store_upload("many.zip", data, limits=ZipLimits(max_files=5))
+
+
+def test_zip_bomb_is_refused_before_and_while_unpacking():
+    data = _zip({"cls/a.png": _png(), "cls/big.png": b"\0" * (3 * 2**20)})
+    with pytest.raises(UploadError, match="unpacks to more than 1 MB"):
+        store_upload("bomb.zip", data, limits=ZipLimits(max_unpacked_bytes=2**20))
+    assert not list(uploads_dir().glob("bomb-*"))
+
+
+def test_zip_with_lying_header_sizes_is_stopped_while_unpacking():
+    data = bytearray(_zip({"cls/a.png": b"\0" * (2 * 2**20)}, compress=zipfile.ZIP_STORED))
+    # Rewrite the declared uncompressed size (local header and central directory) to 10 bytes.
+    for marker, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = data.find(marker)
+        data[at + offset : at + offset + 4] = (10).to_bytes(4, "little")
+    with pytest.raises(UploadError, match="damaged|unpacks to more"):
+        store_upload("liar.zip", bytes(data), limits=ZipLimits(max_unpacked_bytes=2**20))
+    assert not any(p.is_file() for p in uploads_dir().rglob("liar-*/**/*"))
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "match"),
+    [
+        ("notes.txt", b"hello", "unsupported file type"),
+        ("empty.csv", b"", "is empty"),
+        ("broken.zip", b"not a zip", "not a valid zip"),
+        ("noimages.zip", None, "holds no images"),
+        ("flat.zip", None, "no class sub-folders"),
+        ("bad.npz", b"garbage", "not a readable .npz"),
+        ("one.csv", b"a\n1\n", "header line"),
+        ("bad.tfrecord", b"\xff" * 20, "does not look like a TFRecord"),
+    ],
+)
+def test_bad_uploads_name_the_problem(name, data, match):
+    if name == "noimages.zip":
+        data = _zip({"cls/readme.txt": b"hi"})
+    if name == "flat.zip":
+        data = _zip({"a.png": _png()})
+    with pytest.raises(UploadError, match=match):
+        store_upload(name, data)
+
+
+def test_upload_over_the_size_limit_is_refused():
+    with pytest.raises(UploadError, match="upload limit"):
+        store_upload("big.csv", b"a,label\n" * 100, max_bytes=100)
+
+
+def test_npz_plain_is_memory_mapped_and_compressed_is_loaded():
+    x = np.zeros((4, 2, 2, 1), np.float32)
+    y = np.arange(4)
+    plain, packed = io.BytesIO(), io.BytesIO()
+    np.savez(plain, x=x, y=y)
+    np.savez_compressed(packed, features=x, labels=y)
+    stored = store_upload("arrays.npz", plain.getvalue())
+    assert stored.source["type"] == "npz"
+    assert stored.source["features_key"] == "x" and stored.source["labels_key"] == "y"
+    assert resolve_path(stored.source["path"]).is_file()
+    _valid_source(stored)
+    stored = store_upload("packed.npz", packed.getvalue())
+    assert stored.source["type"] == "numpy"
+    assert stored.source["features_key"] == "features"
+    assert stored.source["labels_key"] == "labels"
+    _valid_source(stored)
+
+
+def test_csv_and_tfrecord_sources(tf, tmp_path):
+    stored = store_upload("../../table.csv", b"f1,f2,target\n1,2,0\n3,4,1\n")
+    assert stored.path.parent == uploads_dir()
+    assert stored.source["label_column"] == "target"
+    _valid_source(stored)
+
+    record = tmp_path / "r.tfrecord"
+    with tf.io.TFRecordWriter(str(record)) as writer:
+        example = tf.train.Example(
+            features=tf.train.Features(
+                feature={"label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}
+            )
+        )
+        writer.write(example.SerializeToString())
+    stored = store_upload("r.tfrecord", record.read_bytes())
+    assert stored.source == {"type": "tfrecord", "files": stored.source["files"]}
+    assert resolve_path(stored.source["files"]).read_bytes() == record.read_bytes()
+    _valid_source(stored)
