@@ -10,11 +10,14 @@ time, so `pipeline_core.spec` can build its validation from the registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dis
+import inspect
+import types
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline_core._params import ParamField, fields_of
 
@@ -81,10 +84,19 @@ def augmentation(
 
 # --- registered augmentations -------------------------------------------------
 
+Fill = Literal["constant", "reflect", "wrap", "nearest"]
+Interpolation = Literal["bilinear", "nearest"]
+
 
 @augmentation(op="flip_left_right", description="Mirror the image horizontally at random.")
 class RandomFlipLeftRight(AugParams):
     name: Literal["random_flip_left_right"] = "random_flip_left_right"
+    probability: float = Field(0.5, ge=0.0, le=1.0, description="Chance of flipping.")
+
+
+@augmentation(op="flip_up_down", description="Mirror the image vertically at random.")
+class RandomFlipUpDown(AugParams):
+    name: Literal["random_flip_up_down"] = "random_flip_up_down"
     probability: float = Field(0.5, ge=0.0, le=1.0, description="Chance of flipping.")
 
 
@@ -96,6 +108,184 @@ class RandomBrightness(AugParams):
     )
 
 
+@augmentation(op="contrast", description="Stretch or squeeze values around the image mean.")
+class RandomContrast(AugParams):
+    name: Literal["random_contrast"] = "random_contrast"
+    factor: float = Field(
+        0.2, ge=0.0, le=1.0, description="Contrast scale drawn from [1 - factor, 1 + factor]."
+    )
+
+
+@augmentation(op="saturation", description="Make colors more or less vivid (RGB images).")
+class RandomSaturation(AugParams):
+    name: Literal["random_saturation"] = "random_saturation"
+    factor: float = Field(
+        0.3, ge=0.0, le=1.0, description="Saturation scale drawn from [1 - factor, 1 + factor]."
+    )
+
+
+@augmentation(op="hue", description="Shift the hue of colors (RGB images).")
+class RandomHue(AugParams):
+    name: Literal["random_hue"] = "random_hue"
+    max_delta: float = Field(
+        0.05, ge=0.0, le=0.5, description="Largest hue shift, in turns of the color wheel."
+    )
+
+
+@augmentation(op="crop", description="Cut a window at a random position; the output shape changes.")
+class RandomCrop(AugParams):
+    name: Literal["random_crop"] = "random_crop"
+    height: int = Field(24, ge=1, le=4096, description="Height of the cut window, pixels.")
+    width: int = Field(24, ge=1, le=4096, description="Width of the cut window, pixels.")
+
+
+@augmentation(op="central_crop", description="Keep the center of the image (deterministic).")
+class CentralCrop(AugParams):
+    name: Literal["central_crop"] = "central_crop"
+    fraction: float = Field(
+        0.875, gt=0.0, le=1.0, description="Share of each side kept around the center."
+    )
+
+
+@augmentation(op="resize", description="Resize to a fixed height and width (deterministic).")
+class Resize(AugParams):
+    name: Literal["resize"] = "resize"
+    height: int = Field(32, ge=1, le=4096, description="Output height, pixels.")
+    width: int = Field(32, ge=1, le=4096, description="Output width, pixels.")
+    method: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3"] = Field(
+        "bilinear", description="Interpolation method."
+    )
+    antialias: bool = Field(False, description="Filter when shrinking (smoother, slower).")
+
+
+@augmentation(op="rotation", description="Rotate by a random angle about the center.")
+class RandomRotation(AugParams):
+    name: Literal["random_rotation"] = "random_rotation"
+    max_degrees: float = Field(
+        15.0, ge=0.0, le=180.0, description="Largest rotation either way, degrees."
+    )
+    fill_mode: Fill = Field("constant", description="How to fill pixels from outside.")
+    interpolation: Interpolation = Field("bilinear", description="Resampling method.")
+
+
+@augmentation(op="zoom", description="Zoom in or out by a random factor about the center.")
+class RandomZoom(AugParams):
+    name: Literal["random_zoom"] = "random_zoom"
+    max_zoom: float = Field(
+        0.2, ge=0.0, le=0.9, description="Scale drawn from [1 - max_zoom, 1 + max_zoom]."
+    )
+    fill_mode: Fill = Field("constant", description="How to fill pixels from outside.")
+    interpolation: Interpolation = Field("bilinear", description="Resampling method.")
+
+
+@augmentation(op="gaussian_noise", description="Add Gaussian noise to every value.")
+class GaussianNoise(AugParams):
+    name: Literal["gaussian_noise"] = "gaussian_noise"
+    stddev: float = Field(0.05, ge=0.0, le=1.0, description="Standard deviation, on a 0-1 scale.")
+    clip: bool = Field(True, description="Clip float results to 0-1 (integers always saturate).")
+
+
+@augmentation(op="erasing", description="Blank random boxes (cutout / random erasing).")
+class RandomErasing(AugParams):
+    name: Literal["random_erasing"] = "random_erasing"
+    size: float = Field(0.25, gt=0.0, le=1.0, description="Box side as a share of the image side.")
+    count: int = Field(1, ge=1, le=10, description="Number of boxes per image.")
+    fill_value: float = Field(0.0, ge=0.0, le=1.0, description="Fill value, on a 0-1 scale.")
+
+
+@augmentation(
+    op="jpeg_quality",
+    description="Re-encode as JPEG at a random quality (single images only).",
+    batch_ok=False,
+)
+class JpegQuality(AugParams):
+    name: Literal["jpeg_quality"] = "jpeg_quality"
+    min_quality: int = Field(50, ge=0, le=100, description="Lowest JPEG quality.")
+    max_quality: int = Field(95, ge=0, le=100, description="Highest JPEG quality.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> JpegQuality:
+        if self.min_quality > self.max_quality:
+            raise ValueError(
+                f"min_quality ({self.min_quality}) must be <= max_quality "
+                f"({self.max_quality}); swap them or raise max_quality"
+            )
+        return self
+
+
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+
+
+@augmentation(op="normalize", description="To float32: scale to 0-1, or (x - mean) / std.")
+class Normalize(AugParams):
+    name: Literal["normalize"] = "normalize"
+    mode: Literal["scale", "mean_std"] = Field(
+        "scale", description='"scale": integers / 255; "mean_std": then (x - mean) / std.'
+    )
+    mean: tuple[float, ...] = Field(
+        (0.485, 0.456, 0.406), min_length=1, description="Per-channel mean (0-1 scale)."
+    )
+    std: tuple[PositiveFloat, ...] = Field(
+        (0.229, 0.224, 0.225), min_length=1, description="Per-channel std (0-1 scale)."
+    )
+
+
+@augmentation(
+    op="convert_dtype",
+    description="Change dtype like tf.image.convert_image_dtype (rescales the values).",
+)
+class ConvertDtype(AugParams):
+    name: Literal["convert_dtype"] = "convert_dtype"
+    dtype: Literal["float32", "float16", "float64", "uint8"] = Field(
+        "float32", description="Target dtype."
+    )
+
+
+@augmentation(
+    op="mixup",
+    description="Blend pairs of images and their labels (batches only; soft labels).",
+    element_ok=False,
+    mixes_labels=True,
+)
+class MixUp(AugParams):
+    name: Literal["mixup"] = "mixup"
+    alpha: float = Field(0.2, gt=0.0, le=10.0, description="Beta(alpha, alpha) mixing weight.")
+    num_classes: int = Field(10, ge=1, le=100_000, description="Classes of the one-hot labels.")
+
+
+@augmentation(
+    op="cutmix",
+    description="Paste a box of another image; labels mixed by area (batches only).",
+    element_ok=False,
+    mixes_labels=True,
+)
+class CutMix(AugParams):
+    name: Literal["cutmix"] = "cutmix"
+    alpha: float = Field(1.0, gt=0.0, le=10.0, description="Beta(alpha, alpha) box-area weight.")
+    num_classes: int = Field(10, ge=1, le=100_000, description="Classes of the one-hot labels.")
+
+
+@augmentation(
+    op="sleep",
+    description="Wait a fixed time per call, GIL released (simulates I/O; once per batch).",
+)
+class Sleep(AugParams):
+    name: Literal["sleep"] = "sleep"
+    ms: float = Field(
+        10.0, ge=0.0, le=10_000.0, description="Milliseconds per call (per batch after batch)."
+    )
+
+
+@augmentation(
+    op="cpu_work",
+    description="Burn CPU with a chain of matrix products per call (simulates compute).",
+)
+class CpuWork(AugParams):
+    name: Literal["cpu_work"] = "cpu_work"
+    iterations: int = Field(50, ge=1, le=100_000, description="Matrix products per call.")
+    size: int = Field(64, ge=2, le=2048, description="Side of the square matrices.")
+
+
 # --- helpers for the UI and the builder ---------------------------------------
 
 
@@ -104,7 +294,10 @@ __all__ = [
     "AugParams",
     "Augmentation",
     "ParamField",
+    "apply_augmentations",
     "augmentation",
+    "chain_of",
+    "export_source",
     "param_fields",
 ]
 
@@ -112,3 +305,103 @@ __all__ = [
 def param_fields(name: str) -> list[ParamField]:
     """The editable parameters of augmentation `name` (everything but `name`)."""
     return fields_of(AUGMENTATIONS[name].params, skip=("name",))
+
+
+def chain_of(augmentations: Sequence[AugParams]) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """`(op name, params without "name")` for each augmentation, in order.
+
+    This is the plain-data form that `augment_ops.apply_chain` (and the
+    exported script) takes.
+    """
+    chain = []
+    for aug in augmentations:
+        entry = AUGMENTATIONS.get(getattr(aug, "name", None))
+        if entry is None or not isinstance(aug, entry.params):
+            raise ValueError(
+                f"expected augmentation parameter models (e.g. from MapStep.augmentations), "
+                f"received {aug!r}; build one with AUGMENTATIONS[name].params(...)"
+            )
+        chain.append((entry.op, aug.model_dump(exclude={"name"})))
+    return tuple(chain)
+
+
+def apply_augmentations(
+    features: Any, label: Any, augmentations: Sequence[AugParams], seed: Any
+) -> tuple[Any, Any]:
+    """Apply `augmentations` in order to one element or one batch; works inside `Dataset.map`.
+
+    Args:
+        features: `[H, W, C]` image or `[N, H, W, C]` batch (any shape for the
+            shape-agnostic ones such as `sleep` or `normalize`).
+        label: passed through, except by label-mixing augmentations (mixup, cutmix).
+        augmentations: parameter-model instances, as in `MapStep.augmentations`.
+        seed: shape-[2] integer tensor; the same seed gives the same output.
+
+    Returns:
+        `(features, label)`.
+    """
+    from pipeline_core import augment_ops  # noqa: PLC0415  (imports TensorFlow)
+
+    return augment_ops.apply_chain(features, label, chain_of(augmentations), seed)
+
+
+def export_source(op_names: Iterable[str]) -> str:
+    """Python source defining the functions for `op_names`, `apply_chain`, `OPS`, `LABEL_OPS`.
+
+    The text assumes `import tensorflow as tf` and `import numpy as np` at
+    the top of the script; `apply_chain(x, y, CHAIN, seed)` in it applies
+    exactly what the pipeline applies for the same seed. `op_names` are op
+    names (as in `chain_of`) or registry names.
+
+    Raises:
+        ValueError: for a name that is neither.
+    """
+    from pipeline_core import augment_ops  # noqa: PLC0415  (imports TensorFlow)
+
+    ops = []
+    for name in op_names:
+        op = AUGMENTATIONS[name].op if name in AUGMENTATIONS else name
+        if op not in augment_ops.OPS:
+            raise ValueError(
+                f"cannot export unknown augmentation {name!r}; known: {', '.join(AUGMENTATIONS)}"
+            )
+        if op not in ops:
+            ops.append(op)
+    functions = _needed_functions(augment_ops, [*ops, "apply_chain"])
+    parts = [inspect.getsource(fn).rstrip() for fn in functions]
+    table = ", ".join(f"{op!r}: {op}" for op in ops)
+    labels = ", ".join(repr(op) for op in ops if op in augment_ops.LABEL_OPS)
+    parts.append(f"OPS = {{{table}}}\nLABEL_OPS = frozenset({{{labels}}})")
+    header = "# Augmentations, copied from pipeline_core.augment_ops.\n"
+    return header + "\n\n\n".join(parts) + "\n"
+
+
+def _needed_functions(module: types.ModuleType, roots: list[str]) -> list[Callable[..., Any]]:
+    """The module functions `roots` call, transitively, in source order."""
+    own = {
+        name: fn
+        for name, fn in vars(module).items()
+        if inspect.isfunction(fn) and fn.__module__ == module.__name__
+    }
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(n for n in _global_names(own[name].__code__) if n in own)
+    return sorted((own[n] for n in seen), key=lambda fn: fn.__code__.co_firstlineno)
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """Global names loaded by `code` and the functions/lambdas nested in it."""
+    names = {
+        ins.argval
+        for ins in dis.get_instructions(code)
+        if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")
+    }
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
