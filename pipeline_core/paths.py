@@ -22,15 +22,20 @@ def uploads_dir() -> Path:
     return path
 
 
+def demo_dir() -> Path:
+    """Directory of the generated demo data (images, TFRecord, CSV, npz; see `demo-data`)."""
+    return data_dir() / "demo"
+
+
 def demo_images_dir() -> Path:
-    """Directory of the generated demo image folder (see `demo-data`)."""
-    return data_dir() / "demo_images"
+    """Directory of the generated demo image folder (one sub-folder per class)."""
+    return demo_dir() / "images"
 
 
 def resolve_path(path: str) -> Path:
     """Expand a user-given path: `{data_dir}` placeholder, `~` and environment variables.
 
-    `"{data_dir}/demo_images"` names a folder inside the data dir, so example
+    `"{data_dir}/demo/images"` names a folder inside the data dir, so example
     specs work on any machine.
     """
     import os.path  # noqa: PLC0415

@@ -1,0 +1,758 @@
+"""One dataset builder per source type, in a closed registry.
+
+Every builder returns an UNBATCHED `tf.data.Dataset` of `(features, label)`
+tuples with an int64 scalar label. A builder is split in two:
+
+* a *plan* (`_plan_<type>`) that checks the user's input (files exist, keys
+  are there, templates are known), resolves paths and returns a `SourceCall`:
+  one plain function plus literal keyword arguments;
+* the plain function itself (`synthetic_dataset`, `npy_dataset`, ...), which
+  uses only `tf`, `np` and the standard library.
+
+`build_source` runs the call; `pipeline_core.export` embeds the very same
+functions (via `inspect.getsource`) and the same arguments in exported code,
+so the two cannot drift apart.
+
+TensorFlow is imported lazily: the module-level name `tf` is a proxy that
+imports TensorFlow on first attribute access, so the plain functions read
+exactly like they do in an exported script (`import tensorflow as tf`).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline_core import paths
+from pipeline_core._tf import tf as _import_tf
+from pipeline_core.spec import (
+    CsvSource,
+    GeneratorSource,
+    ImageFolderSource,
+    InterleaveStep,
+    NpySource,
+    NpzSource,
+    NumpySource,
+    SyntheticSource,
+    TFRecordSource,
+)
+
+
+class _LazyTF:
+    """Stands in for the `tensorflow` module until an attribute is first used."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_import_tf(), name)
+
+
+tf: Any = _LazyTF()
+
+
+class SourceError(ValueError):
+    """A source cannot be read as configured; the message names the problem and the fix."""
+
+
+# --- the plain functions (embedded verbatim in exported code) -------------------
+
+
+def synthetic_dataset(*, num_examples, shape, dtype, num_classes, seed):
+    """Random tensors made lazily from `Dataset.range` with stateless random ops."""
+    dtype = tf.as_dtype(dtype)
+    shape = tuple(shape)
+
+    def make_example(index):
+        feature_seed = tf.stack([tf.constant(seed, tf.int64), 2 * index])
+        label_seed = tf.stack([tf.constant(seed, tf.int64), 2 * index + 1])
+        if dtype.is_floating:
+            features = tf.random.stateless_uniform(shape, feature_seed, dtype=tf.float32)
+        else:
+            features = tf.random.stateless_uniform(
+                shape, feature_seed, minval=0, maxval=256, dtype=tf.int64
+            )
+        label = tf.random.stateless_uniform(
+            [], label_seed, minval=0, maxval=num_classes, dtype=tf.int64
+        )
+        return tf.cast(features, dtype), label
+
+    return tf.data.Dataset.range(num_examples).map(make_example)
+
+
+def numpy_dataset(*, path, features_key, labels_key, num_examples, shape, dtype, num_classes, seed):
+    """Arrays held in memory (loaded from .npy/.npz, or generated) via `from_tensor_slices`."""
+    if path is None:
+        rng = np.random.default_rng(seed)
+        size = (num_examples, *shape)
+        if np.issubdtype(np.dtype(dtype), np.floating):
+            features = rng.random(size, dtype=np.float32).astype(dtype)
+        else:
+            features = rng.integers(0, 256, size=size).astype(dtype)
+        labels = rng.integers(0, num_classes, size=num_examples).astype(np.int64)
+    elif path.endswith(".npz"):
+        with np.load(path) as archive:
+            features = archive[features_key]
+            labels = archive[labels_key].astype(np.int64) if labels_key in archive else None
+        if labels is None:
+            labels = np.zeros(len(features), np.int64)
+    else:
+        features = np.load(path)
+        labels = np.zeros(len(features), np.int64)
+    return tf.data.Dataset.from_tensor_slices((features, labels))
+
+
+def open_npz_member(path, key):
+    """Memory-map array `key` of an uncompressed .npz file (no data is read)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(key + ".npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(
+                f"{path}: array {key!r} is compressed, so it cannot be memory-mapped; "
+                "save the file with np.savez (not np.savez_compressed)"
+            )
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local_header = handle.read(30)
+        name_length, extra_length = struct.unpack("<HH", local_header[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+        offset = handle.tell()
+    order = "F" if fortran_order else "C"
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+
+
+def memmap_dataset(features, labels, *, chunk_rows):
+    """Stream rows of (memory-mapped) arrays `chunk_rows` at a time, then unbatch."""
+    if labels is None:
+        labels = np.zeros(len(features), np.int64)
+
+    def chunks():
+        for start in range(0, len(features), chunk_rows):
+            stop = start + chunk_rows
+            yield np.asarray(features[start:stop]), np.asarray(labels[start:stop], np.int64)
+
+    signature = (
+        tf.TensorSpec((None, *features.shape[1:]), tf.as_dtype(features.dtype)),
+        tf.TensorSpec((None,), tf.int64),
+    )
+    return tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch()
+
+
+def npy_dataset(*, features_path, labels_path, chunk_rows):
+    """`.npy` files, memory-mapped so a file larger than RAM streams from disk."""
+    features = np.load(features_path, mmap_mode="r")
+    labels = None if labels_path is None else np.load(labels_path, mmap_mode="r")
+    return memmap_dataset(features, labels, chunk_rows=chunk_rows)
+
+
+def npz_dataset(*, path, features_key, labels_key, chunk_rows):
+    """An uncompressed `.npz` archive whose arrays are memory-mapped and streamed."""
+    features = open_npz_member(path, features_key)
+    labels = None if labels_key is None else open_npz_member(path, labels_key)
+    return memmap_dataset(features, labels, chunk_rows=chunk_rows)
+
+
+def generator_dataset(*, generator, shape, dtype):
+    """`from_generator` with an output_signature: features of `shape`/`dtype`, int64 label."""
+    signature = (
+        tf.TensorSpec(tuple(shape), tf.as_dtype(dtype)),
+        tf.TensorSpec((), tf.int64),
+    )
+    return tf.data.Dataset.from_generator(generator, output_signature=signature)
+
+
+def random_arrays(*, num_examples, shape, dtype, num_classes, seed):
+    """Seeded random NumPy arrays, one element at a time."""
+
+    def generate():
+        rng = np.random.default_rng(seed)
+        for _ in range(num_examples):
+            if np.issubdtype(np.dtype(dtype), np.floating):
+                features = rng.random(shape).astype(dtype)
+            else:
+                features = rng.integers(0, 256, size=shape).astype(dtype)
+            yield features, int(rng.integers(0, num_classes))
+
+    return generate
+
+
+def slow_reader(*, num_examples, shape, dtype, num_classes, seed, delay_s=0.002):
+    """Like `random_arrays`, but sleeps `delay_s` per element to mimic slow I/O."""
+    import time
+
+    arrays = random_arrays(
+        num_examples=num_examples, shape=shape, dtype=dtype, num_classes=num_classes, seed=seed
+    )
+
+    def generate():
+        for features, label in arrays():
+            time.sleep(delay_s)
+            yield features, label
+
+    return generate
+
+
+def counting(*, num_examples, shape, dtype, num_classes, seed):
+    """Element i is filled with the value i (mod 256 for integer dtypes), label i % classes."""
+
+    def generate():
+        for index in range(num_examples):
+            value = index + seed
+            if not np.issubdtype(np.dtype(dtype), np.floating):
+                value %= 256
+            yield np.full(shape, value, dtype=dtype), index % num_classes
+
+    return generate
+
+
+def read_files(files, read_one_file, interleave):
+    """Read each file with `read_one_file`, in turn or interleaved (`interleave` dict)."""
+    if interleave is None:
+        return files.flat_map(read_one_file)
+    calls = interleave["num_parallel_calls"]
+    return files.interleave(
+        read_one_file,
+        cycle_length=interleave["cycle_length"],
+        block_length=interleave["block_length"],
+        num_parallel_calls=tf.data.AUTOTUNE if calls == "autotune" else calls,
+        deterministic=interleave["deterministic"],
+    )
+
+
+def decode_and_resize(data, *, image_size, channels):
+    """Decode JPEG/PNG/BMP/GIF bytes to uint8 `[H, W, channels]`, resized if `image_size`."""
+    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    if image_size is None:
+        return image
+    image = tf.image.resize(image, image_size)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def list_image_folder(path):
+    """Sorted class names and (file, label) lists of an image folder."""
+    import os
+
+    extensions = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+    classes = sorted(e.name for e in os.scandir(path) if e.is_dir())
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        for root, _, names in sorted(os.walk(os.path.join(path, name))):
+            for file_name in sorted(names):
+                if file_name.lower().endswith(extensions):
+                    files.append(os.path.join(root, file_name))
+                    labels.append(label)
+    return classes, files, labels
+
+
+def image_folder_dataset(*, path, image_size, channels, shuffle_files, seed, interleave):
+    """Images in one sub-folder per class; labels are the sorted sub-folder indices."""
+    _, file_names, labels = list_image_folder(path)
+    files = tf.data.Dataset.from_tensor_slices((file_names, tf.constant(labels, tf.int64)))
+    if shuffle_files:
+        files = files.shuffle(len(file_names), seed=seed, reshuffle_each_iteration=True)
+
+    def read_one_file(file_name, label):
+        image = decode_and_resize(
+            tf.io.read_file(file_name), image_size=image_size, channels=channels
+        )
+        return tf.data.Dataset.from_tensors((image, label))
+
+    return read_files(files, read_one_file, interleave)
+
+
+def tfrecord_dataset(
+    *,
+    files,
+    compression,
+    features,
+    features_key,
+    label_key,
+    decode_image,
+    image_size,
+    channels,
+    interleave,
+):
+    """TFRecord files of tf.train.Example; `features` maps name -> (kind, dtype, shape)."""
+    description = {}
+    for name, (kind, dtype, shape) in features.items():
+        dtype = tf.string if dtype == "string" else tf.as_dtype(dtype)
+        if kind == "var":
+            description[name] = tf.io.VarLenFeature(dtype)
+        else:
+            description[name] = tf.io.FixedLenFeature(shape, dtype)
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, description)
+        example = {
+            k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v
+            for k, v in example.items()
+        }
+        values = example[features_key]
+        if decode_image:
+            values = decode_and_resize(values, image_size=image_size, channels=channels)
+        if label_key is None:
+            label = tf.constant(0, tf.int64)
+        else:
+            label = tf.reshape(tf.cast(example[label_key], tf.int64), [])
+        return values, label
+
+    def read_one_file(file_name):
+        return tf.data.TFRecordDataset(file_name, compression_type=compression)
+
+    file_names = sorted(tf.io.gfile.glob(files))
+    records = read_files(tf.data.Dataset.from_tensor_slices(file_names), read_one_file, interleave)
+    return records.map(parse)
+
+
+def csv_dataset(*, files, columns, label_column, header, field_delim, interleave):
+    """CSV rows: `columns` is [(name, dtype)]; the label column apart, the rest a float32 vector."""
+    names = [name for name, _ in columns]
+    defaults = [tf.as_dtype(dtype) for _, dtype in columns]
+    label_index = names.index(label_column)
+
+    def to_example(*values):
+        features = [tf.cast(v, tf.float32) for i, v in enumerate(values) if i != label_index]
+        return tf.stack(features), tf.cast(values[label_index], tf.int64)
+
+    def read_one_file(file_name):
+        return tf.data.experimental.CsvDataset(
+            file_name, defaults, header=header, field_delim=field_delim
+        )
+
+    file_names = sorted(tf.io.gfile.glob(files))
+    rows = read_files(tf.data.Dataset.from_tensor_slices(file_names), read_one_file, interleave)
+    return rows.map(to_example)
+
+
+# --- generator templates ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratorTemplate:
+    """A built-in generator: `factory(num_examples=, shape=, dtype=, num_classes=, seed=)`
+    returns a zero-argument callable that yields `(features, label)` pairs."""
+
+    name: str
+    description: str
+    factory: Callable[..., Callable[[], Iterable[Any]]]
+
+
+GENERATOR_TEMPLATES: dict[str, GeneratorTemplate] = {}
+CUSTOM_TEMPLATE = "custom"
+
+
+def register_generator(
+    name: str, factory: Callable[..., Callable[[], Iterable[Any]]], *, description: str
+) -> GeneratorTemplate:
+    """Add a generator template (Python API only; the browser picks from this registry)."""
+    if name == CUSTOM_TEMPLATE or name in GENERATOR_TEMPLATES:
+        raise ValueError(f"generator template {name!r} is already registered; pick another name")
+    template = GeneratorTemplate(name=name, description=description, factory=factory)
+    GENERATOR_TEMPLATES[name] = template
+    return template
+
+
+register_generator("random_arrays", random_arrays, description="Seeded random NumPy arrays.")
+register_generator(
+    "slow_reader",
+    slow_reader,
+    description="Random arrays with a 2 ms sleep per element (slow I/O).",
+)
+register_generator(
+    "counting", counting, description="Element i is filled with i; label i % num_classes."
+)
+
+# --- plans: check input, resolve paths, pick the function and its arguments ----
+
+
+@dataclass(frozen=True)
+class Call:
+    """`function(**kwargs)`: kwargs are literals or nested `Call`s (rendered as code on export)."""
+
+    function: Callable[..., Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    helpers: tuple[Callable[..., Any], ...] = ()
+
+    def run(self) -> Any:
+        kwargs = {k: v.run() if isinstance(v, Call) else v for k, v in self.kwargs.items()}
+        return self.function(**kwargs)
+
+    def functions(self) -> tuple[Callable[..., Any], ...]:
+        """Every function to embed in exported code, helpers first, without repeats."""
+        out: list[Callable[..., Any]] = []
+        for value in self.kwargs.values():
+            if isinstance(value, Call):
+                out.extend(value.functions())
+        out.extend(self.helpers)
+        out.append(self.function)
+        return tuple(dict.fromkeys(out))
+
+
+CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def _chunk_rows(row_bytes: int) -> int:
+    return max(1, CHUNK_BYTES // max(1, row_bytes))
+
+
+def _existing_file(text: str, *, what: str, kind: str) -> str:
+    path = _resolve(text)
+    if not path.is_file():
+        raise SourceError(
+            f"{what} {str(path)!r} does not exist or is not a file; check the path "
+            f"(it may use {{data_dir}}, ~ or $VARS) and point it at a {kind} file"
+        )
+    return str(path)
+
+
+def _resolve(text: str) -> Path:
+    """Resolve a user path; paths inside the demo folder are generated on first use."""
+    path = paths.resolve_path(text)
+    demo = paths.demo_dir()
+    if (path == demo or demo in path.parents) and not glob.glob(str(path)):
+        from pipeline_core.demo_data import ensure_demo_data  # noqa: PLC0415
+
+        ensure_demo_data()
+    return path
+
+
+def _interleave_args(interleave: InterleaveStep | None) -> dict[str, Any] | None:
+    if interleave is None:
+        return None
+    return {
+        "cycle_length": interleave.cycle_length,
+        "block_length": interleave.block_length,
+        "num_parallel_calls": interleave.num_parallel_calls,
+        "deterministic": interleave.deterministic,
+    }
+
+
+def _plan_synthetic(source: SyntheticSource, **_: Any) -> Call:
+    return Call(synthetic_dataset, source.model_dump(exclude={"type"}))
+
+
+def _plan_numpy(source: NumpySource, **_: Any) -> Call:
+    kwargs = source.model_dump(exclude={"type"})
+    if source.path is not None:
+        path = _existing_file(source.path, what="numpy source path", kind=".npy or .npz")
+        if not path.endswith((".npy", ".npz")):
+            raise SourceError(f"numpy source path {path!r} must end in .npy or .npz")
+        if path.endswith(".npz"):
+            with np.load(path) as archive:
+                if source.features_key not in archive.files:
+                    raise SourceError(
+                        f"{path!r} has no array {source.features_key!r}; set features_key to "
+                        f"one of: {', '.join(archive.files)}"
+                    )
+        kwargs["path"] = path
+    return Call(numpy_dataset, kwargs)
+
+
+def _npy_shape(path: str) -> tuple[tuple[int, ...], np.dtype]:
+    try:
+        array = np.load(path, mmap_mode="r")
+    except ValueError as exc:
+        raise SourceError(
+            f"{path!r} is not a readable .npy file ({exc}); save it with np.save"
+        ) from None
+    return array.shape, array.dtype
+
+
+def _plan_npy(source: NpySource, **_: Any) -> Call:
+    features = _existing_file(source.features_path, what="features_path", kind=".npy")
+    shape, dtype = _npy_shape(features)
+    if not shape:
+        raise SourceError(f"{features!r} holds a scalar; it needs one row per example")
+    labels = None
+    if source.labels_path is not None:
+        labels = _existing_file(source.labels_path, what="labels_path", kind=".npy")
+        label_shape, _ = _npy_shape(labels)
+        if label_shape[:1] != shape[:1]:
+            raise SourceError(
+                f"labels_path has {label_shape[:1] or 0} rows but features_path has {shape[0]}; "
+                "both files need one row per example"
+            )
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    return Call(
+        npy_dataset,
+        {"features_path": features, "labels_path": labels, "chunk_rows": _chunk_rows(row_bytes)},
+        helpers=(memmap_dataset,),
+    )
+
+
+def _plan_npz(source: NpzSource, **_: Any) -> Call:
+    import zipfile  # noqa: PLC0415
+
+    path = _existing_file(source.path, what="npz path", kind=".npz")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n.removesuffix(".npy") for n in archive.namelist()]
+    except zipfile.BadZipFile:
+        raise SourceError(f"{path!r} is not an .npz archive; save it with np.savez") from None
+    for key, what in ((source.features_key, "features_key"), (source.labels_key, "labels_key")):
+        if key is not None and key not in names:
+            raise SourceError(
+                f"{path!r} has no array {key!r}; set {what} to one of: {', '.join(names)}"
+            )
+    try:
+        features = open_npz_member(path, source.features_key)
+        if source.labels_key is not None:
+            labels = open_npz_member(path, source.labels_key)
+            if len(labels) != len(features):
+                raise SourceError(
+                    f"{source.labels_key!r} has {len(labels)} rows but {source.features_key!r} "
+                    f"has {len(features)}; both need one row per example"
+                )
+    except SourceError:
+        raise
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
+    row_bytes = int(np.prod(features.shape[1:], dtype=np.int64)) * features.dtype.itemsize
+    kwargs = {
+        "path": path,
+        "features_key": source.features_key,
+        "labels_key": source.labels_key,
+        "chunk_rows": _chunk_rows(row_bytes),
+    }
+    return Call(npz_dataset, kwargs, helpers=(open_npz_member, memmap_dataset))
+
+
+def _plan_generator(
+    source: GeneratorSource, *, generator: Callable[[], Iterable[Any]] | None = None, **_: Any
+) -> Call:
+    if source.template == CUSTOM_TEMPLATE:
+        if generator is None:
+            raise SourceError(
+                'template "custom" needs a callable: pass build(spec, generator=my_generator) '
+                "from Python, or pick a built-in template: " + ", ".join(GENERATOR_TEMPLATES)
+            )
+        gen: Any = generator
+    elif source.template in GENERATOR_TEMPLATES:
+        factory = GENERATOR_TEMPLATES[source.template].factory
+        gen = Call(factory, source.model_dump(exclude={"type", "template"}))
+    else:
+        raise SourceError(
+            f"unknown generator template {source.template!r}; known: "
+            + ", ".join([*GENERATOR_TEMPLATES, CUSTOM_TEMPLATE])
+        )
+    return Call(generator_dataset, {"generator": gen, "shape": source.shape, "dtype": source.dtype})
+
+
+def _plan_image_folder(
+    source: ImageFolderSource, *, interleave: InterleaveStep | None = None, **_: Any
+) -> Call:
+    path = _resolve(source.path)
+    if not path.is_dir():
+        raise SourceError(
+            f"image folder {str(path)!r} does not exist; point path at a folder with one "
+            "sub-folder per class (python -m pipeline_core demo-data DIR writes an example)"
+        )
+    classes, files, _ = list_image_folder(str(path))
+    if not classes:
+        raise SourceError(
+            f"image folder {str(path)!r} has no class sub-folders; put the images of each "
+            "class in their own sub-folder (e.g. cats/, dogs/)"
+        )
+    if not files:
+        raise SourceError(
+            f"image folder {str(path)!r} has class folders ({', '.join(classes[:5])}) but no "
+            "images; add .jpg, .jpeg, .png, .bmp or .gif files"
+        )
+    kwargs = source.model_dump(exclude={"type", "path"})
+    kwargs.update(path=str(path), interleave=_interleave_args(interleave))
+    return Call(
+        image_folder_dataset,
+        kwargs,
+        helpers=(list_image_folder, decode_and_resize, read_files),
+    )
+
+
+def _glob_files(text: str, *, what: str) -> tuple[str, list[str]]:
+    pattern = str(_resolve(text))
+    files = sorted(f for f in glob.glob(pattern) if os.path.isfile(f))
+    if not files:
+        raise SourceError(
+            f"{what} {pattern!r} matches no files; check the path or glob pattern "
+            "(e.g. data/train-*.tfrecord)"
+        )
+    return pattern, files
+
+
+_TF_KINDS = {"float_list": "float32", "int64_list": "int64", "bytes_list": "string"}
+
+
+def infer_tfrecord_features(
+    file_name: str, *, compression: str = ""
+) -> dict[str, tuple[str, str, tuple[int, ...]]]:
+    """A feature description `{name: (kind, dtype, shape)}` read off the first record."""
+    records = tf.data.TFRecordDataset(file_name, compression_type=compression).take(1)
+    try:
+        first = [r.numpy() for r in records]
+        example = tf.train.Example.FromString(first[0]) if first else None
+    except Exception as exc:  # noqa: BLE001 - any read/parse failure means a bad file
+        raise SourceError(
+            f"cannot read a tf.train.Example from {file_name!r} ({type(exc).__name__}); check "
+            'the file and the compression setting ("", GZIP or ZLIB)'
+        ) from None
+    if example is None:
+        raise SourceError(f"{file_name!r} holds no records; point files at non-empty TFRecords")
+    description = {}
+    for name, feature in sorted(example.features.feature.items()):
+        kind = feature.WhichOneof("kind")
+        if kind is None:
+            continue
+        length = len(getattr(feature, kind).value)
+        shape = () if length == 1 else (length,)
+        description[name] = ("fixed", _TF_KINDS[kind], shape)
+    return description
+
+
+def _plan_tfrecord(
+    source: TFRecordSource, *, interleave: InterleaveStep | None = None, **_: Any
+) -> Call:
+    pattern, files = _glob_files(source.files, what="files")
+    if source.features is None:
+        features = infer_tfrecord_features(files[0], compression=source.compression)
+    else:
+        features = {k: (f.kind, f.dtype, tuple(f.shape)) for k, f in source.features.items()}
+    for key, what in ((source.features_key, "features_key"), (source.label_key, "label_key")):
+        if key is not None and key not in features:
+            raise SourceError(
+                f"the records have no feature {key!r}; set {what} to one of: " + ", ".join(features)
+            )
+    if source.decode_image and features[source.features_key][1] != "string":
+        raise SourceError(
+            f"decode_image needs {source.features_key!r} to hold encoded image bytes, but it "
+            f"holds {features[source.features_key][1]}; turn decode_image off"
+        )
+    if source.label_key is not None and features[source.label_key][1] == "string":
+        raise SourceError(
+            f"label {source.label_key!r} holds text; labels must be integers: store class "
+            "indices or set label_key to null"
+        )
+    kwargs = source.model_dump(exclude={"type", "files", "features"})
+    kwargs.update(files=pattern, features=features, interleave=_interleave_args(interleave))
+    return Call(tfrecord_dataset, kwargs, helpers=(decode_and_resize, read_files))
+
+
+def _infer_type(values: list[str]) -> str:
+    for dtype, parse in (("int64", int), ("float32", float)):
+        try:
+            for value in values:
+                parse(value)
+        except ValueError:
+            continue
+        return dtype
+    return "string"
+
+
+def infer_csv_columns(
+    file_name: str, *, header: bool, field_delim: str, rows: int = 50
+) -> list[tuple[str, str]]:
+    """`[(column name, dtype)]` from the header and the first `rows` rows."""
+    with open(file_name, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter=field_delim)
+        lines = [line for _, line in zip(range(rows + 1), reader, strict=False)]
+    if not lines:
+        raise SourceError(f"{file_name!r} is empty; point path at a CSV file with rows")
+    names = lines[0] if header else [f"column{i}" for i in range(len(lines[0]))]
+    body = lines[1:] if header else lines
+    if not body:
+        raise SourceError(f"{file_name!r} has a header but no rows; add data rows")
+    return [(name, _infer_type([r[i] for r in body if i < len(r)])) for i, name in enumerate(names)]
+
+
+def _plan_csv(source: CsvSource, *, interleave: InterleaveStep | None = None, **_: Any) -> Call:
+    pattern, files = _glob_files(source.path, what="path")
+    columns = infer_csv_columns(files[0], header=source.header, field_delim=source.field_delim)
+    if source.column_types:
+        unknown = [n for n in source.column_types if n not in dict(columns)]
+        if unknown:
+            raise SourceError(
+                f"column_types names unknown columns {unknown}; the columns are: "
+                + ", ".join(n for n, _ in columns)
+            )
+        columns = [(n, source.column_types.get(n, t)) for n, t in columns]
+    names = [n for n, _ in columns]
+    if source.label_column not in names:
+        raise SourceError(
+            f"no column {source.label_column!r}; set label_column to one of: " + ", ".join(names)
+        )
+    text = [n for n, t in columns if t == "string"]
+    if text:
+        raise SourceError(
+            f"columns {text} hold text; features and labels must be numbers: remove these "
+            "columns or encode them as numbers"
+        )
+    kwargs = {
+        "files": pattern,
+        "columns": columns,
+        "label_column": source.label_column,
+        "header": source.header,
+        "field_delim": source.field_delim,
+        "interleave": _interleave_args(interleave),
+    }
+    return Call(csv_dataset, kwargs, helpers=(read_files,))
+
+
+SourcePlanner = Callable[..., Call]
+
+SOURCES: dict[type, SourcePlanner] = {
+    SyntheticSource: _plan_synthetic,
+    NumpySource: _plan_numpy,
+    NpySource: _plan_npy,
+    NpzSource: _plan_npz,
+    GeneratorSource: _plan_generator,
+    ImageFolderSource: _plan_image_folder,
+    TFRecordSource: _plan_tfrecord,
+    CsvSource: _plan_csv,
+}
+
+
+def plan_source(
+    source: Any,
+    *,
+    generator: Callable[[], Iterable[Any]] | None = None,
+    interleave: InterleaveStep | None = None,
+) -> Call:
+    """Check `source` and return the call that builds it (used by build and export).
+
+    Raises:
+        SourceError: the source cannot be read as configured.
+    """
+    planner = SOURCES.get(type(source))
+    if planner is None:
+        known = ", ".join(t.__name__ for t in SOURCES)
+        raise SourceError(f"no builder for {type(source).__name__}; known: {known}")
+    return planner(source, generator=generator, interleave=interleave)
+
+
+def build_source(
+    source: Any,
+    *,
+    generator: Callable[[], Iterable[Any]] | None = None,
+    interleave: InterleaveStep | None = None,
+) -> Any:
+    """The unbatched `tf.data.Dataset` of `(features, label)` for a source model.
+
+    Args:
+        source: one of the source models of `pipeline_core.spec`.
+        generator: the callable for a generator source with template "custom".
+        interleave: the spec's leading interleave step (file sources only).
+
+    Raises:
+        SourceError: the source cannot be read as configured.
+    """
+    return plan_source(source, generator=generator, interleave=interleave).run()
