@@ -489,9 +489,28 @@ def _problem(error: dict[str, Any], data: Any) -> Problem:
     return Problem(_path(loc), msg + got, received)
 
 
+def _generator_template_problems(spec: PipelineSpec) -> list[Problem]:
+    """A generator source must name a registered template (or "custom")."""
+    if not isinstance(spec.source, GeneratorSource):
+        return []
+    from pipeline_core.sources import CUSTOM_TEMPLATE, GENERATOR_TEMPLATES  # noqa: PLC0415
+
+    known = [*GENERATOR_TEMPLATES, CUSTOM_TEMPLATE]
+    template = spec.source.template
+    if template in known:
+        return []
+    return [
+        Problem(
+            "source.template",
+            f"unknown generator template {_fmt(template)}; known: {', '.join(known)}",
+            template,
+        )
+    ]
+
+
 def _semantic_problems(spec: PipelineSpec) -> list[Problem]:
     """Checks across fields: placement of interleave, element vs batch augmentations."""
-    problems = []
+    problems = _generator_template_problems(spec)
     batched = False
     for i, step in enumerate(spec.steps):
         if isinstance(step, InterleaveStep):
