@@ -22,3 +22,55 @@ def get_spec() -> PipelineSpec:
 def set_spec(spec: PipelineSpec) -> None:
     """Replace the session's current spec (already validated)."""
     st.session_state[SPEC_KEY] = spec
+
+
+# --- editor revision: widget keys follow structural changes of the spec ---------
+
+REVISION_KEY = "lab.revision"
+
+
+def revision() -> int:
+    """A number that changes whenever the spec is replaced from outside its widgets.
+
+    Editor widget keys include it, so after an upload, a reorder or a new step
+    the widgets show the new spec instead of keeping their old values.
+    """
+    return st.session_state.setdefault(REVISION_KEY, 0)
+
+
+def replace_spec(spec: PipelineSpec) -> None:
+    """Set the spec and re-sync every editor widget to it."""
+    set_spec(spec)
+    st.session_state[REVISION_KEY] = revision() + 1
+
+
+# --- the session's live run and the runs it made ---------------------------------
+
+
+class _LiveRun:
+    """Holder of the session's live `RunHandle`; stopped when the session goes away."""
+
+    def __init__(self) -> None:
+        self.handle = None
+
+
+def _stop(holder: _LiveRun) -> None:
+    if holder.handle is not None and not holder.handle.done:
+        holder.handle.stop()
+
+
+@st.cache_resource(scope="session", on_release=_stop, show_spinner=False)
+def _live_run() -> _LiveRun:
+    return _LiveRun()
+
+
+def live_run():
+    """The session's current or last `RunHandle` (None before the first run)."""
+    return _live_run().handle
+
+
+def set_live_run(handle) -> None:
+    """Make `handle` the session's live run (a previous live run is stopped first)."""
+    holder = _live_run()
+    _stop(holder)
+    holder.handle = handle

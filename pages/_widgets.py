@@ -1,0 +1,145 @@
+"""Widgets generated from parameter descriptions (`ParamField`), never a form per item.
+
+`field_widget` draws one widget for one field and returns the value as JSON
+data; a value the widget cannot turn into JSON data (e.g. "3, x" for a shape)
+is returned as typed so spec validation reports it with its field path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import streamlit as st
+from pydantic_core import PydanticUndefined
+
+from pipeline_core._params import ParamField
+
+_PARALLELISM = [None, "autotune", 1, 2, 4, 8, 16]
+_BUFFER = ["autotune", 0, 1, 2, 4, 8, 16, 32, 64]
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _help(field: ParamField) -> str | None:
+    parts = [field.description] if field.description else []
+    if field.minimum is not None or field.maximum is not None:
+        low = "-inf" if field.minimum is None else f"{field.minimum:g}"
+        high = "inf" if field.maximum is None else f"{field.maximum:g}"
+        parts.append(f"range {low} to {high}")
+    parts.append("required" if _required(field) else f"default {json.dumps(field.default)}")
+    return "; ".join(parts) or None
+
+
+def _required(field: ParamField) -> bool:
+    return field.default is PydanticUndefined
+
+
+def _with(options: Sequence[Any], value: Any) -> list[Any]:
+    options = list(options)
+    if value not in options:
+        options.append(value)
+    return options
+
+
+def _fmt_choice(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value == "":
+        return '"" (none)'
+    return str(value)
+
+
+def _number(field: ParamField, value: Any, *, key: str, label: str, integer: bool) -> Any:
+    cast = int if integer else float
+    low = None if field.minimum is None else cast(field.minimum)
+    high = None if field.maximum is None else cast(field.maximum)
+    if value is not None:
+        value = cast(value)
+    if not integer and low is not None and high is not None and not field.optional:
+        return st.slider(
+            label, min_value=low, max_value=high, value=value, step=(high - low) / 100 or 0.01,
+            key=key, help=_help(field),
+        )  # fmt: skip
+    return st.number_input(
+        label, min_value=low, max_value=high, value=value, step=1 if integer else None,
+        key=key, help=_help(field), placeholder="null" if field.optional else None,
+    )  # fmt: skip
+
+
+def _sequence(field: ParamField, value: Any, *, key: str, label: str) -> Any:
+    text = "" if value is None else ", ".join(str(v) for v in value)
+    typed = st.text_input(
+        label, value=text, key=key, help=_help(field), placeholder="e.g. 32, 32, 3"
+    )
+    if not typed.strip():
+        return None if field.optional else []
+    cast = int if field.kind == "ints" else float
+    try:
+        return [cast(part) for part in typed.replace(" ", "").strip(",").split(",")]
+    except ValueError:
+        return typed
+
+
+def _json(field: ParamField, value: Any, *, key: str, label: str) -> Any:
+    text = st.text_area(
+        label, value=json.dumps(value), key=key, help=_help(field), height=68
+    )  # fmt: skip
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        st.caption(f":red[{label}: not valid JSON]")
+        return text
+
+
+def field_widget(field: ParamField, value: Any, *, key: str, label: str | None = None) -> Any:
+    """Draw the widget for one field and return its value as JSON data."""
+    label = label or _label(field.name)
+    kind = field.kind
+    if kind == "bool" and not field.optional:
+        return st.toggle(label, value=bool(value), key=key, help=_help(field))
+    if kind == "bool":
+        options = [None, True, False]
+        return st.selectbox(label, options, index=options.index(value), key=key,
+                            help=_help(field), format_func=_fmt_choice)  # fmt: skip
+    if kind in ("int", "float"):
+        return _number(field, value, key=key, label=label, integer=kind == "int")
+    if kind == "choice":
+        options = _with(([None] if field.optional else []) + list(field.choices or ()), value)
+        return st.selectbox(label, options, index=options.index(value), key=key,
+                            help=_help(field), format_func=_fmt_choice)  # fmt: skip
+    if kind in ("parallelism", "buffer"):
+        options = _with(_PARALLELISM if kind == "parallelism" else _BUFFER, value)
+        return st.selectbox(label, options, index=options.index(value), key=key,
+                            help=_help(field), format_func=_fmt_parallel)  # fmt: skip
+    if kind == "text":
+        typed = st.text_input(label, value=value or "", key=key, help=_help(field),
+                              placeholder="null" if field.optional else None)  # fmt: skip
+        return None if field.optional and not typed else typed
+    if kind in ("ints", "floats"):
+        return _sequence(field, value, key=key, label=label)
+    return _json(field, value, key=key, label=label)
+
+
+def _fmt_parallel(value: Any) -> str:
+    if value is None:
+        return "sequential (null)"
+    return str(value)
+
+
+def model_form(
+    fields: Sequence[ParamField], values: dict[str, Any], *, key: str, columns: int = 3
+) -> dict[str, Any]:
+    """Widgets for every field, laid out in a grid; returns {name: value}."""
+    out: dict[str, Any] = {}
+    if not fields:
+        return out
+    cols = st.columns(min(columns, len(fields)))
+    for i, field in enumerate(fields):
+        with cols[i % len(cols)]:
+            value = values.get(field.name, None if _required(field) else field.default)
+            out[field.name] = field_widget(field, value, key=f"{key}.{field.name}")
+    return out

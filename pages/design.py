@@ -1,0 +1,339 @@
+"""Design: pick a source, edit the ordered steps, see element specs, code and the spec JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from pages import _state
+from pages._widgets import model_form
+from pipeline_core._params import fields_of
+from pipeline_core.augment import AUGMENTATIONS, param_fields
+from pipeline_core.spec import (
+    SOURCE_MODELS,
+    SOURCE_TYPES,
+    STEP_MODELS,
+    STEP_OPS,
+    Options,
+    PipelineSpec,
+    SpecError,
+    load_spec,
+    new_source,
+    new_step,
+)
+from pipeline_core.uploads import MAX_UPLOAD_MB, UPLOAD_SUFFIXES, UploadError, store_upload
+
+DEMO_IMAGES = "{data_dir}/demo/images"
+FLASH_KEY = "design.flash"
+
+
+# --- spec edits from buttons (callbacks run before the script draws) -------------
+
+
+def _apply(data: dict[str, Any], *, what: str) -> None:
+    """Validate `data` and make it the spec, or keep the spec and say why not."""
+    try:
+        _state.replace_spec(load_spec(data))
+    except SpecError as exc:
+        st.session_state[FLASH_KEY] = (what, [str(p) for p in exc.problems])
+
+
+def _edit_steps(change) -> None:
+    data = _state.get_spec().to_dict()
+    steps = data["steps"]
+    what = change(steps)
+    _apply(data, what=what)
+
+
+def _add_step(op_key: str) -> None:
+    op = st.session_state[op_key]
+
+    def change(steps: list) -> str:
+        steps.append(new_step(op))
+        return f"Cannot add a {op} step at the end"
+
+    _edit_steps(change)
+
+
+def _move_step(index: int, offset: int) -> None:
+    def change(steps: list) -> str:
+        steps.insert(index + offset, steps.pop(index))
+        return f"Cannot move step {index}"
+
+    _edit_steps(change)
+
+
+def _remove_step(index: int) -> None:
+    def change(steps: list) -> str:
+        steps.pop(index)
+        return f"Cannot remove step {index}"
+
+    _edit_steps(change)
+
+
+def _add_augmentation(index: int) -> None:
+    def change(steps: list) -> str:
+        steps[index]["augmentations"].append({"name": next(iter(AUGMENTATIONS))})
+        return f"Cannot add an augmentation to step {index}"
+
+    _edit_steps(change)
+
+
+def _remove_augmentation(index: int, position: int) -> None:
+    def change(steps: list) -> str:
+        steps[index]["augmentations"].pop(position)
+        return f"Cannot remove that augmentation from step {index}"
+
+    _edit_steps(change)
+
+
+# --- editor sections (each returns JSON data for its part of the spec) -----------
+
+
+def _source_editor(spec: PipelineSpec, key: str) -> dict[str, Any]:
+    current = spec.source.model_dump(mode="json")
+    kind = st.selectbox(
+        "Source type",
+        SOURCE_TYPES,
+        index=SOURCE_TYPES.index(current["type"]),
+        key=f"{key}.type",
+        help="Where examples come from. synthetic needs no data; file sources read "
+        "the data dir or an upload below.",
+    )
+    model = SOURCE_MODELS[kind]
+    st.caption((model.__doc__ or "").strip().splitlines()[0])
+    if kind == current["type"]:
+        values = current
+    else:
+        values = new_source(kind, **_demo_fields(kind))
+    fields = fields_of(model, skip=("type",))
+    return {"type": kind, **model_form(fields, values, key=f"{key}.{kind}")}
+
+
+def _demo_fields(kind: str) -> dict[str, Any]:
+    """Paths into the generated demo data, so every file source works out of the box."""
+    demo = {
+        "image_folder": {"path": DEMO_IMAGES},
+        "tfrecord": {"files": "{data_dir}/demo/tfrecord/*.tfrecord"},
+        "csv": {"path": "{data_dir}/demo/csv/*.csv"},
+        "npz": {"path": "{data_dir}/demo/npz/demo.npz"},
+        "npy": {"features_path": "{data_dir}/demo/npy/features.npy"},
+    }.get(kind)
+    if demo:
+        from pipeline_core.demo_data import ensure_demo_data  # noqa: PLC0415
+
+        with st.spinner("Writing the demo data set (once)..."):
+            ensure_demo_data()
+    return demo or {}
+
+
+def _upload_section(spec: PipelineSpec, key: str) -> None:
+    with st.expander(f"Upload data ({', '.join(UPLOAD_SUFFIXES)}; up to {MAX_UPLOAD_MB} MB)"):
+        st.caption(
+            "A zip of an image folder (one sub-folder per class), an .npz with arrays "
+            "x and y, a CSV with a label column, or a TFRecord file. Stored in the data dir."
+        )
+        upload = st.file_uploader(
+            "Data file", type=[s.lstrip(".") for s in UPLOAD_SUFFIXES], key=f"{key}.data"
+        )
+        if upload is None:
+            return
+        try:
+            stored = store_upload(upload.name, upload.getvalue())
+        except UploadError as exc:
+            st.error(f"Upload refused: {exc}")
+            return
+        data = spec.to_dict()
+        data["source"] = new_source(stored.source["type"], **stored.source)
+        try:
+            _state.replace_spec(load_spec(data))
+        except SpecError as exc:
+            st.error("The uploaded data cannot be used with these steps:")
+            _problems(exc)
+            return
+        st.toast(f"Using {upload.name} as a {stored.kind} source. " + " ".join(stored.notes))
+        st.rerun()
+
+
+def _step_header(index: int, count: int, op: str, key: str) -> None:
+    title, up, down, remove = st.columns([6, 1, 1, 1], vertical_alignment="center")
+    title.markdown(f"**{index}. {op}** &nbsp; :gray[{_doc(STEP_MODELS[op])}]")
+    up.button(":material/arrow_upward:", key=f"{key}.up", help="Move up",
+              disabled=index == 0, on_click=_move_step, args=(index, -1))  # fmt: skip
+    down.button(":material/arrow_downward:", key=f"{key}.down", help="Move down",
+                disabled=index == count - 1, on_click=_move_step, args=(index, 1))  # fmt: skip
+    remove.button(":material/delete:", key=f"{key}.remove", help="Remove this step",
+                  on_click=_remove_step, args=(index,))  # fmt: skip
+
+
+def _doc(model: type) -> str:
+    return (model.__doc__ or "").strip().splitlines()[0]
+
+
+def _augmentation_editor(index: int, position: int, aug: dict[str, Any], key: str) -> dict:
+    names = list(AUGMENTATIONS)
+    pick, remove = st.columns([8, 1], vertical_alignment="bottom")
+    name = pick.selectbox(
+        f"Augmentation {position + 1}",
+        names,
+        index=names.index(aug["name"]),
+        key=f"{key}.name",
+        help="Each augmentation's parameters appear below with their ranges and defaults.",
+    )
+    remove.button(":material/close:", key=f"{key}.remove", help="Remove this augmentation",
+                  on_click=_remove_augmentation, args=(index, position))  # fmt: skip
+    st.caption(AUGMENTATIONS[name].description)
+    values = aug if aug["name"] == name else {}
+    return {"name": name, **model_form(param_fields(name), values, key=f"{key}.{name}")}
+
+
+def _step_editor(index: int, step: dict[str, Any], count: int, key: str) -> dict[str, Any]:
+    op = step["op"]
+    with st.container(border=True):
+        _step_header(index, count, op, key)
+        out: dict[str, Any] = {"op": op}
+        if op == "map":
+            out["augmentations"] = [
+                _augmentation_editor(index, j, aug, f"{key}.aug{j}")
+                for j, aug in enumerate(step["augmentations"])
+            ]
+            st.button("Add augmentation", key=f"{key}.add_aug", icon=":material/add:",
+                      on_click=_add_augmentation, args=(index,))  # fmt: skip
+        fields = fields_of(STEP_MODELS[op], skip=("op", "augmentations"))
+        out.update(model_form(fields, step, key=f"{key}.fields", columns=4))
+        return out
+
+
+def _steps_editor(spec: PipelineSpec, key: str) -> list[dict[str, Any]]:
+    steps = spec.to_dict()["steps"]
+    edited = [_step_editor(i, step, len(steps), f"{key}.{i}") for i, step in enumerate(steps)]
+    if not steps:
+        st.info("No steps yet: the pipeline yields the source's elements one by one.")
+    pick, add = st.columns([3, 1], vertical_alignment="bottom")
+    pick.selectbox("New step", STEP_OPS, key=f"{key}.new_op",
+                   format_func=lambda op: f"{op} — {_doc(STEP_MODELS[op])}")  # fmt: skip
+    add.button("Add step", key=f"{key}.add", icon=":material/add:", width="stretch",
+               on_click=_add_step, args=(f"{key}.new_op",))  # fmt: skip
+    return edited
+
+
+def _options_editor(spec: PipelineSpec, key: str) -> dict[str, Any]:
+    with st.expander("tf.data options"):
+        values = spec.options.model_dump(mode="json")
+        return model_form(fields_of(Options), values, key=key, columns=3)
+
+
+# --- results of the design -------------------------------------------------------
+
+
+def _problems(exc: SpecError) -> None:
+    st.markdown("\n".join(f"- `{p.path or '(spec)'}`: {p.message}" for p in exc.problems))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _element_specs(spec_json: str) -> list[dict[str, Any]]:
+    from pipeline_core.build import element_specs  # noqa: PLC0415
+
+    return [
+        {
+            "after": s.stage,
+            "features": s.features,
+            "label": s.label,
+            "elements": "unknown or infinite" if s.cardinality is None else str(s.cardinality),
+        }
+        for s in element_specs(spec_json)
+    ]
+
+
+def _element_spec_view(spec: PipelineSpec) -> None:
+    try:
+        stages = _element_specs(spec.to_json())
+    except ValueError as exc:
+        st.error(f"The pipeline cannot be built: {exc}")
+        return
+    st.dataframe(
+        stages,
+        hide_index=True,
+        width="stretch",
+    )
+
+
+def _code_view(spec: PipelineSpec) -> None:
+    from pipeline_core.export import export_code  # noqa: PLC0415
+
+    try:
+        code = export_code(spec)
+    except ValueError as exc:
+        st.error(f"No code for this design: {exc}")
+        return
+    st.download_button("Download pipeline.py", code, file_name="pipeline.py",
+                       mime="text/x-python", on_click="ignore", key="design.code_download",
+                       icon=":material/download:")  # fmt: skip
+    st.code(code, language="python", height=480)
+
+
+def _json_view(spec: PipelineSpec, key: str) -> None:
+    st.download_button("Download spec JSON", spec.to_json(), file_name="pipeline.json",
+                       mime="application/json", on_click="ignore", key="design.json_download",
+                       icon=":material/download:")  # fmt: skip
+    upload = st.file_uploader("Load a spec (JSON)", type=["json"], key=f"{key}.spec_upload")
+    if upload is not None:
+        try:
+            loaded = load_spec(upload.getvalue())
+        except SpecError as exc:
+            st.error(f"{upload.name} is not a valid pipeline spec ({len(exc.problems)} problems):")
+            _problems(exc)
+        else:
+            _state.replace_spec(loaded)
+            st.toast(f"Loaded {loaded.name!r} from {upload.name}")
+            st.rerun()
+    st.code(spec.to_json(), language="json", height=420)
+
+
+def _flash() -> None:
+    flash = st.session_state.pop(FLASH_KEY, None)
+    if flash:
+        what, problems = flash
+        st.error(f"{what}: " + "; ".join(problems))
+
+
+# --- page ------------------------------------------------------------------------
+
+st.title("Design")
+spec = _state.get_spec()
+rev = _state.revision()
+key = f"design.r{rev}"
+_flash()
+
+editor, results = st.columns([3, 2], gap="large")
+with editor:
+    name = st.text_input("Pipeline name", value=spec.name, key=f"{key}.name")
+    st.subheader("Source")
+    source = _source_editor(spec, f"{key}.source")
+    _upload_section(spec, f"{key}.upload")
+    st.subheader("Steps")
+    steps = _steps_editor(spec, f"{key}.steps")
+    options = _options_editor(spec, f"{key}.options")
+
+candidate = {"schema_version": 1, "name": name, "source": source, "steps": steps}
+candidate["options"] = options
+if candidate != spec.to_dict():
+    try:
+        spec = load_spec(candidate)
+    except SpecError as exc:
+        with editor:
+            st.error("This edit is not applied yet; fix these fields:")
+            _problems(exc)
+    else:
+        _state.set_spec(spec)
+
+with results:
+    shapes, code, as_json = st.tabs(["Element spec", "Code", "Spec JSON"])
+    with shapes:
+        st.caption("Shapes and dtypes after each step, updated as you edit.")
+        _element_spec_view(spec)
+    with code:
+        _code_view(spec)
+    with as_json:
+        _json_view(spec, key)

@@ -1,0 +1,98 @@
+"""Preview: real samples before and after the augmentations, and a batch's figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from pages import _state
+from pages._widgets import model_form
+from pipeline_core import charts
+from pipeline_core.augment import AUGMENTATIONS, param_fields
+from pipeline_core.preview import batch_summary, preview_samples
+from pipeline_core.spec import load_spec
+
+PER_ROW = 4
+MODES = ("The design's map steps", "One augmentation alone")
+
+
+def _reroll() -> None:
+    st.session_state["preview.seed"] = int(st.session_state.get("preview.seed", 0)) + 1
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _samples(spec_json: str, n: int, seed: int, only: tuple[str, tuple] | None) -> list:
+    chosen = None if only is None else (only[0], dict(only[1]))
+    return preview_samples(load_spec(spec_json), n=n, seed=seed, only=chosen)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _summary(spec_json: str):
+    return batch_summary(load_spec(spec_json))
+
+
+def _only_picker() -> tuple[str, tuple] | None:
+    names = list(AUGMENTATIONS)
+    name = st.selectbox("Augmentation", names, key="preview.only",
+                        format_func=lambda n: f"{n} — {AUGMENTATIONS[n].description}")  # fmt: skip
+    params: dict[str, Any] = model_form(param_fields(name), {}, key=f"preview.only.{name}")
+    return name, tuple(sorted(params.items(), key=lambda kv: kv[0]))
+
+
+def _grid(samples: list) -> None:
+    for start in range(0, len(samples), PER_ROW):
+        cols = st.columns(PER_ROW)
+        for col, sample in zip(cols, samples[start : start + PER_ROW], strict=False):
+            with col.container(border=True):
+                left, right = st.columns(2)
+                left.image(sample.original, caption="original", width="stretch")
+                right.image(sample.augmented, caption="augmented", width="stretch")
+                st.caption(
+                    f"#{sample.index} · label {sample.original_label} → {sample.label_text} · "
+                    f"{list(sample.augmented_shape)} {sample.augmented_dtype}"
+                )
+
+
+def _batch_view(spec_json: str) -> None:
+    st.subheader("A batch of the full pipeline")
+    try:
+        with st.spinner("Reading the first batch..."):
+            summary = _summary(spec_json)
+    except ValueError as exc:
+        st.error(f"No batch to show: {exc}. Fix the design on the Design page.")
+        return
+    table, chart = st.columns([1, 2])
+    table.dataframe(
+        [{"figure": k, "value": v} for k, v in summary.rows()], hide_index=True, width="stretch"
+    )
+    chart.plotly_chart(
+        charts.label_distribution(summary.label_counts, title="Label distribution in the batch"),
+        key="preview.labels",
+        width="stretch",
+    )
+
+
+st.title("Preview")
+spec = _state.get_spec()
+st.caption(f"Pipeline **{spec.name}** · source `{spec.source.type}` · edit it on the Design page.")
+
+n_col, seed_col, roll_col, mode_col = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
+n = n_col.number_input("Samples", min_value=1, max_value=32, value=8, step=1, key="preview.n")
+seed = seed_col.number_input("Seed", min_value=0, value=0, step=1, key="preview.seed")
+roll_col.button("Reroll", icon=":material/casino:", on_click=_reroll, key="preview.reroll",
+                width="stretch")  # fmt: skip
+mode = mode_col.radio("Augmentations", MODES, horizontal=True, key="preview.mode")
+only = _only_picker() if mode == MODES[1] else None
+
+spec_json = spec.to_json()
+try:
+    with st.spinner("Augmenting samples..."):
+        samples = _samples(spec_json, int(n), int(seed), only)
+except ValueError as exc:
+    st.error(f"No preview: {exc}")
+    st.info("Image-like features are needed ([H, W, C]); pick an image source on the Design page.")
+else:
+    _grid(samples)
+
+_batch_view(spec_json)

@@ -1,0 +1,194 @@
+"""Plotly figures of runs: live on the Profile page, overlaid on the Runs page, in reports.
+
+Every builder takes a sequence of `RunSeries` (one for a live run, several to
+compare) and returns a `plotly.graph_objects.Figure` with one trace per run
+(or per run and measure). No Streamlit here: the HTML report uses the same
+figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+BATCH_COLUMNS = ("index", "t_s", "wait_ms", "examples", "step_ms")
+THROUGHPUT_WINDOW_S = 1.0
+_HEIGHT = 280
+
+
+@dataclass(frozen=True)
+class RunSeries:
+    """The time series of one run, as the store and the live snapshots hold them.
+
+    Attributes:
+        name: legend name.
+        batches: column name (`BATCH_COLUMNS`) -> list, one entry per batch.
+        readings: flat reading dicts (`metrics.Reading.to_dict()`), each with `t`.
+    """
+
+    name: str
+    batches: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    readings: Sequence[Mapping[str, Any]] = ()
+
+    @classmethod
+    def from_record(cls, record: Any, *, name: str | None = None) -> RunSeries:
+        """From a stored `RunRecord`."""
+        return cls(name or f"#{record.id} {record.name}", record.batches, record.readings)
+
+    def column(self, name: str) -> np.ndarray:
+        """One batch column as a float array (missing values as NaN)."""
+        values = self.batches.get(name) or []
+        return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+    def reading(self, name: str) -> np.ndarray:
+        """One reading field as a float array (missing values as NaN)."""
+        values = [r.get(name) for r in self.readings]
+        return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+    @property
+    def has_gpu(self) -> bool:
+        """Whether any reading holds a GPU value."""
+        return any(r.get("gpu_utilization_percent") is not None for r in self.readings)
+
+
+def _figure(title: str, x: str, y: str, *, height: int = _HEIGHT) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(
+        title={"text": title, "font": {"size": 14}},
+        xaxis_title=x,
+        yaxis_title=y,
+        height=height,
+        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        legend={"orientation": "h", "y": -0.25, "x": 0},
+        template="plotly_white",
+        uirevision=title,  # keep zoom/legend state while a live chart updates
+    )
+    return fig
+
+
+def _label(run: RunSeries, what: str, runs: Sequence[RunSeries]) -> str:
+    return what if len(runs) == 1 else f"{run.name} · {what}"
+
+
+def wait_over_time(runs: Sequence[RunSeries]) -> go.Figure:
+    """Per-batch wait (ms) against batch number; the first batch is marked apart."""
+    fig = _figure("Wait for each batch", "batch", "wait (ms)")
+    for run in runs:
+        index, wait = run.column("index"), run.column("wait_ms")
+        fig.add_scatter(x=index, y=wait, mode="lines", name=_label(run, "wait", runs))
+        if len(wait) and len(runs) == 1:
+            fig.add_scatter(
+                x=index[:1], y=wait[:1], mode="markers", name="first batch",
+                marker={"size": 9, "symbol": "diamond"},
+            )  # fmt: skip
+    return fig
+
+
+def wait_histogram(runs: Sequence[RunSeries]) -> go.Figure:
+    """Distribution of the steady-state waits (first batch left out)."""
+    fig = _figure("Wait distribution (after the first batch)", "wait (ms)", "batches")
+    for run in runs:
+        fig.add_histogram(x=run.column("wait_ms")[1:], name=run.name, opacity=0.7, nbinsx=40)
+    fig.update_layout(barmode="overlay", showlegend=len(runs) > 1)
+    return fig
+
+
+def rolling_throughput(
+    t_s: np.ndarray, examples: np.ndarray, *, window_s: float = THROUGHPUT_WINDOW_S
+) -> np.ndarray:
+    """Examples/s over the trailing `window_s` at each batch (NaN where no span yet).
+
+    The rate at batch i counts the examples of the batches after the first one
+    in the window, divided by the time between them, so it is exact for a
+    steady pipeline and never divides by a near-zero span.
+    """
+    t_s = np.asarray(t_s, dtype=float)
+    cum = np.cumsum(np.nan_to_num(np.asarray(examples, dtype=float)))
+    start = np.searchsorted(t_s, t_s - window_s, side="left")
+    start = np.minimum(start, np.arange(len(t_s)))
+    span = t_s - t_s[start]
+    counted = cum - cum[start]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(span > 0, counted / span, np.nan)
+
+
+def throughput(runs: Sequence[RunSeries], *, window_s: float = THROUGHPUT_WINDOW_S) -> go.Figure:
+    """Rolling examples/s against time."""
+    fig = _figure(f"Throughput (rolling {window_s:g} s)", "time (s)", "examples/s")
+    for run in runs:
+        t_s = run.column("t_s")
+        rate = rolling_throughput(t_s, run.column("examples"), window_s=window_s)
+        fig.add_scatter(x=t_s, y=rate, mode="lines", name=_label(run, "examples/s", runs))
+    return fig
+
+
+def cpu(runs: Sequence[RunSeries], *, per_core: bool = True) -> go.Figure:
+    """Process CPU (100 = one core) and, for a single run, each core's use."""
+    fig = _figure("CPU", "time (s)", "%")
+    for run in runs:
+        t = run.reading("t")
+        fig.add_scatter(x=t, y=run.reading("cpu_percent"), mode="lines",
+                        name=_label(run, "process (100 = 1 core)", runs))  # fmt: skip
+        if per_core and len(runs) == 1:
+            cores = [r.get("per_core_percent") or [] for r in run.readings]
+            width = max((len(c) for c in cores), default=0)
+            for k in range(width):
+                values = [c[k] if k < len(c) else None for c in cores]
+                fig.add_scatter(x=t, y=values, mode="lines", name=f"core {k}",
+                                line={"width": 1, "dash": "dot"})  # fmt: skip
+    return fig
+
+
+def memory(runs: Sequence[RunSeries]) -> go.Figure:
+    """Resident memory of the pipeline process and memory still available."""
+    fig = _figure("Memory", "time (s)", "MB")
+    for run in runs:
+        t = run.reading("t")
+        fig.add_scatter(x=t, y=run.reading("rss_mb"), mode="lines", name=_label(run, "RSS", runs))
+        fig.add_scatter(x=t, y=run.reading("available_mb"), mode="lines",
+                        name=_label(run, "available", runs), line={"dash": "dash"})  # fmt: skip
+    return fig
+
+
+def gpu(runs: Sequence[RunSeries]) -> go.Figure | None:
+    """GPU utilization and memory, or None when no run has GPU readings."""
+    runs = [r for r in runs if r.has_gpu]
+    if not runs:
+        return None
+    fig = _figure("GPU", "time (s)", "utilization %")
+    for run in runs:
+        t = run.reading("t")
+        fig.add_scatter(x=t, y=run.reading("gpu_utilization_percent"), mode="lines",
+                        name=_label(run, "utilization %", runs))  # fmt: skip
+        fig.add_scatter(x=t, y=run.reading("gpu_memory_used_mb"), mode="lines", yaxis="y2",
+                        name=_label(run, "memory MB", runs), line={"dash": "dash"})  # fmt: skip
+    fig.update_layout(yaxis2={"title": "memory (MB)", "overlaying": "y", "side": "right"})
+    return fig
+
+
+def label_distribution(counts: Mapping[int, int], *, title: str = "Labels") -> go.Figure:
+    """Bar chart of class -> count."""
+    fig = _figure(title, "class", "count", height=240)
+    keys = sorted(counts)
+    fig.add_bar(x=[str(k) for k in keys], y=[counts[k] for k in keys], name="count")
+    fig.update_layout(showlegend=False)
+    return fig
+
+
+def run_figures(runs: Sequence[RunSeries]) -> dict[str, go.Figure]:
+    """Every figure of these runs by name (GPU left out when there is none)."""
+    figures = {
+        "wait": wait_over_time(runs),
+        "wait_histogram": wait_histogram(runs),
+        "throughput": throughput(runs),
+        "cpu": cpu(runs, per_core=len(runs) == 1),
+        "memory": memory(runs),
+    }
+    gpu_figure = gpu(runs)
+    if gpu_figure is not None:
+        figures["gpu"] = gpu_figure
+    return figures

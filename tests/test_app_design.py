@@ -1,0 +1,218 @@
+"""AppTest of the Design and Preview pages: load, edit the source and steps, uploads."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+
+from tests.conftest import REPO
+
+pytest.importorskip("streamlit.testing.v1")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+TIMEOUT = 90  # TensorFlow's first import alone exceeds AppTest's 3 s default
+
+
+def _page(name: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    return at.run()
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _spec(at: AppTest):
+    return at.session_state["lab.spec"]
+
+
+def _key(at: AppTest, suffix: str) -> str:
+    return f"design.r{at.session_state['lab.revision']}.{suffix}"
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for e in at.error] + [m.value for m in at.markdown]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.fixture(scope="module")
+def design() -> AppTest:
+    at = _page("design")
+    _ok(at)
+    return at
+
+
+def test_default_design_shows_element_specs_code_and_json(design):
+    assert not design.error
+    assert design.dataframe, "the element spec table is shown"
+    stages = design.dataframe[0].value
+    assert list(stages["after"])[0].startswith("source")
+    assert len(stages) == len(_spec(design).steps) + 1
+    languages = {c.language for c in design.code}
+    assert {"python", "json"} <= languages
+    code = next(c.value for c in design.code if c.language == "python")
+    assert "tf.data" in code and "batch(" in code
+
+
+def test_change_source_type_and_field(design):
+    design.selectbox(key=_key(design, "source.type")).set_value("generator").run()
+    _ok(design)
+    assert _spec(design).source.type == "generator"
+    design.number_input(key=_key(design, "source.generator.num_examples")).set_value(64).run()
+    _ok(design)
+    assert _spec(design).source.num_examples == 64
+    design.selectbox(key=_key(design, "source.type")).set_value("synthetic").run()
+    _ok(design)
+    assert _spec(design).source.type == "synthetic"
+
+
+def test_add_move_remove_a_step(design):
+    before = [s.op for s in _spec(design).steps]
+    design.selectbox(key=_key(design, "steps.new_op")).set_value("cache").run()
+    design.button(key=_key(design, "steps.add")).click().run()
+    _ok(design)
+    assert [s.op for s in _spec(design).steps] == [*before, "cache"]
+    last = len(before)
+    design.button(key=_key(design, f"steps.{last}.up")).click().run()
+    _ok(design)
+    ops = [s.op for s in _spec(design).steps]
+    assert ops[last - 1] == "cache" and ops[last] == before[-1]
+    design.button(key=_key(design, f"steps.{last - 1}.remove")).click().run()
+    _ok(design)
+    assert [s.op for s in _spec(design).steps] == before
+
+
+def test_edit_augmentation_parameter_and_add_one(design):
+    index = next(i for i, s in enumerate(_spec(design).steps) if s.op == "map")
+    count = len(_spec(design).steps[index].augmentations)
+    design.button(key=_key(design, f"steps.{index}.add_aug")).click().run()
+    _ok(design)
+    assert len(_spec(design).steps[index].augmentations) == count + 1
+    name_key = _key(design, f"steps.{index}.aug{count}.name")
+    design.selectbox(key=name_key).set_value("random_rotation").run()
+    _ok(design)
+    slider = design.slider(
+        key=_key(design, f"steps.{index}.aug{count}.random_rotation.max_degrees")
+    )
+    assert slider.max == 180.0
+    slider.set_value(30.0).run()
+    _ok(design)
+    aug = _spec(design).steps[index].augmentations[count]
+    assert (aug.name, aug.max_degrees) == ("random_rotation", 30.0)
+
+
+def test_invalid_edit_is_explained_not_applied(design):
+    index = next(i for i, s in enumerate(_spec(design).steps) if s.op == "batch")
+    size_key = _key(design, f"steps.{index}.fields.batch_size")
+    design.number_input(key=size_key).set_value(16).run()
+    assert _spec(design).steps[index].batch_size == 16
+    moved = _spec(design)
+    # Moving the map below the batch is fine; an element-only augmentation there is not.
+    design.selectbox(key=_key(design, "steps.new_op")).set_value("map").run()
+    design.button(key=_key(design, "steps.add")).click().run()
+    _ok(design)
+    new = len(_spec(design).steps) - 1
+    design.selectbox(key=_key(design, f"steps.{new}.aug0.name")).set_value("jpeg_quality").run()
+    _ok(design)
+    assert f"steps[{new}].augmentations[0]" in _texts(design)
+    assert "before the batch step" in _texts(design)
+    assert _spec(design).steps[new].augmentations[0].name != "jpeg_quality"
+    design.button(key=_key(design, f"steps.{new}.remove")).click().run()
+    assert _spec(design) == moved
+
+
+def test_bad_spec_upload_lists_every_problem_with_its_path(design):
+    bad = {
+        "source": {"type": "synthetic", "num_examples": 0},
+        "steps": [{"op": "batch", "batch_size": 0}, {"op": "bogus"}],
+    }
+    before = _spec(design)
+    design.file_uploader(key=_key(design, "spec_upload")).set_value(
+        ("bad.json", json.dumps(bad).encode(), "application/json")
+    ).run()
+    _ok(design)
+    text = _texts(design)
+    assert "3 problems" in text
+    for path in ("source.num_examples", "steps[0].batch_size", "steps[1].op"):
+        assert f"`{path}`" in text
+    assert _spec(design) == before
+    design.file_uploader(key=_key(design, "spec_upload")).set_value(
+        ("broken.json", b"{not json", "application/json")
+    ).run()
+    assert "not valid JSON" in _texts(design)
+
+
+def test_good_spec_upload_replaces_the_spec():
+    at = _page("design")
+    good = {"name": "uploaded", "source": {"type": "synthetic", "num_examples": 10, "shape": [8, 8, 3]},
+            "steps": [{"op": "batch", "batch_size": 5}]}  # fmt: skip
+    at.file_uploader(key=_key(at, "spec_upload")).set_value(
+        ("good.json", json.dumps(good).encode(), "application/json")
+    ).run()
+    _ok(at)
+    assert _spec(at).name == "uploaded"
+    assert at.text_input(key=_key(at, "name")).value == "uploaded"
+    assert [s.op for s in _spec(at).steps] == ["batch"]
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (0, 120, 240)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_data_upload_becomes_the_source_and_hostile_zip_is_refused(lab_home):
+    at = _page("design")
+    hostile = _zip({"cls/a.png": _png(), "../../escape.png": _png()})
+    at.file_uploader(key=_key(at, "upload.data")).set_value(("x.zip", hostile, "application/zip"))
+    at.run()
+    _ok(at)
+    assert "path traversal" in _texts(at)
+    assert _spec(at).source.type == "synthetic"
+    folder = _zip({"shapes/a/1.png": _png(), "shapes/b/2.png": _png()})
+    at.file_uploader(key=_key(at, "upload.data")).set_value(
+        ("shapes.zip", folder, "application/zip")
+    )
+    at.run()
+    _ok(at)
+    source = _spec(at).source
+    assert source.type == "image_folder"
+    assert source.path.startswith("{data_dir}/uploads/shapes-")
+    assert at.dataframe[0].value["features"].iloc[0] == "uint8 (64, 64, 3)"
+
+
+def test_preview_page_shows_sample_pairs_and_batch_figures():
+    at = _page("preview")
+    _ok(at)
+    assert not at.error
+    images = at.get("image")
+    assert len(images) == 2 * at.number_input(key="preview.n").value
+    captions = [c.value for c in at.caption if c.value.startswith("#")]
+    assert len(captions) == 8
+    assert at.get("plotly_chart"), "label distribution chart"
+    rows = dict(zip(at.dataframe[0].value["figure"], at.dataframe[0].value["value"], strict=True))
+    assert rows["batch shape"] == "[32, 32, 32, 3]"
+    at.number_input(key="preview.n").set_value(3).run()
+    at.button(key="preview.reroll").click().run()
+    _ok(at)
+    assert at.number_input(key="preview.seed").value == 1
+    assert len([c for c in at.caption if c.value.startswith("#")]) == 3
+    at.radio(key="preview.mode").set_value("One augmentation alone").run()
+    at.selectbox(key="preview.only").set_value("random_crop").run()
+    at.number_input(key="preview.only.random_crop.height").set_value(16).run()
+    _ok(at)
+    assert not at.error
+    assert all("[16, 24, 3]" in c.value for c in at.caption if c.value.startswith("#"))
