@@ -69,6 +69,13 @@ def parallel_calls(value: int | str | None) -> int | None:
     return _import_tf().data.AUTOTUNE if value == "autotune" else value
 
 
+def _parallel_args(calls: int | str | None, deterministic: bool | None) -> dict[str, Any]:
+    """`num_parallel_calls`/`deterministic` kwargs (`deterministic` only matters when parallel)."""
+    if calls is None:
+        return {}
+    return {"num_parallel_calls": parallel_calls(calls), "deterministic": deterministic}
+
+
 # --- one function per op -------------------------------------------------------
 
 
@@ -83,8 +90,7 @@ def _map(ds: Any, step: MapStep, index: int) -> Any:
 
     return tf.data.Dataset.zip((ds, seeds)).map(
         apply,
-        num_parallel_calls=parallel_calls(step.num_parallel_calls),
-        deterministic=step.deterministic,
+        **_parallel_args(step.num_parallel_calls, step.deterministic),
     )
 
 
@@ -111,8 +117,7 @@ def _batch(ds: Any, step: BatchStep, index: int) -> Any:
     return ds.batch(
         step.batch_size,
         drop_remainder=step.drop_remainder,
-        num_parallel_calls=parallel_calls(step.num_parallel_calls),
-        deterministic=step.deterministic,
+        **_parallel_args(step.num_parallel_calls, step.deterministic),
     )
 
 
@@ -164,8 +169,18 @@ def tf_options(options: Options) -> Any:
 # --- orchestration -------------------------------------------------------------
 
 
+def _reason(exc: BaseException) -> str:
+    """The exception's message, without the traceback autograph puts in front of it."""
+    text = str(exc).strip() or type(exc).__name__
+    if text.startswith("in user code:"):
+        last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+        name, _, message = last.partition(": ")
+        text = message if name.isidentifier() and name.endswith(("Error", "Exception")) else last
+    return text
+
+
 def _fail(where: str, exc: BaseException, step_index: int | None) -> BuildError:
-    reason = str(exc).strip() or type(exc).__name__
+    reason = _reason(exc)
     if not isinstance(exc, ValueError):
         reason = f"{type(exc).__name__}: {reason}"
     return BuildError(f"{where}: {reason}", step_index=step_index)
