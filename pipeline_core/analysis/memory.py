@@ -1,0 +1,318 @@
+"""Memory guard: bytes that cache, shuffle buffer, prefetch and in-flight maps will hold.
+
+Estimated before a run from the element spec after each step (shapes ×
+dtype sizes; the batch dimension from the batch step) and the element count
+at that point (the source's size carried through batch/take/repeat). The
+dashboard calls `memory_estimate(spec)` before starting a run and
+`check_memory(spec)` to decide whether to warn or to block until confirmed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import psutil
+
+from pipeline_core.spec import (
+    BatchStep,
+    CacheStep,
+    GeneratorSource,
+    MapStep,
+    NumpySource,
+    PipelineSpec,
+    PrefetchStep,
+    RepeatStep,
+    ShuffleStep,
+    SyntheticSource,
+    TakeStep,
+    load_spec,
+)
+
+AUTOTUNE_PREFETCH_ELEMENTS = 16  # what an autotuned prefetch buffer is assumed to grow to
+WARN_SHARE = 0.5  # warn above this share of available memory
+CACHE_SHARE = 0.5  # the tuner offers a memory cache only below this share
+_PROBE_EXAMPLES = 4
+
+
+@dataclass(frozen=True)
+class MemoryPart:
+    """One holder of elements: what, where, how many elements of what size."""
+
+    what: str
+    step_index: int | None
+    elements: float | None  # None = unknown count; inf = unbounded
+    bytes_per_element: int | None
+    note: str = ""
+
+    @property
+    def bytes(self) -> float | None:
+        if self.elements is None or self.bytes_per_element is None:
+            return None
+        return self.elements * self.bytes_per_element
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The estimate for one spec, against the memory available when it was made."""
+
+    parts: tuple[MemoryPart, ...]
+    available_bytes: int
+    unknown: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def total_bytes(self) -> float:
+        """Sum of the parts whose size is known (inf when one is unbounded)."""
+        return float(sum(p.bytes for p in self.parts if p.bytes is not None))
+
+    def exceeds_available(self) -> bool:
+        """The known parts alone need more than the memory available now."""
+        return self.total_bytes > self.available_bytes
+
+    def share_of_available(self) -> float:
+        return self.total_bytes / self.available_bytes if self.available_bytes else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total_bytes": _json_num(self.total_bytes),
+            "available_bytes": self.available_bytes,
+            "exceeds_available": self.exceeds_available(),
+            "unknown": list(self.unknown),
+            "parts": [
+                {
+                    "what": p.what,
+                    "step_index": p.step_index,
+                    "elements": _json_num(p.elements),
+                    "bytes_per_element": p.bytes_per_element,
+                    "bytes": _json_num(p.bytes),
+                    "note": p.note,
+                }
+                for p in self.parts
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class MemoryVerdict:
+    """`level` is "ok", "warn" or "block" (block: run only when the user confirms)."""
+
+    level: str
+    message: str
+    estimate: MemoryEstimate
+
+
+def _json_num(value: float | None) -> float | str | None:
+    if value is None:
+        return None
+    return "inf" if math.isinf(value) else value
+
+
+def format_bytes(value: float | None) -> str:
+    """`1536` -> "1.5 KiB"; None -> "unknown"; inf -> "unbounded"."""
+    if value is None:
+        return "unknown"
+    if math.isinf(value):
+        return "unbounded"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover
+
+
+# --- element sizes and counts -------------------------------------------------
+
+
+def _probe(spec: PipelineSpec) -> PipelineSpec:
+    """The spec with a tiny generated source (same element spec, nothing big in memory)."""
+    source = spec.source
+    small = isinstance(source, SyntheticSource | GeneratorSource) or (
+        isinstance(source, NumpySource) and source.path is None
+    )
+    if small and source.num_examples > _PROBE_EXAMPLES:
+        return spec.replace(source=source.model_copy(update={"num_examples": _PROBE_EXAMPLES}))
+    return spec
+
+
+def _tensor_bytes(tensor_spec, batch_sizes: list[int]) -> int | None:
+    dims = tensor_spec.shape.as_list() if tensor_spec.shape.rank is not None else None
+    if dims is None or tensor_spec.dtype.name == "string":
+        return None
+    outer = list(reversed(batch_sizes))
+    total = tensor_spec.dtype.size
+    for j, d in enumerate(dims):
+        if d is None:
+            if j >= len(outer):
+                return None
+            d = outer[j]
+        total *= d
+    return total
+
+
+def _sample_bytes(dataset) -> int | None:
+    from pipeline_core._tf import tf as _tf  # noqa: PLC0415
+
+    tf = _tf()
+    for element in dataset.take(1):
+        return int(
+            sum(
+                sum(len(b) for b in t.numpy().ravel()) if t.dtype == tf.string else t.numpy().nbytes
+                for t in tf.nest.flatten(element)
+            )
+        )
+    return None
+
+
+@lru_cache(maxsize=32)
+def _stage_bytes(spec_json: str) -> tuple[int | None, ...]:
+    """Bytes of one element after the source (index 0) and after each step."""
+    from pipeline_core._tf import tf as _tf  # noqa: PLC0415
+    from pipeline_core.build import build  # noqa: PLC0415
+
+    spec = _probe(load_spec(spec_json))
+    out: list[int | None] = []
+    batch_sizes: list[int] = []
+    for k in range(len(spec.steps) + 1):
+        if k and isinstance(spec.steps[k - 1], BatchStep):
+            batch_sizes.append(spec.steps[k - 1].batch_size)
+        dataset = build(spec.replace(steps=spec.steps[:k]))
+        sizes = [_tensor_bytes(t, batch_sizes) for t in _tf().nest.flatten(dataset.element_spec)]
+        out.append(sum(sizes) if None not in sizes else _sample_bytes(dataset))
+    return tuple(out)
+
+
+def stage_bytes(spec: PipelineSpec) -> tuple[int | None, ...]:
+    """Bytes of one element after the source (index 0) and after each step k (index k+1)."""
+    return _stage_bytes(spec.to_json(indent=None))
+
+
+@lru_cache(maxsize=32)
+def _source_count(spec_json: str) -> int | None:
+    spec = load_spec(spec_json)
+    source = spec.source
+    if isinstance(source, SyntheticSource | GeneratorSource) or (
+        isinstance(source, NumpySource) and source.path is None
+    ):
+        return source.num_examples
+    from pipeline_core.build import build, cardinality  # noqa: PLC0415
+
+    return cardinality(build(spec.replace(steps=[])))
+
+
+def stage_counts(spec: PipelineSpec) -> tuple[float | None, ...]:
+    """Elements the source yields (index 0) and each step yields (index k+1) per pass.
+
+    inf means unbounded (an endless repeat), None unknown.
+    """
+    count: float | None = _source_count(spec.replace(steps=[]).to_json(indent=None))
+    out = [count]
+    for step in spec.steps:
+        if isinstance(step, BatchStep) and count is not None and not math.isinf(count):
+            count = (
+                count // step.batch_size
+                if step.drop_remainder
+                else math.ceil(count / step.batch_size)
+            )
+        elif isinstance(step, TakeStep):
+            count = step.count if count is None else min(count, step.count)
+        elif isinstance(step, RepeatStep):
+            if step.count is None:
+                count = math.inf if count != 0 else 0
+            elif count is not None:
+                count = count * step.count
+        out.append(count)
+    return tuple(out)
+
+
+# --- the estimate ---------------------------------------------------------------
+
+
+def available_bytes() -> int:
+    """Memory available to new allocations now (psutil)."""
+    return int(psutil.virtual_memory().available)
+
+
+def _parts(spec: PipelineSpec, sizes, counts, cores: int) -> list[MemoryPart]:
+    parts = []
+    source = spec.source
+    if isinstance(source, NumpySource):
+        parts.append(MemoryPart("in-memory source arrays", None, counts[0], sizes[0]))
+    for i, step in enumerate(spec.steps):
+        before, after = counts[i], sizes[i]
+        if isinstance(step, CacheStep) and not step.filename:
+            parts.append(MemoryPart("memory cache", i, before, after, "the whole dataset so far"))
+        elif isinstance(step, ShuffleStep):
+            held = step.buffer_size if before is None else min(step.buffer_size, before)
+            parts.append(MemoryPart("shuffle buffer", i, held, after))
+        elif isinstance(step, PrefetchStep):
+            n = step.buffer_size
+            note = ""
+            if n == "autotune":
+                n, note = AUTOTUNE_PREFETCH_ELEMENTS, "autotune: assumed to grow to 16 elements"
+            parts.append(MemoryPart("prefetch buffer", i, n, sizes[i + 1], note))
+        elif isinstance(step, MapStep) and step.num_parallel_calls is not None:
+            n = step.num_parallel_calls
+            note = ""
+            if n == "autotune":
+                n, note = 2 * cores, f"autotune: assumed {2 * cores} calls in flight"
+            parts.append(MemoryPart("parallel map in flight", i, n, sizes[i + 1], note))
+    return parts
+
+
+def memory_estimate(spec: PipelineSpec, *, available: int | None = None) -> MemoryEstimate:
+    """Estimate what cache, shuffle, prefetch and in-flight maps of `spec` will hold.
+
+    Args:
+        spec: the pipeline.
+        available: bytes to compare against (default: available memory now).
+
+    Returns:
+        A `MemoryEstimate` with `.total_bytes`, `.parts` and `.exceeds_available()`.
+    """
+    from pipeline_core.analysis.space import available_cores  # noqa: PLC0415
+
+    sizes = stage_bytes(spec)
+    counts = stage_counts(spec)
+    parts = _parts(spec, sizes, counts, available_cores())
+    unknown = tuple(f"{p.what} (steps[{p.step_index}])" for p in parts if p.bytes is None)
+    return MemoryEstimate(
+        parts=tuple(parts),
+        available_bytes=available_bytes() if available is None else available,
+        unknown=unknown,
+    )
+
+
+def check_memory(spec: PipelineSpec, *, available: int | None = None) -> MemoryVerdict:
+    """ok / warn (above half the available memory) / block (above all of it)."""
+    estimate = memory_estimate(spec, available=available)
+    total, avail = estimate.total_bytes, estimate.available_bytes
+    summary = f"estimated {format_bytes(total)} held by buffers, {format_bytes(avail)} available"
+    if estimate.exceeds_available():
+        biggest = max(estimate.parts, key=lambda p: p.bytes or 0)
+        where = "source" if biggest.step_index is None else f"steps[{biggest.step_index}]"
+        return MemoryVerdict(
+            "block",
+            f"{summary}: the run would exhaust memory. The largest holder is the "
+            f"{biggest.what} at {where} ({format_bytes(biggest.bytes)}); cache to a file, "
+            "shrink the buffer or use fewer examples, or confirm to run anyway.",
+            estimate,
+        )
+    if total > WARN_SHARE * avail:
+        return MemoryVerdict("warn", f"{summary}: more than half of what is free.", estimate)
+    return MemoryVerdict("ok", summary, estimate)
+
+
+def cache_bytes(spec: PipelineSpec, position: int) -> float | None:
+    """Bytes a memory cache placed after step `position` (-1 = after the source) would hold."""
+    sizes = stage_bytes(spec)
+    counts = stage_counts(spec)
+    count, size = counts[position + 1], sizes[position + 1]
+    return None if count is None or size is None else count * size
+
+
+def cache_fits(spec: PipelineSpec, position: int) -> bool:
+    """A memory cache after `position` would take under half the available memory."""
+    need = cache_bytes(spec, position)
+    return need is not None and not math.isinf(need) and need < CACHE_SHARE * available_bytes()

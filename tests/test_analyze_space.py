@@ -1,0 +1,131 @@
+"""The tuner's candidate space: knobs offered per spec, and every point realizes a valid spec."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline_core.analysis.space import realize, search_space
+from pipeline_core.spec import BatchStep, CacheStep, MapStep, PrefetchStep, load_spec
+
+
+def always_fits(spec, position):
+    return True
+
+
+def make(steps, *, source=None, options=None):
+    data = {
+        "source": source or {"type": "synthetic", "num_examples": 64, "shape": [8, 8, 3]},
+        "steps": steps,
+    }
+    if options:
+        data["options"] = options
+    return load_spec(data)
+
+
+FLIP = {"name": "random_flip_left_right"}
+RESIZE = {"name": "resize", "height": 4, "width": 4}
+EXAMPLE3 = make(
+    [
+        {"op": "map", "augmentations": [FLIP], "num_parallel_calls": "autotune"},
+        {"op": "batch", "batch_size": 16},
+        {"op": "prefetch", "buffer_size": "autotune"},
+    ]
+)
+DECODE_AUGMENT = make(
+    [
+        {"op": "map", "augmentations": [RESIZE]},
+        {"op": "shuffle", "buffer_size": 32},
+        {"op": "map", "augmentations": [FLIP]},
+        {"op": "batch", "batch_size": 8},
+    ]
+)
+CACHED = make(
+    [
+        {"op": "map", "augmentations": [RESIZE]},
+        {"op": "cache"},
+        {"op": "map", "augmentations": [FLIP]},
+        {"op": "batch", "batch_size": 8},
+    ]
+)
+SPECS = {"example3": EXAMPLE3, "decode_augment": DECODE_AUGMENT, "cached": CACHED}
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_baseline_settings_realize_the_spec_as_written(name):
+    spec = SPECS[name]
+    space = search_space(spec, cores=2, cache_fits=always_fits)
+    assert space.realize(space.baseline()) == spec
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_every_grid_point_is_a_valid_spec(name):
+    space = search_space(
+        SPECS[name], cores=2, tune_batch_size=True, allow_reorder=True, cache_fits=always_fits
+    )
+    points = list(space.grid())
+    assert len(points) == space.size() > 1
+    for settings in points:
+        assert space.realize(settings).steps  # validated by load_spec inside
+
+
+def test_knobs_of_a_decode_then_augment_pipeline():
+    space = search_space(DECODE_AUGMENT, cores=2, cache_fits=always_fits)
+    values = space.values()
+    assert values["map[0].parallel"] == (None, 2, 4, "autotune")
+    assert values["map[2].parallel"] == (None, 2, 4, "autotune")
+    # only the map right before batch may move; only before the first random step may cache
+    assert "map[2].vectorize" in values and "map[0].vectorize" not in values
+    assert values["cache"] == ("none", -1, 0)
+    assert values["prefetch"] == ("none", 1, "autotune")
+    assert "batch_size" not in values and "deterministic" not in values
+
+
+def test_batch_size_and_reordering_only_when_allowed():
+    space = search_space(
+        EXAMPLE3, cores=2, tune_batch_size=True, allow_reorder=True, cache_fits=always_fits
+    )
+    assert space.values()["batch_size"] == (16, 8, 32, 64)
+    assert space.values()["deterministic"] == (None, False)
+
+
+def test_cache_positions_that_do_not_fit_are_not_offered():
+    space = search_space(DECODE_AUGMENT, cores=2, cache_fits=lambda spec, pos: pos == -1)
+    assert space.values()["cache"] == ("none", -1)
+
+
+def test_vectorize_moves_the_map_after_batch_and_keeps_its_parallelism():
+    spec = realize(EXAMPLE3, {"map[0].vectorize": True, "map[0].parallel": 4})
+    ops = [s.op for s in spec.steps]
+    assert ops == ["batch", "map", "prefetch"]
+    assert isinstance(spec.steps[1], MapStep) and spec.steps[1].num_parallel_calls == 4
+
+
+def test_cache_and_prefetch_settings_place_and_remove_steps():
+    moved = realize(CACHED, {"cache": -1, "prefetch": 2})
+    assert isinstance(moved.steps[0], CacheStep)
+    assert [type(s) for s in moved.steps].count(CacheStep) == 1
+    assert isinstance(moved.steps[-1], PrefetchStep) and moved.steps[-1].buffer_size == 2
+    none = realize(CACHED, {"cache": "none", "prefetch": "none"})
+    assert not any(isinstance(s, CacheStep | PrefetchStep) for s in none.steps)
+
+
+def test_cache_after_a_moved_map_stays_where_the_map_was():
+    spec = make(
+        [{"op": "map", "augmentations": [RESIZE]}, {"op": "batch", "batch_size": 4}],
+    )
+    out = realize(spec, {"cache": 0, "map[0].vectorize": True})
+    assert [s.op for s in out.steps] == ["cache", "batch", "map"]
+    assert isinstance(out.steps[1], BatchStep)
+
+
+def test_interleave_parallelism_is_a_knob_for_file_sources(tmp_path):
+    (tmp_path / "a.csv").write_text("x,label\n1.0,0\n")
+    spec = make(
+        [{"op": "interleave", "num_parallel_calls": None}, {"op": "batch", "batch_size": 2}],
+        source={"type": "csv", "path": str(tmp_path / "*.csv")},
+    )
+    space = search_space(spec, cores=2, cache_fits=always_fits)
+    assert space.values()["interleave.parallel"] == (None, 2, "autotune")
+    assert realize(spec, {"interleave.parallel": "autotune"}).steps[0].num_parallel_calls == (
+        "autotune"
+    )
