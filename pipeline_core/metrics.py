@@ -1,0 +1,348 @@
+"""Readings of a process and the machine: CPU, memory, GPU, sampled on a daemon thread.
+
+`Sampler` takes a `Reading` at a fixed rate (>= 4 Hz by default 5 Hz): process
+CPU % (100 = one core) and as a share of all cores, per-core system CPU %, RSS,
+available memory, and the GPU through NVML and TensorFlow's allocator. A
+machine without a GPU is reported as such (`Reading.gpu is None` and
+`Sampler.gpu_status.reason`), never as zeros. `environment()` describes the
+machine and library versions for a run record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psutil
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GpuStatus:
+    """Whether GPU readings are available, and why not when they are not."""
+
+    available: bool
+    reason: str = ""
+    name: str | None = None
+    driver: str | None = None
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    """One GPU reading; a field is None when its source cannot tell."""
+
+    utilization_percent: float | None
+    memory_used_mb: float | None
+    memory_total_mb: float | None
+    tf_current_mb: float | None = None
+    tf_peak_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One sample of a process and the machine.
+
+    Attributes:
+        t: seconds since the sampler's start (monotonic).
+        cpu_percent: process CPU, 100 = one core fully busy (can exceed 100).
+        cpu_share_percent: the same as a share of all cores (0-100).
+        per_core_percent: system CPU % of each core.
+        rss_mb: resident memory of the process.
+        available_mb: memory the system can still hand out.
+        gpu: GPU reading, or None when no GPU is available (see `GpuStatus`).
+    """
+
+    t: float
+    cpu_percent: float
+    cpu_share_percent: float
+    per_core_percent: tuple[float, ...]
+    rss_mb: float
+    available_mb: float
+    gpu: GpuReading | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat JSON-able data (GPU fields prefixed `gpu_`, None when unavailable)."""
+        data = asdict(self)
+        gpu = data.pop("gpu") or {}
+        data["per_core_percent"] = list(self.per_core_percent)
+        for name in GpuReading.__dataclass_fields__:
+            data[f"gpu_{name}"] = gpu.get(name)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Reading:
+        """Inverse of `to_dict`."""
+        gpu_fields = {name: data.get(f"gpu_{name}") for name in GpuReading.__dataclass_fields__}
+        has_gpu = any(v is not None for v in gpu_fields.values())
+        return cls(
+            t=float(data["t"]),
+            cpu_percent=float(data["cpu_percent"]),
+            cpu_share_percent=float(data["cpu_share_percent"]),
+            per_core_percent=tuple(float(v) for v in data.get("per_core_percent") or ()),
+            rss_mb=float(data["rss_mb"]),
+            available_mb=float(data["available_mb"]),
+            gpu=GpuReading(**gpu_fields) if has_gpu else None,
+        )
+
+
+# --- GPU -------------------------------------------------------------------------
+
+
+def _decode(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _Nvml:
+    """NVML access for device 0; `status.available` is False with a reason otherwise."""
+
+    def __init__(self) -> None:
+        self.handle = None
+        self._pynvml = None
+        try:
+            import pynvml  # noqa: PLC0415
+        except ImportError:
+            self.status = GpuStatus(False, "no GPU: nvidia-ml-py is not installed")
+            return
+        try:
+            pynvml.nvmlInit()
+            count = pynvml.nvmlDeviceGetCount()
+            if count == 0:
+                self.status = GpuStatus(False, "no GPU: NVML found no devices")
+                return
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            self.status = GpuStatus(
+                True,
+                name=_decode(pynvml.nvmlDeviceGetName(self.handle)),
+                driver=_decode(pynvml.nvmlSystemGetDriverVersion()),
+            )
+            self._pynvml = pynvml
+        except pynvml.NVMLError as exc:
+            self.status = GpuStatus(False, f"no GPU: NVML unavailable ({exc})")
+
+    def read(self) -> tuple[float | None, float | None, float | None]:
+        if self._pynvml is None:
+            return None, None, None
+        nv = self._pynvml
+        util = used = total = None
+        with contextlib.suppress(nv.NVMLError):
+            util = float(nv.nvmlDeviceGetUtilizationRates(self.handle).gpu)
+        try:
+            mem = nv.nvmlDeviceGetMemoryInfo(self.handle)
+            used, total = mem.used / MB, mem.total / MB
+        except nv.NVMLError:
+            pass
+        return util, used, total
+
+
+def _tf_allocator_mb() -> tuple[float | None, float | None]:
+    """TensorFlow's GPU:0 allocator (current, peak) in MB when TF is loaded and sees a GPU."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return None, None
+    try:
+        if not tf.config.list_physical_devices("GPU"):
+            return None, None
+        info = tf.config.experimental.get_memory_info("GPU:0")
+    except (ValueError, RuntimeError, AttributeError):
+        return None, None
+    return info["current"] / MB, info["peak"] / MB
+
+
+def gpu_status() -> GpuStatus:
+    """Whether this machine has a GPU NVML can read (with the reason when not)."""
+    return _Nvml().status
+
+
+# --- the sampler ------------------------------------------------------------------
+
+
+@dataclass
+class _SamplerState:
+    readings: list[Reading] = field(default_factory=list)
+    error: str | None = None
+
+
+class Sampler:
+    """Samples `pid` (default: this process) and the machine at `hz` on a daemon thread.
+
+    Args:
+        pid: process to watch.
+        hz: samples per second (1-50).
+        on_reading: called on the sampler thread with each new `Reading`.
+        gpu: read the GPU (NVML and, if TensorFlow is loaded, its allocator).
+        keep: keep readings in memory (`readings()`); off for long runs with a callback.
+
+    Use `start()`/`stop()` or `with Sampler() as s:`; `sample()` takes one reading now.
+    """
+
+    def __init__(
+        self,
+        pid: int | None = None,
+        *,
+        hz: float = 5.0,
+        on_reading: Callable[[Reading], None] | None = None,
+        gpu: bool = True,
+        keep: bool = True,
+    ) -> None:
+        if not 1 <= hz <= 50:
+            raise ValueError(f"The `hz` argument should be between 1 and 50. Received: hz={hz}")
+        self.process = psutil.Process(pid or os.getpid())
+        self.interval = 1.0 / hz
+        self.on_reading = on_reading
+        self.keep = keep
+        self.cores = psutil.cpu_count() or 1
+        self._nvml = _Nvml() if gpu else None
+        self.gpu_status = (
+            self._nvml.status if self._nvml else GpuStatus(False, "no GPU: readings turned off")
+        )
+        self._state = _SamplerState()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = time.monotonic()
+        self._prime()
+
+    def _prime(self) -> None:
+        """psutil's cpu_percent measures since the previous call: the first is meaningless."""
+        self.process.cpu_percent(None)
+        psutil.cpu_percent(None, percpu=True)
+
+    def sample(self) -> Reading:
+        """Take one reading now (also used by the thread)."""
+        cpu = self.process.cpu_percent(None)
+        per_core = tuple(psutil.cpu_percent(None, percpu=True))
+        rss = self.process.memory_info().rss / MB
+        available = psutil.virtual_memory().available / MB
+        gpu = None
+        if self._nvml is not None and self.gpu_status.available:
+            util, used, total = self._nvml.read()
+            current, peak = _tf_allocator_mb()
+            gpu = GpuReading(util, used, total, current, peak)
+        return Reading(
+            t=time.monotonic() - self._t0,
+            cpu_percent=cpu,
+            cpu_share_percent=cpu / self.cores,
+            per_core_percent=per_core,
+            rss_mb=rss,
+            available_mb=available,
+            gpu=gpu,
+        )
+
+    def _loop(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            next_at += self.interval
+            try:
+                reading = self.sample()
+            except psutil.Error as exc:
+                self._state.error = f"process {self.process.pid} cannot be read: {exc}"
+                return
+            if self.keep:
+                with self._lock:
+                    self._state.readings.append(reading)
+            if self.on_reading is not None:
+                self.on_reading(reading)
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def start(self) -> Sampler:
+        """Start the daemon thread (once)."""
+        if self._thread is None:
+            self._t0 = time.monotonic()
+            self._thread = threading.Thread(target=self._loop, name="pl-sampler", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it (at most one interval)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2 * self.interval + 1.0)
+
+    def readings(self) -> list[Reading]:
+        """A copy of the readings so far."""
+        with self._lock:
+            return list(self._state.readings)
+
+    @property
+    def error(self) -> str | None:
+        """Why the sampler stopped early (the process went away), else None."""
+        return self._state.error
+
+    def __enter__(self) -> Sampler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- summaries and the environment ------------------------------------------------
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize_readings(readings: list[Reading] | tuple[Reading, ...]) -> dict[str, Any]:
+    """Mean CPU, peak RSS, minimum available memory and GPU figures (None where unknown)."""
+    gpu = [r.gpu for r in readings if r.gpu is not None]
+    utils = [g.utilization_percent for g in gpu if g.utilization_percent is not None]
+    used = [g.memory_used_mb for g in gpu if g.memory_used_mb is not None]
+    tf_peak = [g.tf_peak_mb for g in gpu if g.tf_peak_mb is not None]
+    return {
+        "cpu_percent_mean": _mean([r.cpu_percent for r in readings]),
+        "cpu_share_percent_mean": _mean([r.cpu_share_percent for r in readings]),
+        "rss_peak_mb": max((r.rss_mb for r in readings), default=None),
+        "available_min_mb": min((r.available_mb for r in readings), default=None),
+        "gpu_utilization_mean": _mean(utils),
+        "gpu_memory_peak_mb": max(used, default=None),
+        "tf_gpu_memory_peak_mb": max(tf_peak, default=None),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _version(module: str) -> str | None:
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return getattr(loaded, "__version__", None)
+    from importlib import metadata  # noqa: PLC0415
+
+    dist = {"tensorflow": "tensorflow", "numpy": "numpy"}[module]
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts recorded with every run (JSON-able)."""
+    status = gpu_status()
+    return {
+        "python": platform.python_version(),
+        "tensorflow": _version("tensorflow"),
+        "numpy": _version("numpy"),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpu_cores": psutil.cpu_count(),
+        "ram_mb": round(psutil.virtual_memory().total / MB),
+        "gpu": status.name,
+        "gpu_driver": status.driver,
+        "gpu_status": "available" if status.available else status.reason,
+    }

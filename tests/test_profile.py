@@ -1,0 +1,410 @@
+"""The profiler against pipelines of known cost, in real child processes.
+
+Each child costs seconds (TensorFlow import), so the runs start together in one
+module fixture (at most a few at a time) and several assertions share a run.
+Tolerances are wide enough for a busy 2-core machine and narrow enough that a
+wrong formula fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from pipeline_core.metrics import Reading
+from pipeline_core.profile import (
+    EMPTY_DATASET,
+    ProfileError,
+    RunResult,
+    RunSettings,
+    Snapshot,
+    profile,
+    start_profile,
+)
+from pipeline_core.store import RunStore
+
+# --- dataset factories (module level, so the child process can import them) -------------
+
+
+def _tf():
+    from pipeline_core._tf import tf
+
+    return tf()
+
+
+def _with_py(ds, fn):
+    """Map a Python function over the features (one call per element)."""
+    tf = _tf()
+    return ds.map(lambda f, y: (tf.py_function(fn, [f], tf.float32), y))
+
+
+def sleepy_20ms():
+    """40 elements, a sequential map sleeping 20 ms each: 50 examples/s."""
+
+    def nap(f):
+        time.sleep(0.02)
+        return f
+
+    tf = _tf()
+    ds = tf.data.Dataset.range(40).map(lambda i: (tf.zeros([2]), i))
+    return _with_py(ds, nap).batch(4)
+
+
+_HELD: list[np.ndarray] = []
+
+
+def allocates_400mb():
+    """Holds 400 MB (touched) from element 3 on; 20 ms per element."""
+
+    def grab(f):
+        if int(f.numpy()[0]) == 3:
+            _HELD.append(np.ones(400 * 1024 * 1024 // 8))
+        time.sleep(0.02)
+        return f
+
+    tf = _tf()
+    ds = tf.data.Dataset.range(30).map(lambda i: (tf.fill([2], tf.cast(i, tf.float32)), i))
+    return _with_py(ds, grab).batch(1)
+
+
+def grows_forever():
+    """Adds 60 MB per element, forever."""
+
+    def grab(f):
+        _HELD.append(np.ones(60 * 1024 * 1024 // 8))
+        time.sleep(0.02)
+        return f
+
+    tf = _tf()
+    ds = tf.data.Dataset.range(1).repeat().map(lambda i: (tf.zeros([2]), i))
+    return _with_py(ds, grab).batch(1)
+
+
+def raises_at_3():
+    def boom(f):
+        if int(f.numpy()[0]) == 3:
+            raise ValueError("boom at element 3")
+        return f
+
+    tf = _tf()
+    ds = tf.data.Dataset.range(10).map(lambda i: (tf.fill([2], tf.cast(i, tf.float32)), i))
+    return _with_py(ds, boom).batch(1)
+
+
+def segfaults_at_2():
+    def crash(f):
+        if int(f.numpy()[0]) == 2:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return f
+
+    tf = _tf()
+    ds = tf.data.Dataset.range(10).map(lambda i: (tf.fill([2], tf.cast(i, tf.float32)), i))
+    return _with_py(ds, crash).batch(1)
+
+
+def empty():
+    tf = _tf()
+    return tf.data.Dataset.range(0).map(lambda i: (tf.zeros([2]), i)).batch(4)
+
+
+def slow_forever():
+    """A batch every 50 ms, forever."""
+
+    def nap(f):
+        time.sleep(0.05)
+        return f
+
+    tf = _tf()
+    ds = tf.data.Dataset.range(1).repeat().map(lambda i: (tf.zeros([2]), i))
+    return _with_py(ds, nap).batch(1)
+
+
+def _spec(n, batch, *, drop=False, steps_before=(), steps_after=()):
+    return {
+        "name": f"known-{n}-{batch}",
+        "source": {"type": "synthetic", "num_examples": n, "shape": [4, 4, 1], "seed": 1},
+        "steps": [
+            *steps_before,
+            {"op": "batch", "batch_size": batch, "drop_remainder": drop},
+            *steps_after,
+        ],
+    }
+
+
+_SLEEP_30 = {"op": "map", "augmentations": [{"name": "sleep", "ms": 30}]}
+
+# name -> (source, settings, with store)
+RUNS = {
+    # timing-sensitive ones first, while the machine is least busy
+    "sleep_throughput": (sleepy_20ms, RunSettings(max_batches=None), False),
+    "fast_with_step": (
+        _spec(2000, 16, steps_after=({"op": "prefetch", "buffer_size": 4},)),
+        RunSettings(max_batches=15, step_ms=20),
+        False,
+    ),
+    "slow_tiny_step": (
+        _spec(400, 8, steps_after=(_SLEEP_30,)),
+        RunSettings(max_batches=12, step_ms=1),
+        False,
+    ),
+    "partial": (_spec(10, 4), RunSettings(max_batches=None), True),
+    "drop_remainder": (_spec(10, 4, drop=True), RunSettings(max_batches=None), False),
+    "allocates": (allocates_400mb, RunSettings(max_batches=None), False),
+    "ceiling": (grows_forever, RunSettings(memory_limit_mb=1400, max_seconds=60), False),
+    "raises": (raises_at_3, RunSettings(), False),
+    "segfault": (segfaults_at_2, RunSettings(), False),
+    "empty": (empty, RunSettings(), False),
+    "model_step": (_spec(64, 8), RunSettings(max_batches=6, step_model="small"), False),
+}
+_PARALLEL = 3
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> RunStore:
+    return RunStore(tmp_path_factory.mktemp("profile-db") / "runs.sqlite")
+
+
+@pytest.fixture(scope="module")
+def results(store) -> dict[str, RunResult]:
+    pending = list(RUNS.items())
+    running: dict[str, object] = {}
+    done: dict[str, RunResult] = {}
+    while pending or running:
+        while pending and len(running) < _PARALLEL:
+            key, (source, settings, stored) = pending.pop(0)
+            running[key] = start_profile(
+                source, settings=settings, store=store if stored else None, name=key
+            )
+        for key, handle in list(running.items()):
+            if handle.done:
+                done[key] = handle.result()
+                del running[key]
+        time.sleep(0.05)
+    return done
+
+
+# --- truth on known pipelines -------------------------------------------------------------
+
+
+def test_exact_counts_with_partial_last_batch(results):
+    r = results["partial"]
+    assert (r.status, r.end_reason) == ("completed", "end of data"), r.reason
+    assert r.examples == (4, 4, 2)
+    assert (r.batches, r.total_examples) == (3, 10)
+
+
+def test_exact_counts_with_drop_remainder(results):
+    r = results["drop_remainder"]
+    assert r.status == "completed", r.reason
+    assert r.examples == (4, 4)
+
+
+def test_sleeping_map_gives_throughput_near_one_over_sleep(results):
+    r = results["sleep_throughput"]
+    assert r.status == "completed", r.reason
+    assert r.total_examples == 40
+    rate = r.examples_per_second()
+    assert 50 / 1.35 <= rate <= 50 * 1.35, rate  # 20 ms per example, sequential
+    p50 = r.latency_ms()["p50"]
+    assert 80 / 1.35 <= p50 <= 80 * 1.35, p50  # 4 examples per batch
+    assert r.batches_per_second() == pytest.approx(rate / 4, rel=0.01)
+
+
+def test_fast_pipeline_with_a_step_is_not_input_bound(results):
+    r = results["fast_with_step"]
+    assert r.status == "completed" and r.batches == 15, r.reason
+    assert r.input_bound_percent() < 15
+    steps_ms = [s / 1e6 for s in r.steps_ns]
+    assert all(19 <= s < 200 for s in steps_ms), steps_ms
+    assert r.verdict().startswith("Not input-bound")
+
+
+def test_slow_pipeline_with_a_tiny_step_is_input_bound(results):
+    r = results["slow_tiny_step"]
+    assert r.status == "completed" and r.batches == 12, r.reason
+    assert r.input_bound_percent() > 85
+    assert r.verdict().startswith("Input-bound")
+    assert r.end_reason == "batch limit (12)"
+
+
+def test_known_allocation_shows_in_rss(results):
+    r = results["allocates"]
+    assert r.status == "completed", r.reason
+    before = r.readings[0].rss_mb
+    peak = r.to_summary_dict()["rss_peak_mb"]
+    assert 400 * 0.8 <= peak - before <= 400 * 1.6, (before, peak)
+
+
+def test_memory_ceiling_stops_the_run(results):
+    r = results["ceiling"]
+    assert r.status == "stopped"
+    assert r.reason.startswith("stopped: memory ceiling 1400 MB exceeded at batch ")
+    batch = int(r.reason.rsplit(" ", 1)[1])
+    assert 1 <= batch <= r.batches + 1
+    assert r.batches < 40  # stopped long before 60 s
+
+
+def test_raising_pipeline_fails_with_its_message(results):
+    r = results["raises"]
+    assert r.status == "failed"
+    assert "boom at element 3" in r.reason
+    assert "at batch 4" in r.reason
+    assert r.batches == 3  # the batches before the error are kept
+
+
+def test_crashing_child_fails_with_the_signal(results):
+    r = results["segfault"]
+    assert r.status == "failed"
+    assert "SIGSEGV" in r.reason
+
+
+def test_empty_dataset_fails_clearly(results):
+    r = results["empty"]
+    assert r.status == "failed"
+    assert r.reason.startswith(EMPTY_DATASET)
+
+
+def test_small_model_step_trains_on_batches(results):
+    r = results["model_step"]
+    assert r.status == "completed", r.reason
+    assert r.batches == 6
+    assert all(s > 0 for s in r.steps_ns)
+    assert 0 <= r.input_bound_percent() <= 100
+
+
+def test_readings_environment_and_summary_keys(results):
+    r = results["sleep_throughput"]
+    assert len(r.readings) >= 3
+    reading = r.readings[-1]
+    assert reading.rss_mb > 50
+    assert len(reading.per_core_percent) == os.cpu_count()
+    assert reading.cpu_share_percent == pytest.approx(reading.cpu_percent / os.cpu_count())
+    env = r.environment
+    assert env["tensorflow"] and env["python"] and env["cpu_cores"] >= 1
+    summary = r.to_summary_dict()
+    for key in (
+        "status",
+        "batches",
+        "examples",
+        "first_batch_s",
+        "examples_per_s",
+        "latency_ms",
+        "cpu_percent_mean",
+        "rss_peak_mb",
+        "input_bound_percent",
+    ):
+        assert key in summary
+    assert set(summary["latency_ms"]) >= {"p50", "p90", "p99"}
+    assert summary["input_bound_percent"] is None
+
+
+def test_the_store_holds_the_run_as_it_ended(results, store):
+    r = results["partial"]
+    rec = store.get_run(r.run_id)
+    assert rec.status == "completed"
+    assert rec.batches["examples"] == [4, 4, 2]
+    assert rec.spec["name"] == "known-10-4"
+    assert rec.summary["examples"] == 10
+    assert rec.environment["tensorflow"]
+    assert len(rec.readings) == len(r.readings)
+
+
+# --- live behaviour: snapshots and stop --------------------------------------------------
+
+
+def test_snapshots_flow_and_stop_ends_within_a_second():
+    handle = start_profile(slow_forever, settings=RunSettings(max_batches=None, max_seconds=60))
+    deadline = time.monotonic() + 120
+    while handle.snapshot().batches < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first = handle.snapshot()
+    assert first.status == "running", first.reason
+    time.sleep(2.0)
+    later = handle.snapshot()
+    assert isinstance(later, Snapshot)
+    assert (later.readings_count - first.readings_count) / 2.0 >= 4
+    assert later.batches > first.batches
+    assert later.throughput == pytest.approx(20, rel=0.5)  # one example per 50 ms
+    assert later.recent_waits_ms and len(later.waits_ms) == later.batches
+    asked = time.monotonic()
+    handle.stop()
+    while not handle.done and time.monotonic() - asked < 5:
+        time.sleep(0.01)
+    assert time.monotonic() - asked <= 1.0
+    result = handle.result(timeout=0)
+    assert result.status == "stopped"
+    assert result.reason.startswith("stopped by request after")
+    assert result.batches >= later.batches  # the partial result is kept
+
+
+# --- pure figures on hand-made series -----------------------------------------------------
+
+
+def _result(waits_ms, examples, steps_ms=None, settings=None):
+    ends, t = [], 0.0
+    steps_ms = steps_ms or [0.0] * len(waits_ms)
+    for wait, step in zip(waits_ms, steps_ms, strict=True):
+        t += wait
+        ends.append(int(t * 1e6))
+        t += step
+    return RunResult(
+        status="completed",
+        reason=None,
+        end_reason="end of data",
+        name="hand-made",
+        settings=settings or RunSettings(),
+        waits_ns=tuple(int(w * 1e6) for w in waits_ms),
+        examples=tuple(examples),
+        ends_ns=tuple(ends),
+        steps_ns=tuple(int(s * 1e6) for s in steps_ms),
+        readings=(Reading(0.0, 150.0, 75.0, (80.0, 70.0), 500.0, 1000.0),),
+    )
+
+
+def test_figures_exclude_the_first_batch():
+    r = _result([500, 10, 10, 10, 10], [32, 32, 32, 32, 16])
+    assert r.first_batch_s == pytest.approx(0.5)
+    assert r.examples_per_second() == pytest.approx((32 * 3 + 16) / 0.040)
+    assert r.examples_per_second(include_first=True) == pytest.approx(144 / 0.540)
+    assert r.batches_per_second() == pytest.approx(4 / 0.040)
+    assert r.latency_ms() == {"p50": 10.0, "p90": 10.0, "p99": 10.0, "max": 10.0}
+    assert r.stall_count() == 0
+    assert r.input_bound_percent() is None
+
+
+def test_percentiles_stalls_and_input_bound_share():
+    waits = [100] + [2] * 97 + [40, 60]
+    steps = [8] * 100
+    r = _result(waits, [8] * 100, steps, RunSettings(step_ms=8))
+    lat = r.latency_ms()
+    assert lat["p50"] == 2.0 and lat["max"] == 60.0
+    assert 2.0 < lat["p99"] < 60.0
+    assert r.stall_count() == 2
+    expected = 100 * (2 * 97 + 100) / (2 * 97 + 100 + 8 * 99)
+    assert r.input_bound_percent() == pytest.approx(expected)
+    assert r.to_summary_dict()["cpu_percent_mean"] == 150.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_batches": 0}, "max_batches should be >= 1"),
+        ({"step_ms": 5, "step_model": "small"}, "either step_ms or step_model"),
+        ({"step_model": "huge"}, "step_model should be None or 'small'"),
+        ({"sample_hz": 2}, "sample_hz should be between 4 and 50"),
+    ],
+)
+def test_bad_settings_are_named(kwargs, message):
+    with pytest.raises(ProfileError, match=message):
+        RunSettings(**kwargs)
+
+
+def test_a_dataset_object_or_lambda_is_refused_with_the_fix(tf):
+    with pytest.raises(ProfileError, match="module-level function"):
+        start_profile(tf.data.Dataset.range(3))
+    with pytest.raises(ProfileError, match="define it at module level"):
+        profile(lambda: None)
