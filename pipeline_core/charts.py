@@ -39,6 +39,35 @@ class RunSeries:
         """From a stored `RunRecord`."""
         return cls(name or f"#{record.id} {record.name}", record.batches, record.readings)
 
+    @classmethod
+    def from_snapshot(cls, snapshot: Any, *, name: str = "live run") -> RunSeries:
+        """From a live `profile.Snapshot` (or a finished `RunResult` via `from_result`)."""
+        return cls(
+            name,
+            {
+                "index": list(range(len(snapshot.waits_ms))),
+                "t_s": list(snapshot.batch_times_s),
+                "wait_ms": list(snapshot.waits_ms),
+                "examples": list(snapshot.batch_examples),
+            },
+            [r.to_dict() for r in snapshot.readings],
+        )
+
+    @classmethod
+    def from_result(cls, result: Any, *, name: str | None = None) -> RunSeries:
+        """From a finished `profile.RunResult`."""
+        return cls(
+            name or result.name,
+            {
+                "index": list(range(len(result.waits_ns))),
+                "t_s": [e / 1e9 for e in result.ends_ns],
+                "wait_ms": [w / 1e6 for w in result.waits_ns],
+                "examples": list(result.examples),
+                "step_ms": [s / 1e6 for s in result.steps_ns],
+            },
+            [r.to_dict() for r in result.readings],
+        )
+
     def column(self, name: str) -> np.ndarray:
         """One batch column as a float array (missing values as NaN)."""
         values = self.batches.get(name) or []
@@ -156,11 +185,11 @@ def memory(runs: Sequence[RunSeries]) -> go.Figure:
 
 def gpu(runs: Sequence[RunSeries]) -> go.Figure | None:
     """GPU utilization and memory, or None when no run has GPU readings."""
-    runs = [r for r in runs if r.has_gpu]
-    if not runs:
+    measured = [r for r in runs if r.has_gpu]
+    if not measured:
         return None
     fig = _figure("GPU", "time (s)", "utilization %")
-    for run in runs:
+    for run in measured:
         t = run.reading("t")
         fig.add_scatter(x=t, y=run.reading("gpu_utilization_percent"), mode="lines",
                         name=_label(run, "utilization %", runs))  # fmt: skip
