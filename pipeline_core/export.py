@@ -176,13 +176,12 @@ if __name__ == "__main__":
 
     ds = make_dataset()
     print("element_spec:", ds.element_spec)
+    for features, label in ds.take(3):
+        total = float(tf.reduce_sum(tf.cast(features, tf.float64)))
+        labels = label.numpy().ravel()[:8].tolist()
+        print("features", features.dtype.name, features.shape, "sum", total, "labels", labels)
     if "--count" in sys.argv:
         print("elements:", sum(1 for _ in ds))
-    else:
-        for features, label in ds.take(3):
-            total = float(tf.reduce_sum(tf.cast(features, tf.float64)))
-            labels = label.numpy().ravel()[:8]
-            print("features", features.dtype.name, features.shape, "sum", total, "labels", labels)
 """
 
 
@@ -193,8 +192,8 @@ def _safe_name(spec: PipelineSpec) -> str:
 def _header(spec: PipelineSpec) -> str:
     return (
         f'"""{_safe_name(spec)}: a tf.data input pipeline exported by Pipeline Lab.\n\n'
-        "Run `python this_file.py` to print the element_spec and the first elements,\n"
-        '`python this_file.py --count` to count every element."""\n\n'
+        "Run `python this_file.py` to print the element_spec and the first elements;\n"
+        'add --count to also count every element."""\n\n'
         "import numpy as np\n"
         "import tensorflow as tf\n"
     )
