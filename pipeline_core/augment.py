@@ -372,7 +372,7 @@ def export_source(op_names: Iterable[str]) -> str:
     table = ", ".join(f"{op!r}: {op}" for op in ops)
     labels = ", ".join(repr(op) for op in ops if op in augment_ops.LABEL_OPS)
     parts.append(f"OPS = {{{table}}}\nLABEL_OPS = frozenset({{{labels}}})")
-    header = "# Augmentations, copied from pipeline_core.augment_ops.\n"
+    header = "# Augmentations, copied from pipeline_core.augment_ops.\n\n\n"
     return header + "\n\n\n".join(parts) + "\n"
 
 

@@ -379,6 +379,22 @@ def test_sleep_waits_at_least_its_time(tf):
     assert time.perf_counter() - start >= N * 0.020  # a lower bound: noise only adds time
 
 
+def test_cpu_work_really_computes_inside_dataset_map(tf):
+    def cpu_seconds(iterations):
+        work = AUGMENTATIONS["cpu_work"].params(iterations=iterations, size=32)
+        ds = tf.data.Dataset.from_tensor_slices((IMAGES, LABELS)).repeat(2)
+        ds = ds.map(lambda x, y: apply_augmentations(x, y, [work], [0, 0]))
+        list(ds.take(1))  # trace and warm up outside the measurement
+        start = time.process_time()
+        outputs = list(ds)
+        np.testing.assert_array_equal(np.stack([x for x, _ in outputs[:N]]), IMAGES)
+        return time.process_time() - start
+
+    # CPU time of this process, not wall time: other processes add nothing to it.
+    # 3000 products per element cost far more than 1; a pruned map would cost the same.
+    assert cpu_seconds(3000) > 3 * cpu_seconds(1) + 0.02
+
+
 # --- parameter models ----------------------------------------------------------------
 
 

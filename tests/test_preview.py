@@ -1,0 +1,210 @@
+"""The preview core: samples before/after augmentation, and the first-batch summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline_core.augment import AUGMENTATIONS
+from pipeline_core.preview import (
+    BatchSummary,
+    PreviewError,
+    batch_summary,
+    label_text,
+    preview_samples,
+    to_display,
+)
+from pipeline_core.spec import load_spec
+
+SOURCE = {
+    "type": "synthetic",
+    "num_examples": 20,
+    "shape": [16, 16, 3],
+    "dtype": "uint8",
+    "num_classes": 5,
+    "seed": 3,
+}
+
+
+def _spec(*steps, source=None):
+    return load_spec({"source": source or SOURCE, "steps": list(steps)})
+
+
+def _map(*augmentations):
+    return {"op": "map", "augmentations": list(augmentations)}
+
+
+AUGMENTED = _spec(
+    _map({"name": "random_rotation", "max_degrees": 40}, {"name": "random_brightness"}),
+    {"op": "batch", "batch_size": 4},
+    _map({"name": "mixup", "alpha": 1.0, "num_classes": 5}),
+)
+
+
+def _source_elements(n):
+    from pipeline_core.sources import build_source
+
+    return [(np.asarray(x), int(y)) for x, y in build_source(_spec().source).take(n)]
+
+
+# --- preview_samples --------------------------------------------------------------
+
+
+def test_returns_n_displayable_samples_of_the_source():
+    samples = preview_samples(AUGMENTED, n=5, seed=0)
+    assert [s.index for s in samples] == list(range(5))
+    for sample, (features, label) in zip(samples, _source_elements(5), strict=True):
+        assert sample.original.dtype == np.uint8 and sample.augmented.dtype == np.uint8
+        assert sample.original.shape == sample.augmented.shape == (16, 16, 3)
+        np.testing.assert_array_equal(sample.original, features)
+        assert sample.original_label == label
+        assert sample.original_shape == (16, 16, 3) and sample.original_dtype == "uint8"
+        assert sample.augmented_shape == (16, 16, 3) and sample.augmented_dtype == "uint8"
+        assert isinstance(sample.label, tuple) and len(sample.label) == 5  # soft after mixup
+        assert sum(sample.label) == pytest.approx(1.0, abs=1e-5)
+        assert str(label) in sample.label_text or "+" in sample.label_text
+
+
+def test_same_seed_repeats_a_new_seed_rerolls():
+    first = preview_samples(AUGMENTED, n=4, seed=0)
+    again = preview_samples(AUGMENTED, n=4, seed=0)
+    rerolled = preview_samples(AUGMENTED, n=4, seed=1)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a.augmented, b.augmented)
+    assert any(
+        not np.array_equal(a.augmented, b.augmented) for a, b in zip(first, rerolled, strict=True)
+    )
+    for a, b in zip(first, rerolled, strict=True):
+        np.testing.assert_array_equal(a.original, b.original)
+
+
+def test_only_applies_one_augmentation_alone():
+    crop = AUGMENTATIONS["central_crop"].params(fraction=0.5)
+    for only in (crop, ("central_crop", {"fraction": 0.5})):
+        samples = preview_samples(AUGMENTED, n=3, only=only)
+        for sample, (features, label) in zip(samples, _source_elements(3), strict=True):
+            assert sample.augmented_shape == (8, 8, 3)
+            np.testing.assert_array_equal(sample.augmented, features[4:12, 4:12])
+            assert sample.label == label  # the spec's mixup was not applied
+
+
+def test_only_a_batch_augmentation_runs_on_the_stack():
+    samples = preview_samples(_spec(), n=4, only=("cutmix", {"num_classes": 5}))
+    assert all(isinstance(s.label, tuple) for s in samples)
+    assert any(not np.array_equal(s.original, s.augmented) for s in samples)
+
+
+def test_spec_without_maps_shows_the_source_unchanged():
+    samples = preview_samples(_spec({"op": "batch", "batch_size": 2}), n=2)
+    for sample in samples:
+        np.testing.assert_array_equal(sample.original, sample.augmented)
+        assert sample.label == sample.original_label
+
+
+def test_float_and_normalized_features_are_rescaled_for_display():
+    source = {**SOURCE, "dtype": "float32"}
+    norm = {"name": "normalize", "mode": "mean_std", "mean": [0.5], "std": [0.1]}
+    samples = preview_samples(_spec(_map(norm), source=source), n=2)
+    for sample in samples:
+        assert sample.augmented_dtype == "float32"
+        assert sample.augmented.min() == 0 and sample.augmented.max() == 255  # min-max
+        assert sample.original.dtype == np.uint8
+
+
+def test_non_image_features_are_refused_with_the_fix():
+    vectors = {"type": "synthetic", "num_examples": 4, "shape": [8]}
+    with pytest.raises(PreviewError, match="image-shaped features.*shape \\(8,\\)"):
+        preview_samples(_spec(source=vectors))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n": 0}, "n must be an integer >= 1"),
+        ({"only": ("warp", {})}, "unknown augmentation 'warp'"),
+        ({"only": ("resize", {"height": -1})}, "invalid parameters for 'resize'"),
+        ({"only": ("random_crop", {"height": 64})}, "larger than the image"),
+    ],
+)
+def test_bad_requests_raise_preview_errors(kwargs, match):
+    with pytest.raises(PreviewError, match=match):
+        preview_samples(_spec(), **kwargs)
+
+
+def test_augmentation_errors_name_the_step():
+    gray = {**SOURCE, "shape": [16, 16, 1]}
+    with pytest.raises(PreviewError, match=r"steps\[0\] map: random_hue needs .*3 channels"):
+        preview_samples(_spec(_map({"name": "random_hue"}), source=gray), n=2)
+
+
+# --- display helpers ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("array", "expected"),
+    [
+        (np.full((2, 2, 3), 7, np.uint8), np.full((2, 2, 3), 7, np.uint8)),
+        (np.full((2, 2, 3), 0.5, np.float32), np.full((2, 2, 3), 128, np.uint8)),
+        (np.full((2, 2, 1), 200, np.int32), np.full((2, 2), 200, np.uint8)),
+        (np.array([[[-2.0], [2.0]]]), np.array([[0, 255]], np.uint8)),
+        (np.array([[[300], [600]]], np.int64), np.array([[0, 255]], np.uint8)),
+        (np.zeros((1, 2, 4), np.float32), np.zeros((1, 2, 3), np.uint8)),
+        (np.full((2, 2, 3), 3.0, np.float32), np.zeros((2, 2, 3), np.uint8)),
+    ],
+)
+def test_to_display(array, expected):
+    out = to_display(array)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_to_display_refuses_non_images():
+    with pytest.raises(PreviewError, match="height, width, channels"):
+        to_display(np.zeros(5))
+
+
+def test_label_text():
+    assert label_text(3) == "3"
+    assert label_text((0.0, 0.62, 0.0, 0.38)) == "1 (62%) + 3 (38%)"
+    assert label_text((0.0, 1.0)) == "1 (100%)"
+
+
+# --- batch_summary ----------------------------------------------------------------------
+
+
+def test_batch_summary_of_the_first_batch():
+    spec = _spec({"op": "batch", "batch_size": 8})
+    summary = batch_summary(spec)
+    assert isinstance(summary, BatchSummary)
+    elements = _source_elements(8)
+    values = np.stack([x for x, _ in elements]).astype(np.float64)
+    assert summary.batched and summary.element_count == 8
+    assert summary.features_shape == (8, 16, 16, 3) and summary.features_dtype == "uint8"
+    assert summary.minimum == values.min() and summary.maximum == values.max()
+    assert summary.mean == pytest.approx(values.mean())
+    expected = {}
+    for _, label in elements:
+        expected[label] = expected.get(label, 0) + 1
+    assert summary.label_counts == expected
+    assert summary.label_shape == (8,) and not summary.soft_labels
+    assert summary.num_classes_seen == len(expected)
+    assert dict(summary.rows())["elements"] == "8"
+
+
+def test_batch_summary_last_short_batch_and_unbatched_limit():
+    take = batch_summary(_spec({"op": "take", "count": 3}, {"op": "batch", "batch_size": 8}))
+    assert take.element_count == 3 and take.features_shape == (3, 16, 16, 3)
+    unbatched = batch_summary(_spec())
+    assert not unbatched.batched
+    assert unbatched.element_count == 20  # fewer than 32 in the source
+    assert unbatched.features_shape == (16, 16, 3)
+    assert sum(unbatched.label_counts.values()) == 20
+    many = batch_summary(_spec(source={**SOURCE, "num_examples": 50}))
+    assert many.element_count == 32
+
+
+def test_batch_summary_counts_soft_labels_by_their_main_class():
+    summary = batch_summary(AUGMENTED)
+    assert summary.soft_labels and summary.label_shape == (4, 5)
+    assert summary.label_dtype == "float32"
+    assert sum(summary.label_counts.values()) == 4
