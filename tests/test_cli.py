@@ -1,0 +1,125 @@
+"""`python -m pipeline_core`: validate, export, demo-data, plug-in commands, clean errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline_core import cli
+from pipeline_core.spec import default_spec
+
+REPO = Path(__file__).resolve().parents[1]
+BAD_SPEC = {"source": {"type": "synthetic"}, "steps": [{"op": "batch", "batch_size": 0}]}
+
+
+@pytest.fixture
+def good(tmp_path) -> Path:
+    path = tmp_path / "good.json"
+    path.write_text(default_spec().to_json(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def bad(tmp_path) -> Path:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(BAD_SPEC), encoding="utf-8")
+    return path
+
+
+def test_validate_ok(good, capsys):
+    assert cli.main(["validate", str(good)]) == 0
+    assert (
+        "valid (synthetic source, 4 steps: shuffle, map, batch, prefetch)"
+        in capsys.readouterr().out
+    )
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (json.dumps(BAD_SPEC), "steps[0].batch_size: must be >= 1, received 0"),
+        ("{not json", "not valid JSON"),
+        (json.dumps({"source": {"type": "nope"}}), "unknown source type"),
+    ],
+)
+def test_validate_bad_exits_2_with_message(content, message, tmp_path, capsys):
+    path = tmp_path / "spec.json"
+    path.write_text(content, encoding="utf-8")
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_spec_file(tmp_path, capsys):
+    assert cli.main(["validate", str(tmp_path / "none.json")]) == 2
+    assert "cannot read spec file" in capsys.readouterr().err
+
+
+def test_bad_spec_in_a_subprocess_has_no_traceback(bad):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline_core", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "steps[0].batch_size: must be >= 1, received 0" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_export_to_file_and_stdout(good, tmp_path, capsys):
+    out = tmp_path / "pipeline.py"
+    assert cli.main(["export", str(good), "-o", str(out)]) == 0
+    code = out.read_text(encoding="utf-8")
+    assert "def make_dataset():" in code
+    compile(code, str(out), "exec")
+    assert cli.main(["export", str(good)]) == 0
+    assert capsys.readouterr().out == code
+
+
+def test_export_source_problem_exits_2(tmp_path, capsys):
+    spec = {"source": {"type": "npy", "features_path": str(tmp_path / "x.npy")}}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    assert cli.main(["export", str(path)]) == 2
+    assert "source (npy): features_path" in capsys.readouterr().err
+
+
+def test_demo_data(tmp_path, capsys):
+    assert cli.main(["demo-data", str(tmp_path / "demo"), "--per-class", "2", "--size", "16"]) == 0
+    images = sorted((tmp_path / "demo" / "images").rglob("*.*"))
+    assert len(images) == 10
+    assert (tmp_path / "demo" / "npz" / "shapes.npz").is_file()
+    assert (tmp_path / "demo" / "csv" / "shapes.csv").read_text().count("\n") == 11
+    assert cli.main(["demo-data", str(tmp_path / "x"), "--size", "4"]) == 2
+    assert "size must be >= 16" in capsys.readouterr().err
+
+
+def test_command_modules_register_commands(tmp_path, monkeypatch, capsys):
+    (tmp_path / "fake_cli_plugin.py").write_text(
+        "def register(subparsers):\n"
+        "    p = subparsers.add_parser('boom')\n"
+        "    def run(args):\n"
+        "        raise ValueError('boom: the fix is to stop')\n"
+        "    p.set_defaults(handler=run)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_cli_plugin", "not_installed_anywhere"))
+    assert cli.main(["boom"]) == 2
+    assert "error: boom: the fix is to stop" in capsys.readouterr().err
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["frobnicate"])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
