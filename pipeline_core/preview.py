@@ -44,7 +44,7 @@ class PreviewSample:
     original: np.ndarray
     augmented: np.ndarray
     original_label: int
-    label: int | tuple[float, ...]
+    label: int | float | tuple[float, ...]
     original_shape: tuple[int, ...]
     original_dtype: str
     augmented_shape: tuple[int, ...]
@@ -239,7 +239,7 @@ def _sample(
     )
 
 
-def _label_value(label: np.ndarray) -> int | tuple[float, ...]:
+def _label_value(label: np.ndarray) -> int | float | tuple[float, ...]:
     if label.ndim == 0 or label.size == 1:
         value = label.reshape(-1)[0]
         return int(value) if np.issubdtype(label.dtype, np.integer) else float(value)
