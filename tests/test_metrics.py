@@ -1,0 +1,107 @@
+"""The readings sampler (in this process: no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from pipeline_core import metrics
+from pipeline_core.metrics import GpuReading, Reading, Sampler, environment, summarize_readings
+
+
+def test_sampler_reads_at_least_four_times_a_second():
+    with Sampler(hz=5) as sampler:
+        time.sleep(1.3)
+    readings = sampler.readings()
+    assert len(readings) >= 5
+    times = [r.t for r in readings]
+    assert times == sorted(times)
+    cores = os.cpu_count()
+    for r in readings:
+        assert len(r.per_core_percent) == cores
+        assert all(0 <= c <= 100 for c in r.per_core_percent)
+        assert r.cpu_share_percent == pytest.approx(r.cpu_percent / cores)
+        assert r.rss_mb > 10 and r.available_mb > 0
+
+
+def test_a_known_allocation_shows_in_rss():
+    sampler = Sampler(gpu=False)
+    before = sampler.sample().rss_mb
+    block = np.ones(300 * 1024 * 1024 // 8)  # 300 MB, touched
+    after = sampler.sample().rss_mb
+    del block
+    assert 300 * 0.9 <= after - before <= 300 * 1.2
+
+
+def test_busy_thread_shows_as_process_cpu():
+    sampler = Sampler(gpu=False)
+    end = time.monotonic() + 0.6
+    while time.monotonic() < end:
+        sum(range(1000))
+    busy = sampler.sample()
+    assert busy.cpu_percent > 10  # a spinning thread, even on a shared machine
+
+
+def test_no_gpu_is_reported_as_unavailable_never_as_zeros(monkeypatch):
+    pynvml = pytest.importorskip("pynvml")
+
+    def fail():
+        raise pynvml.NVMLError_LibraryNotFound()
+
+    monkeypatch.setattr(pynvml, "nvmlInit", fail)
+    sampler = Sampler()
+    assert not sampler.gpu_status.available
+    assert sampler.gpu_status.reason.startswith("no GPU: NVML unavailable")
+    reading = sampler.sample()
+    assert reading.gpu is None
+    assert reading.to_dict()["gpu_utilization_percent"] is None
+
+
+def test_gpu_readings_match_this_machine():
+    status = metrics.gpu_status()
+    reading = Sampler().sample()
+    if status.available:
+        assert status.name and status.driver
+        assert reading.gpu is not None and reading.gpu.memory_total_mb > 0
+    else:
+        assert status.reason.startswith("no GPU")
+        assert reading.gpu is None
+
+
+def test_reading_round_trips_through_a_dict():
+    plain = Reading(1.5, 120.0, 60.0, (50.0, 70.0), 812.5, 20000.0)
+    with_gpu = Reading(
+        2.0, 10.0, 5.0, (1.0,), 1.0, 2.0, GpuReading(55.0, 1000.0, 80000.0, 9.0, 12.0)
+    )
+    for r in (plain, with_gpu):
+        assert Reading.from_dict(r.to_dict()) == r
+
+
+def test_summaries_of_readings():
+    rs = [
+        Reading(0.0, 100.0, 50.0, (), 500.0, 9000.0),
+        Reading(0.2, 50.0, 25.0, (), 700.0, 8000.0, GpuReading(40.0, 100.0, 200.0)),
+    ]
+    s = summarize_readings(rs)
+    assert s["cpu_percent_mean"] == 75.0 and s["cpu_share_percent_mean"] == 37.5
+    assert s["rss_peak_mb"] == 700.0 and s["available_min_mb"] == 8000.0
+    assert s["gpu_utilization_mean"] == 40.0 and s["gpu_memory_peak_mb"] == 100.0
+    assert summarize_readings([])["rss_peak_mb"] is None
+
+
+def test_environment_names_versions_and_machine():
+    env = environment()
+    assert env["python"].count(".") == 2
+    assert env["numpy"] == np.__version__
+    assert env["tensorflow"]
+    assert env["cpu_cores"] == os.cpu_count() and env["ram_mb"] > 0
+    assert env["cpu_model"]
+    assert env["gpu_status"] == "available" or env["gpu_status"].startswith("no GPU")
+
+
+def test_sampler_rate_is_checked():
+    with pytest.raises(ValueError, match="The `hz` argument should be between 1 and 50"):
+        Sampler(hz=0)
