@@ -99,6 +99,9 @@ def test_demo_data(tmp_path, capsys):
     assert len(images) == 10
     assert (tmp_path / "demo" / "npz" / "shapes.npz").is_file()
     assert (tmp_path / "demo" / "csv" / "shapes.csv").read_text().count("\n") == 11
+    assert cli.main(["demo-data", str(tmp_path / "again"), "--per-class", "2", "--size", "16"]) == 0
+    again = sorted((tmp_path / "again" / "images").rglob("*.*"))
+    assert [p.read_bytes() for p in images] == [p.read_bytes() for p in again]  # deterministic
     assert cli.main(["demo-data", str(tmp_path / "x"), "--size", "4"]) == 2
     assert "size must be >= 16" in capsys.readouterr().err
 
