@@ -187,6 +187,21 @@ def write_demo_data(
     return root
 
 
+def write_demo_images(
+    directory: str | os.PathLike[str], *, per_class: int = 40, size: int = 64, seed: int = 0
+) -> Path:
+    """Write only the image folder (one sub-folder per class) under `directory` and return it.
+
+    The images are the same as those of `write_demo_data(..., seed=seed)`.
+    """
+    if per_class < 1 or size < 16:
+        raise ValueError(f"per_class must be >= 1 and size >= 16, received {per_class}, {size}")
+    root = Path(directory).expanduser()
+    images, labels = _draw_all(per_class, size, seed)
+    _write_images(root, images, labels)
+    return root
+
+
 def ensure_demo_data() -> Path:
     """Write the demo data once under `paths.demo_dir()` and return that folder.
 

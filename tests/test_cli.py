@@ -106,6 +106,17 @@ def test_demo_data(tmp_path, capsys):
     assert "size must be >= 16" in capsys.readouterr().err
 
 
+def test_write_demo_images_matches_the_full_set(tmp_path):
+    from pipeline_core.demo_data import write_demo_data, write_demo_images
+
+    folder = write_demo_images(tmp_path / "only", per_class=1, size=16)
+    write_demo_data(tmp_path / "full", per_class=1, size=16)
+    names = sorted(p.relative_to(folder) for p in folder.rglob("*.*"))
+    assert [str(n.parent) for n in names] == ["circle", "cross", "square", "stripes", "triangle"]
+    for name in names:
+        assert (folder / name).read_bytes() == (tmp_path / "full" / "images" / name).read_bytes()
+
+
 def test_command_modules_register_commands(tmp_path, monkeypatch, capsys):
     (tmp_path / "fake_cli_plugin.py").write_text(
         "def register(subparsers):\n"
