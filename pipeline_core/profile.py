@@ -17,6 +17,7 @@ steady-state figures exclude it.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -623,6 +624,27 @@ class _Live:
     ended_at: float | None = None
 
 
+@contextlib.contextmanager
+def _main_hidden_from_spawn():
+    """Keep a spawned child from re-running the parent's `__main__` script file.
+
+    "spawn" re-executes the `__main__` module's file in the child when it has no
+    importable name. Under Streamlit that file is the page script itself (its
+    module is put in `sys.modules["__main__"]`), which must not run in the child.
+    Hiding `__file__` while the child starts makes spawn skip it.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main.__spec__, "name", None) or "__file__" not in vars(main):
+        yield
+        return
+    saved = main.__file__
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = saved
+
+
 def _signal_text(code: int) -> str:
     try:
         name = signal.Signals(-code).name
@@ -683,7 +705,8 @@ class RunHandle:
             name=f"pipeline-lab-profile-{name}"[:60],
             daemon=True,
         )
-        self._process.start()
+        with _main_hidden_from_spawn():
+            self._process.start()
         sender.close()  # only the child writes: its death then reads as end-of-file here
         self._started = time.monotonic()
         self._last_message = self._started
