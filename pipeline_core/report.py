@@ -61,6 +61,11 @@ FIGURES: tuple[Figure, ...] = (
 )
 
 
+def key_figures(summary: Mapping[str, Any]) -> list[tuple[Figure, float | None]]:
+    """Each key figure of one run's stored summary (None when not measured)."""
+    return [(figure, figure.read(summary or {})) for figure in FIGURES]
+
+
 @dataclass(frozen=True)
 class FigureRow:
     """One figure across runs: values and ratios to the baseline (None when unknown)."""

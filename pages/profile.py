@@ -1,0 +1,163 @@
+"""Profile: run the designed pipeline in a child process and watch it live."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from pages import _state
+from pipeline_core import charts
+from pipeline_core.profile import RunSettings, default_memory_limit_mb, start_profile
+from pipeline_core.spec import SpecError
+from pipeline_core.store import RunStore
+
+REFRESH_S = 0.5
+STEPS = ("none", "fixed time (ms)", "small model")
+CHART_ROWS = (("wait", "wait_histogram"), ("throughput", "cpu"), ("memory", "gpu"))
+
+
+def _settings() -> RunSettings:
+    """Run settings from the settings widgets (raises ProfileError for bad ones)."""
+    limit_col, amount_col, step_col, ms_col, mem_col = st.columns([1.3, 1, 1.3, 1, 1.2])
+    limit = limit_col.radio("Stop after", ("batches", "seconds"), horizontal=True,
+                            key="profile.limit")  # fmt: skip
+    if limit == "batches":
+        amount = amount_col.number_input("Batches", min_value=1, value=200, step=50,
+                                         key="profile.batches")  # fmt: skip
+    else:
+        amount = amount_col.number_input("Seconds", min_value=1.0, value=10.0, step=5.0,
+                                         key="profile.seconds")  # fmt: skip
+    step = step_col.selectbox("Simulated training step", STEPS, key="profile.step",
+                              help="Time a training step would take after each batch; with a "
+                              "step, the run reports how input-bound training would be.")  # fmt: skip
+    step_ms = ms_col.number_input("Step (ms)", min_value=0.0, value=20.0, step=5.0,
+                                  key="profile.step_ms", disabled=step != STEPS[1])  # fmt: skip
+    memory = mem_col.number_input("Memory ceiling (MB)", min_value=64, step=256,
+                                  value=_default_memory(), key="profile.memory_mb",
+                                  help="The run is stopped as failed when the pipeline "
+                                  "process goes above this resident memory.")  # fmt: skip
+    return RunSettings(
+        max_batches=int(amount) if limit == "batches" else None,
+        max_seconds=float(amount) if limit == "seconds" else None,
+        memory_limit_mb=int(memory),
+        step_ms=float(step_ms) if step == STEPS[1] else None,
+        step_model="small" if step == STEPS[2] else None,
+    )
+
+
+@st.cache_data(ttl=600, show_spinner=False)
+def _default_memory() -> int:
+    return default_memory_limit_mb()
+
+
+def _start(settings: RunSettings) -> None:
+    spec = _state.get_spec()
+    try:
+        handle = start_profile(spec, settings=settings, store=RunStore(), name=spec.name)
+    except (ValueError, SpecError) as exc:
+        st.error(f"Cannot start: {exc}")
+        return
+    _state.set_live_run(handle)
+
+
+def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
+    return "—" if value is None or np.isnan(value) else f"{value:,.{digits}f} {unit}".strip()
+
+
+def _kpis(snap, handle) -> None:
+    steady = np.asarray(snap.waits_ms[1:] or snap.waits_ms, dtype=float)
+    p50, p99 = np.percentile(steady, [50, 99]) if steady.size else (None, None)
+    if snap.done:
+        result = handle.result(timeout=0)
+        rate, bound = result.examples_per_second(), result.input_bound_percent()
+    else:
+        rate, bound = snap.throughput, None
+    tiles = st.columns(5)
+    tiles[0].metric("examples/s", _fmt(rate, "", 0), border=True,
+                    help="Rolling over the last seconds while running; steady state at the end.")  # fmt: skip
+    first = snap.batch_times_s[0] if snap.batch_times_s else None
+    tiles[1].metric("first batch", _fmt(first, "s", 2), border=True,
+                    help="Iterator creation to the first batch (warm-up: fills buffers).")  # fmt: skip
+    tiles[2].metric("wait p50", _fmt(p50, "ms", 2), border=True)
+    tiles[3].metric("wait p99", _fmt(p99, "ms", 2), border=True)
+    tiles[4].metric("input-bound", _fmt(bound, "%", 0), border=True,
+                    help="Share of the training loop spent waiting for input; needs a "
+                    "simulated step and is computed at the end of the run.")  # fmt: skip
+
+
+def _progress(snap, settings: RunSettings) -> None:
+    fractions = []
+    if settings.max_batches:
+        fractions.append(snap.batches / settings.max_batches)
+    if settings.max_seconds:
+        fractions.append(snap.elapsed_s / settings.max_seconds)
+    done = 1.0 if snap.done else min(1.0, max(fractions, default=0.0))
+    text = f"{snap.status} · {snap.batches} batches · {snap.examples:,} examples · {snap.elapsed_s:.1f} s"
+    st.progress(done, text=text)
+
+
+def _charts(snap, name: str) -> None:
+    figures = charts.run_figures([charts.RunSeries.from_snapshot(snap, name=name)])
+    for row in CHART_ROWS:
+        cols = st.columns(2)
+        for col, chart in zip(cols, row, strict=True):
+            with col:
+                if chart in figures:
+                    st.plotly_chart(figures[chart], key=f"profile.chart.{chart}", width="stretch")
+                elif chart == "gpu":
+                    st.info(f"No GPU readings: {snap.gpu}. CPU and memory are measured above.",
+                            icon=":material/memory:")  # fmt: skip
+
+
+def _outcome(snap, handle) -> None:
+    if snap.status == "failed":
+        st.error(f"The run failed: {snap.reason}", icon=":material/error:")
+    elif snap.done:
+        st.success(f"Run {snap.status}: {handle.result(timeout=0).verdict()}")
+    if handle.store_error:
+        st.warning(f"The run could not be stored: {handle.store_error}")
+    elif handle.run_id is not None:
+        st.page_link("pages/runs.py", label=f"Open run #{handle.run_id} in Runs",
+                     icon=":material/history:", query_params={"run": str(handle.run_id)})  # fmt: skip
+
+
+st.title("Profile")
+spec = _state.get_spec()
+st.caption(f"Pipeline **{spec.name}** · source `{spec.source.type}` · {len(spec.steps)} steps. "
+           "The run goes in a child process: a failing pipeline cannot take the dashboard down.")  # fmt: skip
+
+try:
+    settings = _settings()
+except ValueError as exc:
+    st.error(f"Fix the run settings: {exc}")
+    st.stop()
+
+handle = _state.live_run()
+running = handle is not None and not handle.done
+start_col, stop_col, _ = st.columns([1, 1, 6])
+if start_col.button("Start", type="primary", icon=":material/play_arrow:", key="profile.start",
+                    disabled=running, width="stretch"):  # fmt: skip
+    _start(settings)
+    handle = _state.live_run()
+    running = handle is not None and not handle.done
+if stop_col.button("Stop", icon=":material/stop:", key="profile.stop", disabled=not running,
+                   width="stretch"):  # fmt: skip
+    handle.stop()
+
+
+@st.fragment(run_every=REFRESH_S if running else None)
+def live_view() -> None:
+    """KPI tiles, progress and charts of the session's run, refreshed while it runs."""
+    if handle is None:
+        st.info("Set the limits and press **Start** to profile the current design.")
+        return
+    snap = handle.snapshot()
+    if running and snap.done:
+        st.rerun()  # the run ended: redraw the page once, with the timer off
+    _outcome(snap, handle)
+    _progress(snap, handle.settings)
+    _kpis(snap, handle)
+    _charts(snap, handle.name)
+
+
+live_view()

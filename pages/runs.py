@@ -1,0 +1,203 @@
+"""Runs: history with filter and sort, rename, delete, compare, export, shareable links."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from pipeline_core import charts, report
+from pipeline_core.store import STATUSES, RunStore, StoreError
+
+SELECTED = "runs.selected"
+SORTS = {"newest": ("id", False), "oldest": ("id", True), "fastest": ("examples/s", False),
+         "lowest p50 wait": ("p50 wait (ms)", True), "name": ("name", True)}  # fmt: skip
+
+
+def _history(store: RunStore) -> pd.DataFrame:
+    rows = [
+        {
+            "id": r.id,
+            "name": r.name,
+            "created": r.created.replace("T", " ")[:19],
+            "status": r.status,
+            "batches": r.batches,
+            "examples/s": r.examples_per_s,
+            "p50 wait (ms)": r.latency_p50_ms,
+            "input-bound %": r.input_bound_percent,
+            "error": r.error or "",
+        }  # fmt: skip
+        for r in store.list_runs()
+    ]
+    return pd.DataFrame(rows, columns=["id", "name", "created", "status", "batches", "examples/s",
+                                       "p50 wait (ms)", "input-bound %", "error"])  # fmt: skip
+
+
+def _requested_ids() -> list[int]:
+    """Run ids from the shareable link (`?run=ID` or `?run=ID,ID`)."""
+    text = st.query_params.get("run", "")
+    ids = []
+    for part in text.split(","):
+        if part.strip().isdigit():
+            ids.append(int(part))
+        elif part.strip():
+            st.error(f"The link names run {part!r}, which is not a run id; use ?run=<number>.")
+    return ids
+
+
+def _filtered(table: pd.DataFrame) -> pd.DataFrame:
+    text_col, status_col, sort_col = st.columns([2, 2, 1])
+    text = text_col.text_input("Filter by name", key="runs.filter", placeholder="part of a name")
+    statuses = status_col.multiselect("Status", STATUSES, key="runs.status")
+    sort = sort_col.selectbox("Sort", list(SORTS), key="runs.sort")
+    if text:
+        table = table[table["name"].str.contains(text, case=False, regex=False)]
+    if statuses:
+        table = table[table["status"].isin(statuses)]
+    column, ascending = SORTS[sort]
+    return table.sort_values(column, ascending=ascending, na_position="last")
+
+
+def _delete(store: RunStore, run_id: int) -> None:
+    store.delete(run_id)
+    st.session_state[SELECTED] = [i for i in st.session_state.get(SELECTED, []) if i != run_id]
+    st.query_params.pop("run", None)
+
+
+def _rename(store: RunStore, run_id: int) -> None:
+    name = st.session_state.get(f"runs.rename.{run_id}", "").strip()
+    if name:
+        store.rename(run_id, name)
+
+
+def _run_detail(store: RunStore, record) -> None:
+    summary = record.summary or {}
+    st.subheader(report.run_label(record))
+    st.caption(f"{record.status} · {record.created.replace('T', ' ')[:19]} · settings "
+               f"{json.dumps(record.settings)}")  # fmt: skip
+    if record.error:
+        st.error(f"The run failed: {record.error}")
+    if summary.get("verdict"):
+        st.info(summary["verdict"])
+    _figure_tiles(summary)
+    _charts([record], key=f"runs.run{record.id}")
+    manage, export = st.columns(2)
+    with manage:
+        st.text_input("Rename", value=record.name, key=f"runs.rename.{record.id}")
+        left, right = st.columns(2)
+        left.button("Save name", key=f"runs.rename_btn.{record.id}", on_click=_rename,
+                    args=(store, record.id), icon=":material/edit:")  # fmt: skip
+        right.button("Delete run", key=f"runs.delete.{record.id}", on_click=_delete,
+                     args=(store, record.id), icon=":material/delete:")  # fmt: skip
+    with export:
+        _exports(store, [record])
+        st.caption("Shareable link: this page's address, with `?run=" + str(record.id) + "`.")
+    with st.expander("Spec"):
+        st.code(json.dumps(record.spec, indent=2), language="json")
+    with st.expander("Environment"):
+        st.json(record.environment or {})
+
+
+def _figure_tiles(summary: dict) -> None:
+    tiles = st.columns(5)
+    for tile, (figure, value) in zip(tiles, report.key_figures(summary)[:5], strict=True):
+        text = "—" if value is None else f"{value:,.4g} {figure.unit}"
+        tile.metric(figure.label, text, border=True)
+
+
+def _charts(records: list, *, key: str) -> None:
+    series = [charts.RunSeries.from_record(r, name=report.run_label(r)) for r in records]
+    figures = charts.run_figures(series)
+    names = list(figures)
+    for start in range(0, len(names), 2):
+        cols = st.columns(2)
+        for col, name in zip(cols, names[start : start + 2], strict=False):
+            col.plotly_chart(figures[name], key=f"{key}.{name}", width="stretch")
+    if "gpu" not in figures:
+        st.caption("No GPU readings in these runs (no GPU was available).")
+
+
+def _exports(store: RunStore, records: list, baseline_id: int | None = None) -> None:
+    ids = "-".join(str(r.id) for r in records)
+    cols = st.columns(3 if len(records) == 1 else 1)
+    cols[0].download_button(
+        "HTML report", report.html_report(records, baseline_id=baseline_id),
+        file_name=f"pipeline-lab-runs-{ids}.html", mime="text/html", on_click="ignore",
+        key=f"runs.html.{ids}", icon=":material/description:",
+    )  # fmt: skip
+    if len(records) == 1:
+        run_id = records[0].id
+        cols[1].download_button("CSV", store.export_csv(run_id), file_name=f"run-{run_id}.csv",
+                                mime="text/csv", on_click="ignore", key=f"runs.csv.{run_id}")  # fmt: skip
+        cols[2].download_button("JSON", store.export_json(run_id), file_name=f"run-{run_id}.json",
+                                mime="application/json", on_click="ignore",
+                                key=f"runs.json.{run_id}")  # fmt: skip
+
+
+def _compare(store: RunStore, records: list) -> None:
+    st.subheader(f"Comparing {len(records)} runs")
+    labels = {r.id: report.run_label(r) for r in records}
+    baseline = st.selectbox("Baseline", list(labels), format_func=labels.get, key="runs.baseline")
+    st.markdown("**Key figures** (ratio against the baseline)")
+    st.dataframe(report.figures_table(records, baseline_id=baseline), hide_index=True,
+                 width="stretch")  # fmt: skip
+    st.markdown("**Spec differences**")
+    diffs = report.spec_differences(records)
+    if diffs:
+        st.dataframe(diffs, hide_index=True, width="stretch")
+    else:
+        st.caption("The specs are identical: differences come from settings or the machine.")
+    _charts(records, key="runs.compare")
+    _exports(store, records, baseline_id=baseline)
+
+
+def _import(store: RunStore) -> None:
+    with st.expander("Import a run (JSON exported from Pipeline Lab)"):
+        upload = st.file_uploader("Run JSON", type=["json"], key="runs.import")
+        if upload is not None and st.button("Import", key="runs.import_btn"):
+            try:
+                run_id = store.import_json(upload.getvalue())
+            except StoreError as exc:
+                st.error(f"Not imported: {exc}")
+            else:
+                st.success(f"Imported as run #{run_id}.")
+
+
+st.title("Runs")
+store = RunStore()
+table = _history(store)
+known = set(table["id"])
+requested = _requested_ids()
+missing = [i for i in requested if i not in known]
+if missing:
+    st.error(f"Run {', '.join(map(str, missing))} does not exist (deleted, or stored on another "
+             "machine); pick a run below or import its JSON.")  # fmt: skip
+if SELECTED not in st.session_state:
+    st.session_state[SELECTED] = [i for i in requested if i in known]
+st.session_state[SELECTED] = [i for i in st.session_state[SELECTED] if i in known]
+
+if table.empty:
+    st.info("No runs yet. Profile a pipeline on the Profile page; its runs appear here.")
+    _import(store)
+    st.stop()
+
+shown = _filtered(table)
+st.dataframe(shown, hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 300),
+             column_config={"examples/s": st.column_config.NumberColumn(format="%.0f"),
+                            "p50 wait (ms)": st.column_config.NumberColumn(format="%.2f"),
+                            "input-bound %": st.column_config.NumberColumn(format="%.0f")})  # fmt: skip
+names = dict(zip(table["id"], table["name"], strict=True))
+selected = st.multiselect("Open one run, or select two or more to compare", list(table["id"]),
+                          format_func=lambda i: f"#{i} {names[i]}", key=SELECTED)  # fmt: skip
+_import(store)
+
+if selected:
+    st.query_params["run"] = ",".join(map(str, selected))
+elif not missing:
+    st.query_params.pop("run", None)
+records = [store.get_run(i) for i in selected]
+if len(records) == 1:
+    _run_detail(store, records[0])
+elif len(records) > 1:
+    _compare(store, records)
