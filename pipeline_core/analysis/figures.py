@@ -1,0 +1,137 @@
+"""Plotly figures of analysis results (no Streamlit: pages and reports share them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+from pipeline_core.analysis.machine import MachineLimit
+from pipeline_core.analysis.stages import StageReport
+from pipeline_core.analysis.tuner import TuneResult
+
+_HEIGHT = 320
+_SLOW = "#d62728"
+_FAST = "#2ca02c"
+_NORMAL = "#1f77b4"
+
+
+def stage_waterfall(report: StageReport) -> go.Figure:
+    """Waterfall of µs per example each stage adds; the bottleneck in red."""
+    worst = report.bottleneck()
+    labels = [s.label for s in report.stages]
+    added = [s.added_us_per_example for s in report.stages]
+    colors = [
+        _SLOW if s is worst else (_FAST if a < 0 else _NORMAL)
+        for s, a in zip(report.stages, added, strict=True)
+    ]
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=added,
+            marker_color=colors,
+            text=[
+                f"{a:+.0f} µs<br>{report.share(s):.0%}"
+                for s, a in zip(report.stages, added, strict=True)
+            ],
+            textposition="outside",
+            customdata=[[s.examples_per_s] for s in report.stages],
+            hovertemplate="%{x}<br>adds %{y:.1f} µs/example<br>"
+            "prefix rate %{customdata[0]:,.0f} examples/s<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=labels,
+            y=[s.us_per_example for s in report.stages],
+            mode="lines+markers",
+            name="cumulative µs/example",
+            line={"color": "#7f7f7f", "dash": "dot"},
+        )
+    )
+    fig.update_layout(
+        height=_HEIGHT,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        title=f"Cost each stage adds (slowest: {worst.label})",
+        yaxis_title="µs per example",
+        showlegend=False,
+    )
+    return fig
+
+
+def machine_gauge(limit: MachineLimit) -> go.Figure:
+    """A gauge of the measured rate against cores × single-core rate."""
+    top = max(limit.limit_examples_per_s, limit.examples_per_s) * 1.1 or 1.0
+    fig = go.Figure(
+        go.Indicator(
+            mode="gauge+number",
+            value=limit.examples_per_s,
+            number={"suffix": " ex/s", "valueformat": ",.0f"},
+            title={"text": f"{limit.fraction():.0%} of {limit.cores} cores × single-core rate"},
+            gauge={
+                "axis": {"range": [0, top]},
+                "bar": {"color": _NORMAL},
+                "threshold": {
+                    "line": {"color": _SLOW, "width": 3},
+                    "value": limit.limit_examples_per_s,
+                },
+            },
+        )
+    )
+    fig.update_layout(height=260, margin={"l": 30, "r": 30, "t": 60, "b": 10})
+    return fig
+
+
+def trials_parallel_coordinates(result: TuneResult) -> go.Figure:
+    """One line per successful trial across the knobs, colored by examples/s."""
+    rows = [r for r in result.trials_table() if r["examples_per_s"] is not None]
+    dims: list[dict[str, Any]] = []
+    for knob in result.space.knobs:
+        labels = list(result.space.describe({knob.name: v})[knob.name] for v in knob.values)
+        dims.append(
+            {
+                "label": knob.name,
+                "values": [labels.index(r[knob.name]) for r in rows],
+                "tickvals": list(range(len(labels))),
+                "ticktext": labels,
+                "range": [0, max(len(labels) - 1, 1)],
+            }
+        )
+    rates = [r["examples_per_s"] for r in rows]
+    dims.append({"label": "examples/s", "values": rates})
+    fig = go.Figure(
+        go.Parcoords(
+            line={"color": rates, "colorscale": "Viridis", "showscale": True},
+            dimensions=dims,
+        )
+    )
+    fig.update_layout(height=_HEIGHT + 40, margin={"l": 60, "r": 40, "t": 50, "b": 20})
+    return fig
+
+
+def trials_progress(result: TuneResult) -> go.Figure:
+    """Examples/s of each trial in order, with the best so far."""
+    trials = result.search.trials
+    best, running = [], 0.0
+    for t in trials:
+        running = max(running, t.score or 0.0)
+        best.append(running)
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=[t.index for t in trials],
+                y=[t.score for t in trials],
+                mode="markers",
+                name="trial",
+            ),
+            go.Scatter(x=[t.index for t in trials], y=best, mode="lines", name="best so far"),
+        ]
+    )
+    fig.add_hline(y=result.baseline_examples_per_s, line_dash="dot", annotation_text="as written")
+    fig.update_layout(
+        height=_HEIGHT,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title="trial",
+        yaxis_title="examples/s",
+    )
+    return fig
