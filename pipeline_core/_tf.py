@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from functools import cache
 
 
@@ -19,12 +20,36 @@ def quiet_tensorflow_logs() -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
 
 
+@contextmanager
+def _stderr_silenced():
+    """Send file descriptor 2 to /dev/null for the duration (C++ writes bypass Python)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # pragma: no cover - no stderr at all
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @cache
 def tf():
-    """Import and return the `tensorflow` module with its logs quieted."""
-    quiet_tensorflow_logs()
-    import tensorflow  # noqa: PLC0415
+    """Import and return the `tensorflow` module with its logs quieted.
 
+    TensorFlow's C++ runtime prints a few lines (oneDNN notice, CUDA probing) before
+    its log level applies; they are swallowed by silencing stderr during the import
+    and the first device discovery. Python exceptions are unaffected.
+    """
+    quiet_tensorflow_logs()
+    with _stderr_silenced():
+        import tensorflow  # noqa: PLC0415
+
+        tensorflow.config.list_physical_devices()
     tensorflow.get_logger().setLevel(logging.ERROR)
     try:
         import absl.logging  # noqa: PLC0415
