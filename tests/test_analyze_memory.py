@@ -107,3 +107,21 @@ def test_format_bytes():
     assert format_bytes(1536) == "1.5 KiB"
     assert format_bytes(3 * 1024**3) == "3.0 GiB"
     assert format_bytes(None) == "unknown"
+
+
+def test_image_folder_count_comes_from_the_files(tmp_path):
+    from PIL import Image
+
+    for label, count in (("a", 2), ("b", 3)):
+        (tmp_path / label).mkdir()
+        for i in range(count):
+            Image.new("RGB", (6, 6)).save(tmp_path / label / f"{i}.png")
+    spec = load_spec(
+        {
+            "source": {"type": "image_folder", "path": str(tmp_path), "image_size": [4, 4]},
+            "steps": [{"op": "interleave"}, {"op": "cache"}],
+        }
+    )
+    assert stage_counts(spec)[:2] == (5, 5)
+    (part,) = memory_estimate(spec).parts
+    assert part.elements == 5 and part.bytes == 5 * stage_bytes(spec)[1]

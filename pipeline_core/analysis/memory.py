@@ -10,16 +10,19 @@ dashboard calls `memory_estimate(spec)` before starting a run and
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import psutil
 
+from pipeline_core.paths import resolve_path
 from pipeline_core.spec import (
     BatchStep,
     CacheStep,
     GeneratorSource,
+    ImageFolderSource,
     MapStep,
     NumpySource,
     PipelineSpec,
@@ -28,6 +31,7 @@ from pipeline_core.spec import (
     ShuffleStep,
     SyntheticSource,
     TakeStep,
+    TFRecordSource,
     load_spec,
 )
 
@@ -35,6 +39,7 @@ AUTOTUNE_PREFETCH_ELEMENTS = 16  # what an autotuned prefetch buffer is assumed 
 WARN_SHARE = 0.5  # warn above this share of available memory
 CACHE_SHARE = 0.5  # the tuner offers a memory cache only below this share
 _PROBE_EXAMPLES = 4
+_COUNT_LIMIT_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,29 @@ def _source_count(spec_json: str) -> int | None:
         return source.num_examples
     from pipeline_core.build import build, cardinality  # noqa: PLC0415
 
-    return cardinality(build(spec.replace(steps=[])))
+    known = cardinality(build(spec.replace(steps=[])))
+    if known is not None:
+        return known
+    if isinstance(source, ImageFolderSource):
+        from pipeline_core.sources import list_image_folder  # noqa: PLC0415
+
+        return len(list_image_folder(str(resolve_path(source.path)))[1])
+    if isinstance(source, TFRecordSource):
+        return _count_records(source)
+    return None
+
+
+def _count_records(source: TFRecordSource) -> int | None:
+    """Records in the TFRecord files (read without parsing), if they total under 1 GiB."""
+    import glob  # noqa: PLC0415
+
+    from pipeline_core._tf import tf as _tf  # noqa: PLC0415
+
+    files = sorted(glob.glob(str(resolve_path(source.files))))
+    if not files or sum(os.path.getsize(f) for f in files) > _COUNT_LIMIT_BYTES:
+        return None
+    records = _tf().data.TFRecordDataset(files, compression_type=source.compression or None)
+    return int(records.reduce(0, lambda n, _: n + 1))
 
 
 def stage_counts(spec: PipelineSpec) -> tuple[float | None, ...]:
