@@ -37,7 +37,7 @@ from pipeline_core.metrics import MB, Reading, Sampler, environment, summarize_r
 STEP_MODELS = ("small",)
 _STOP_GRACE_S = 0.35  # child: how long the loop may take to notice a stop before forcing it
 _KILL_AFTER_S = 0.7  # parent: kill a child that has not ended this long after a stop
-_HANG_GRACE_S = 5.0  # past max_seconds, a wait this long is a hang
+_HANG_GRACE_S = 5.0  # past max_seconds, a wait this long (at most max_seconds) is a hang
 _SILENCE_S = 30.0  # a started child that sends nothing this long is stuck
 _START_LIMIT_S = 180.0  # time allowed to import TensorFlow and build the pipeline
 _RECENT = 50
@@ -454,7 +454,7 @@ class _Runner:
         waiting = self.waiting_since
         if s.max_seconds is not None and waiting is not None and self.t0 is not None:
             over = now - self.t0 - s.max_seconds
-            if over > _HANG_GRACE_S:
+            if over > max(1.0, min(_HANG_GRACE_S, s.max_seconds)):
                 self._force(
                     "failed",
                     f"the pipeline hangs: no batch for {now - waiting:.1f} s and the time limit of "
@@ -476,7 +476,7 @@ class _Runner:
             if time.monotonic() >= next_flush:
                 next_flush += tick
                 self.flush()
-            time.sleep(0.02)
+            time.sleep(0.05)
 
     # the work
     def _dataset(self) -> Any:

@@ -123,6 +123,18 @@ def slow_forever():
     return _with_py(ds, nap).batch(1)
 
 
+def hangs_at_3():
+    """Three quick batches, then a wait of 100 s."""
+
+    def stall(f):
+        time.sleep(100 if int(f.numpy()[0]) == 3 else 0.01)
+        return f
+
+    tf = _tf()
+    ds = tf.data.Dataset.range(10).map(lambda i: (tf.fill([2], tf.cast(i, tf.float32)), i))
+    return _with_py(ds, stall).batch(1)
+
+
 def _spec(n, batch, *, drop=False, steps_before=(), steps_after=()):
     return {
         "name": f"known-{n}-{batch}",
@@ -155,6 +167,8 @@ RUNS = {
     "drop_remainder": (_spec(10, 4, drop=True), RunSettings(max_batches=None), False),
     "allocates": (allocates_400mb, RunSettings(max_batches=None), False),
     "ceiling": (grows_forever, RunSettings(memory_limit_mb=1400, max_seconds=60), False),
+    "hangs": (hangs_at_3, RunSettings(max_seconds=1), False),
+    "time_limit": (slow_forever, RunSettings(max_batches=None, max_seconds=0.6), False),
     "raises": (raises_at_3, RunSettings(), False),
     "segfault": (segfaults_at_2, RunSettings(), False),
     "empty": (empty, RunSettings(), False),
@@ -254,6 +268,22 @@ def test_raising_pipeline_fails_with_its_message(results):
     assert "boom at element 3" in r.reason
     assert "at batch 4" in r.reason
     assert r.batches == 3  # the batches before the error are kept
+
+
+def test_a_hanging_pipeline_fails_after_the_time_limit(results):
+    r = results["hangs"]
+    assert r.status == "failed"
+    assert r.reason.startswith("the pipeline hangs: no batch for ")
+    assert "time limit of 1 s" in r.reason and "after 3 batches" in r.reason
+    assert r.batches == 3
+    assert r.elapsed_s < 10
+
+
+def test_the_time_limit_ends_a_run_as_completed(results):
+    r = results["time_limit"]
+    assert (r.status, r.end_reason) == ("completed", "time limit (0.6 s)")
+    assert 0.6 <= r.ends_ns[-1] / 1e9 < 0.6 + 0.2  # the batch that crossed the limit is last
+    assert 0.6 / 0.05 - 4 <= r.batches <= 0.6 / 0.05 + 1
 
 
 def test_crashing_child_fails_with_the_signal(results):

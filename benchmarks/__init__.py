@@ -1,0 +1,1 @@
+"""Benchmarks of Pipeline Lab: `python -m benchmarks` (or `make bench`) runs them all."""

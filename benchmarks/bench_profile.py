@@ -1,0 +1,117 @@
+"""Profiler overhead: steady-state throughput under `profile` / a bare `for` loop.
+
+For each pipeline, in one benchmark run, alternately: `profile(spec)` (child
+process, sampler thread, streaming) and a bare `for` loop over the same
+dataset in a fresh spawn process of its own. Both count examples after the
+first batch over the same number of batches. The ratio's median over the
+repetitions is reported with its spread and the machine's load average: on
+a busy machine the spread (other processes) dwarfs the profiler's own cost,
+so read the numbers with it. The target is >= 0.97.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pipeline_core.profile import RunSettings, profile
+
+REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
+BATCHES = int(os.environ.get("BENCH_BATCHES", "400"))
+TARGET = 0.97
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _repeated(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with `repeat` before its batch step, so it yields `BATCHES` batches."""
+    steps = list(spec["steps"])
+    at = next(i for i, s in enumerate(steps) if s["op"] == "batch")
+    steps.insert(at, {"op": "repeat"})
+    return {**spec, "steps": steps}
+
+
+def pipelines() -> dict[str, dict[str, Any]]:
+    """The benchmarked specs: synthetic small, seed Example 3, the demo image folder."""
+    from pipeline_core.demo_data import ensure_demo_data  # noqa: PLC0415
+
+    ensure_demo_data()
+    small = {
+        "name": "synthetic small",
+        "source": {"type": "synthetic", "num_examples": 4096, "shape": [16, 16, 3], "seed": 0},
+        "steps": [{"op": "batch", "batch_size": 64}, {"op": "prefetch", "buffer_size": "autotune"}],
+    }
+    example3 = json.loads((EXAMPLES / "03_map_batch_prefetch.json").read_text())
+    folder = json.loads((EXAMPLES / "04_image_folder.json").read_text())
+    return {
+        "synthetic small": _repeated(small),
+        "example 3 (map+batch+prefetch)": _repeated(example3),
+        "image folder (demo)": _repeated(folder),
+    }
+
+
+def bare_loop(spec: dict[str, Any], batches: int) -> float:
+    """Steady-state examples/s of `for element in dataset` (first batch excluded)."""
+    from pipeline_core.build import build  # noqa: PLC0415
+
+    iterator = iter(build(spec))
+    next(iterator)
+    examples, count = 0, 1
+    start = time.perf_counter_ns()
+    for features, _label in iterator:
+        examples += int(features.shape[0])
+        count += 1
+        if count >= batches:
+            break
+    return examples / ((time.perf_counter_ns() - start) / 1e9)
+
+
+def _bare_in_fresh_process(spec: dict[str, Any]) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(bare_loop, spec, BATCHES).result(timeout=600)
+
+
+def _profiled(spec: dict[str, Any]) -> float:
+    result = profile(spec, settings=RunSettings(max_batches=BATCHES, max_seconds=300))
+    if result.status != "completed" or result.batches != BATCHES:
+        raise RuntimeError(f"profile ended {result.status}: {result.reason}")
+    return result.examples_per_second()
+
+
+def run() -> list[dict[str, Any]]:
+    """One row per pipeline: median throughputs and the median ratio."""
+    rows = []
+    for name, spec in pipelines().items():
+        ratios, profiled, bare = [], [], []
+        for i in range(REPEATS):
+            if i % 2:  # alternate the order, so a drift in machine load favours neither
+                b = _bare_in_fresh_process(spec)
+                p = _profiled(spec)
+            else:
+                p = _profiled(spec)
+                b = _bare_in_fresh_process(spec)
+            profiled.append(p)
+            bare.append(b)
+            ratios.append(p / b)
+        ratio = statistics.median(ratios)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        rows.append(
+            {
+                "pipeline": name,
+                "batches": BATCHES,
+                "profiled ex/s": statistics.median(profiled),
+                "bare loop ex/s": statistics.median(bare),
+                "ratio (median)": ratio,
+                "ratio min-max": f"{min(ratios):.3f}-{max(ratios):.3f}",
+                f"target >= {TARGET}": "met" if ratio >= TARGET else "MISSED",
+                "load avg (1 min)": load,
+                "cpu cores": os.cpu_count(),
+            }
+        )
+    return rows
