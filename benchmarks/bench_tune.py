@@ -80,6 +80,10 @@ def _median_rates(specs: dict[str, PipelineSpec]) -> dict[str, float]:
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
+def _changes(result) -> str:
+    return "; ".join(f"{k}={v[1]}" for k, v in result.changes().items()) or "none"
+
+
 def bench_one(name: str, spec: PipelineSpec) -> dict[str, Any]:
     space = small_space(spec)
     adaptive = tune(spec, space=space, budget_s=BUDGET_S, trial_seconds=TRIAL_S)
@@ -99,7 +103,8 @@ def bench_one(name: str, spec: PipelineSpec) -> dict[str, Any]:
         "grid s": grid.elapsed_s,
         "tune/grid time": adaptive.elapsed_s / grid.elapsed_s,
         "speedup": rates["tuned"] / rates["written"],
-        "changes": "; ".join(f"{k}={v[1]}" for k, v in adaptive.changes().items()) or "none",
+        "tuned changes": _changes(adaptive),
+        "grid changes": _changes(grid),
     }
 
 
