@@ -499,6 +499,7 @@ class _Runner:
         from pipeline_core._tf import tf as _tf  # noqa: PLC0415
 
         tf = _tf()
+        self.send("env", environment())
         try:
             ds = self._dataset()
             if not isinstance(ds, tf.data.Dataset):
@@ -508,18 +509,19 @@ class _Runner:
         except Exception as exc:  # noqa: BLE001 - any build error ends the run with its reason
             self.finish("failed", f"building the pipeline failed: {_describe(exc)}", None)
             return
-        self.send("env", environment())
         sampler = Sampler(hz=self.settings.sample_hz, on_reading=self._on_reading, keep=False)
-        self.readings.append(sampler.sample().to_dict())
+        self._on_reading(sampler.sample())
         sampler.start()
         threading.Thread(target=self.watch, name="pl-watch", daemon=True).start()
         status, reason, end_reason = self._loop(ds, step, batched)
         sampler.stop()
-        self.readings.append(sampler.sample().to_dict())
+        self._on_reading(sampler.sample())
         self.finish(status, reason, end_reason)
 
     def _on_reading(self, reading: Reading) -> None:
-        self.readings.append(reading.to_dict())
+        data = reading.to_dict()
+        with self.lock:
+            self.readings.append(data)
 
     def _loop(self, ds: Any, step: Callable | None, batched: bool) -> tuple[str, str | None, str]:
         s = self.settings
