@@ -707,7 +707,12 @@ class RunHandle:
             name=f"pipeline-lab-profile-{name}"[:60],
             daemon=True,
         )
-        with _main_hidden_from_spawn():
+        # A factory defined in a script's __main__ needs that script in the child.
+        needs_main = any(
+            getattr(payload.get(key), "__module__", None) == "__main__"
+            for key in ("factory", "generator")
+        )
+        with contextlib.nullcontext() if needs_main else _main_hidden_from_spawn():
             self._process.start()
         sender.close()  # only the child writes: its death then reads as end-of-file here
         self._started = time.monotonic()

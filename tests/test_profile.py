@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -438,3 +442,28 @@ def test_a_dataset_object_or_lambda_is_refused_with_the_fix(tf):
         start_profile(tf.data.Dataset.range(3))
     with pytest.raises(ProfileError, match="define it at module level"):
         profile(lambda: None)
+
+
+def test_a_factory_defined_in_a_script_main_runs(tmp_path):
+    script = tmp_path / "my_script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from pipeline_core.profile import RunSettings, profile
+
+            def make():
+                import tensorflow as tf
+                return tf.data.Dataset.range(7).map(lambda i: (tf.zeros([3]), i)).batch(3)
+
+            if __name__ == "__main__":
+                r = profile(make, settings=RunSettings(max_batches=None))
+                print("RESULT", r.status, r.examples, r.reason)
+            """
+        )
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env
+    )
+    assert "RESULT completed (3, 3, 1) None" in proc.stdout, proc.stderr[-2000:]
