@@ -143,3 +143,28 @@ def model_form(
             value = values.get(field.name, None if _required(field) else field.default)
             out[field.name] = field_widget(field, value, key=f"{key}.{field.name}")
     return out
+
+
+_COMPACT = """<style>
+[data-testid="stMainBlockContainer"] {padding-top: 2.2rem; padding-left: 2.5rem;
+  padding-right: 2.5rem; max-width: 100%;}
+</style>"""
+
+
+def short_number(value: float | None, unit: str = "") -> str:
+    """At most three significant digits before the unit ("42.1 ms", "1,234"), "—" if unknown.
+
+    KPI tiles truncate long text, so figures are rounded for display only.
+    """
+    if value is None or value != value:  # None or NaN
+        return "—"
+    digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    return f"{value:,.{digits}f} {unit}".strip()
+
+
+def page_header(title: str, caption: str | None = None) -> None:
+    """The page title (and a caption) with the compact spacing every page shares."""
+    st.html(_COMPACT)
+    st.title(title)
+    if caption:
+        st.caption(caption)

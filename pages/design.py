@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from pages import _state
-from pages._widgets import model_form
+from pages._widgets import model_form, page_header
 from pipeline_core._params import fields_of
 from pipeline_core.augment import AUGMENTATIONS, param_fields
 from pipeline_core.spec import (
@@ -201,7 +201,7 @@ def _step_editor(index: int, step: dict[str, Any], count: int, key: str) -> dict
             st.button("Add augmentation", key=f"{key}.add_aug", icon=":material/add:",
                       on_click=_add_augmentation, args=(index,))  # fmt: skip
         fields = fields_of(STEP_MODELS[op], skip=("op", "augmentations"))
-        out.update(model_form(fields, step, key=f"{key}.fields", columns=4))
+        out.update(model_form(fields, step, key=f"{key}.fields", columns=3))
         return out
 
 
@@ -240,7 +240,7 @@ def _element_specs(spec_json: str) -> list[dict[str, Any]]:
             "after": s.stage,
             "features": s.features,
             "label": s.label,
-            "elements": "unknown or infinite" if s.cardinality is None else str(s.cardinality),
+            "count": "?" if s.cardinality is None else str(s.cardinality),
         }
         for s in element_specs(spec_json)
     ]
@@ -254,6 +254,9 @@ def _element_spec_view(spec: PipelineSpec) -> None:
         return
     st.dataframe(
         stages,
+        column_config={
+            "count": st.column_config.TextColumn(help="Elements (? = unknown or infinite)")
+        },
         hide_index=True,
         width="stretch",
     )
@@ -270,7 +273,7 @@ def _code_view(spec: PipelineSpec) -> None:
     st.download_button("Download pipeline.py", code, file_name="pipeline.py",
                        mime="text/x-python", on_click="ignore", key="design.code_download",
                        icon=":material/download:")  # fmt: skip
-    st.code(code, language="python", height=480)
+    st.code(code, language="python", height=520, wrap_lines=True)
 
 
 def _json_view(spec: PipelineSpec, key: str) -> None:
@@ -288,7 +291,7 @@ def _json_view(spec: PipelineSpec, key: str) -> None:
             _state.replace_spec(loaded)
             st.toast(f"Loaded {loaded.name!r} from {upload.name}")
             st.rerun()
-    st.code(spec.to_json(), language="json", height=420)
+    st.code(spec.to_json(), language="json", height=420, wrap_lines=True)
 
 
 def _flash() -> None:
@@ -300,13 +303,13 @@ def _flash() -> None:
 
 # --- page ------------------------------------------------------------------------
 
-st.title("Design")
+page_header("Design")
 spec = _state.get_spec()
 rev = _state.revision()
 key = f"design.r{rev}"
 _flash()
 
-editor, results = st.columns([3, 2], gap="large")
+editor, results = st.columns([1, 1], gap="medium")
 with editor:
     name = st.text_input("Pipeline name", value=spec.name, key=f"{key}.name")
     st.subheader("Source")

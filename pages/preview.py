@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from pages import _state
-from pages._widgets import model_form
+from pages._widgets import model_form, page_header
 from pipeline_core import charts
 from pipeline_core.augment import AUGMENTATIONS, param_fields
 from pipeline_core.preview import batch_summary, preview_samples
@@ -73,9 +73,11 @@ def _batch_view(spec_json: str) -> None:
     )
 
 
-st.title("Preview")
 spec = _state.get_spec()
-st.caption(f"Pipeline **{spec.name}** · source `{spec.source.type}` · edit it on the Design page.")
+page_header(
+    "Preview",
+    f"Pipeline **{spec.name}** · source `{spec.source.type}` · edit it on the Design page.",
+)
 
 n_col, seed_col, roll_col, mode_col = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
 n = n_col.number_input("Samples", min_value=1, max_value=32, value=8, step=1, key="preview.n")

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from pages import _state
+from pages._widgets import page_header, short_number
 from pipeline_core import charts
 from pipeline_core.profile import RunSettings, default_memory_limit_mb, start_profile
 from pipeline_core.spec import SpecError
@@ -60,8 +61,7 @@ def _start(settings: RunSettings) -> None:
     _state.set_live_run(handle)
 
 
-def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
-    return "—" if value is None or np.isnan(value) else f"{value:,.{digits}f} {unit}".strip()
+_fmt = short_number
 
 
 def _kpis(snap, handle) -> None:
@@ -73,14 +73,14 @@ def _kpis(snap, handle) -> None:
     else:
         rate, bound = snap.throughput, None
     tiles = st.columns(5)
-    tiles[0].metric("examples/s", _fmt(rate, "", 0), border=True,
+    tiles[0].metric("examples/s", _fmt(rate, ""), border=True,
                     help="Rolling over the last seconds while running; steady state at the end.")  # fmt: skip
     first = snap.batch_times_s[0] if snap.batch_times_s else None
-    tiles[1].metric("first batch", _fmt(first, "s", 2), border=True,
+    tiles[1].metric("first batch", _fmt(first, "s"), border=True,
                     help="Iterator creation to the first batch (warm-up: fills buffers).")  # fmt: skip
-    tiles[2].metric("wait p50", _fmt(p50, "ms", 2), border=True)
-    tiles[3].metric("wait p99", _fmt(p99, "ms", 2), border=True)
-    tiles[4].metric("input-bound", _fmt(bound, "%", 0), border=True,
+    tiles[2].metric("wait p50", _fmt(p50, "ms"), border=True)
+    tiles[3].metric("wait p99", _fmt(p99, "ms"), border=True)
+    tiles[4].metric("input-bound", _fmt(bound, "%"), border=True,
                     help="Share of the training loop spent waiting for input; needs a "
                     "simulated step and is computed at the end of the run.")  # fmt: skip
 
@@ -121,9 +121,8 @@ def _outcome(snap, handle) -> None:
                      icon=":material/history:", query_params={"run": str(handle.run_id)})  # fmt: skip
 
 
-st.title("Profile")
 spec = _state.get_spec()
-st.caption(f"Pipeline **{spec.name}** · source `{spec.source.type}` · {len(spec.steps)} steps. "
+page_header("Profile", f"Pipeline **{spec.name}** · source `{spec.source.type}` · {len(spec.steps)} steps. "
            "The run goes in a child process: a failing pipeline cannot take the dashboard down.")  # fmt: skip
 
 try:

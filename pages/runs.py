@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from pages._widgets import page_header, short_number
 from pipeline_core import charts, report
 from pipeline_core.store import STATUSES, RunStore, StoreError
 
@@ -26,12 +27,15 @@ def _history(store: RunStore) -> pd.DataFrame:
             "examples/s": r.examples_per_s,
             "p50 wait (ms)": r.latency_p50_ms,
             "input-bound %": r.input_bound_percent,
-            "error": r.error or "",
+            "reason": r.error or "",
         }  # fmt: skip
         for r in store.list_runs()
     ]
-    return pd.DataFrame(rows, columns=["id", "name", "created", "status", "batches", "examples/s",
-                                       "p50 wait (ms)", "input-bound %", "error"])  # fmt: skip
+    table = pd.DataFrame(rows, columns=["id", "name", "created", "status", "batches", "examples/s",
+                                       "p50 wait (ms)", "input-bound %", "reason"])  # fmt: skip
+    for column in ("batches", "examples/s", "p50 wait (ms)", "input-bound %"):
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table
 
 
 def _requested_ids() -> list[int]:
@@ -74,10 +78,12 @@ def _rename(store: RunStore, run_id: int) -> None:
 def _run_detail(store: RunStore, record) -> None:
     summary = record.summary or {}
     st.subheader(report.run_label(record))
-    st.caption(f"{record.status} · {record.created.replace('T', ' ')[:19]} · settings "
-               f"{json.dumps(record.settings)}")  # fmt: skip
-    if record.error:
-        st.error(f"The run failed: {record.error}")
+    st.caption(f"{record.status} · {record.created.replace('T', ' ')[:19]} · "
+               f"{_settings_text(record.settings or {})}")  # fmt: skip
+    if record.status == "failed":
+        st.error(f"The run failed: {record.error or 'no reason recorded'}")
+    elif record.error:
+        st.caption(f"Ended: {record.error}")
     if summary.get("verdict"):
         st.info(summary["verdict"])
     _figure_tiles(summary)
@@ -99,11 +105,26 @@ def _run_detail(store: RunStore, record) -> None:
         st.json(record.environment or {})
 
 
+def _settings_text(settings: dict) -> str:
+    limits = []
+    if settings.get("max_batches"):
+        limits.append(f"up to {settings['max_batches']} batches")
+    if settings.get("max_seconds"):
+        limits.append(f"up to {settings['max_seconds']:g} s")
+    if settings.get("step_model"):
+        limits.append(f"step: {settings['step_model']} model")
+    elif settings.get("step_ms") is not None:
+        limits.append(f"step: {settings['step_ms']:g} ms")
+    if settings.get("memory_limit_mb"):
+        limits.append(f"memory ceiling {settings['memory_limit_mb']} MB")
+    return " · ".join(limits) or "default settings"
+
+
 def _figure_tiles(summary: dict) -> None:
     tiles = st.columns(5)
     for tile, (figure, value) in zip(tiles, report.key_figures(summary)[:5], strict=True):
-        text = "—" if value is None else f"{value:,.4g} {figure.unit}"
-        tile.metric(figure.label, text, border=True)
+        label = f"{figure.label} ({figure.unit})" if figure.unit else figure.label
+        tile.metric(label, short_number(value), border=True)
 
 
 def _charts(records: list, *, key: str) -> None:
@@ -164,7 +185,7 @@ def _import(store: RunStore) -> None:
                 st.success(f"Imported as run #{run_id}.")
 
 
-st.title("Runs")
+page_header("Runs")
 store = RunStore()
 table = _history(store)
 known = set(table["id"])

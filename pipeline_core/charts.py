@@ -174,12 +174,16 @@ def cpu(runs: Sequence[RunSeries], *, per_core: bool = True) -> go.Figure:
 
 def memory(runs: Sequence[RunSeries]) -> go.Figure:
     """Resident memory of the pipeline process and memory still available."""
-    fig = _figure("Memory", "time (s)", "MB")
+    fig = _figure("Memory", "time (s)", "RSS (MB)")
     for run in runs:
         t = run.reading("t")
         fig.add_scatter(x=t, y=run.reading("rss_mb"), mode="lines", name=_label(run, "RSS", runs))
-        fig.add_scatter(x=t, y=run.reading("available_mb"), mode="lines",
-                        name=_label(run, "available", runs), line={"dash": "dash"})  # fmt: skip
+        fig.add_scatter(x=t, y=run.reading("available_mb"), mode="lines", yaxis="y2",
+                        name=_label(run, "available (right)", runs), line={"dash": "dash"})  # fmt: skip
+    # Available memory is often 100x the RSS: its own axis keeps both readable.
+    fig.update_layout(yaxis={"tickformat": ",.0f"}, margin={"r": 60},
+                      yaxis2={"title": "available (MB)", "overlaying": "y", "side": "right",
+                              "tickformat": ",.0f"})  # fmt: skip
     return fig
 
 

@@ -32,7 +32,7 @@ class Figure:
     key: str
     label: str
     unit: str
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: a count, neither better nor worse
     read: Callable[[Mapping[str, Any]], float | None]
 
 
@@ -57,7 +57,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("stalls", "stalls", "batches", False, _get("stalls")),
     Figure("cpu", "process CPU (mean)", "% of a core", False, _get("cpu_percent_mean")),
     Figure("rss", "peak RSS", "MB", False, _get("rss_peak_mb")),
-    Figure("batches", "batches", "", True, _get("batches")),
+    Figure("batches", "batches", "", None, _get("batches")),
 )
 
 
@@ -78,7 +78,7 @@ class FigureRow:
         """ "better"/"worse"/"same"/"" of each run against the baseline."""
         out = []
         for ratio in self.ratios:
-            if ratio is None:
+            if ratio is None or self.figure.higher_is_better is None:
                 out.append("")
             elif abs(ratio - 1.0) < 0.02:
                 out.append("same")
@@ -131,7 +131,7 @@ def figures_table(
         ):
             text = "n/a" if value is None else f"{value:,.4g}"
             if i != base and ratio is not None:
-                text += f"  (×{ratio:.2f} {verdict})"
+                text += f"  (×{ratio:.2f} {verdict})" if verdict else f"  (×{ratio:.2f})"
             line[run_label(record) + (" [baseline]" if i == base else "")] = text
         table.append(line)
     return table

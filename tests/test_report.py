@@ -93,3 +93,13 @@ def test_html_report_is_self_contained_and_escapes_names():
     assert "Spec differences" not in single and single.count("Plotly.newPlot") == 5
     with pytest.raises(ValueError, match="at least one run"):
         html_report([])
+
+
+def test_counts_get_a_ratio_but_no_verdict():
+    a = _record(1, "a", rate=1.0, p50=1.0)
+    b = _record(2, "b", rate=1.0, p50=1.0)
+    b.summary["batches"] = 2
+    row = next(r for r in compare_figures([a, b]) if r.figure.key == "batches")
+    assert row.ratios == (1.0, 0.5) and row.verdicts() == ("", "")
+    table = figures_table([a, b])
+    assert next(r for r in table if r["figure"] == "batches")["#2 b"] == "2  (×0.50)"

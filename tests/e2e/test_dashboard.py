@@ -46,9 +46,13 @@ def _nav(page: Page, title: str) -> None:
 
 
 def _shot(page: Page, screenshots, name: str) -> None:
+    """The 1280x800 view, and the whole page in a taller window (Streamlit scrolls inside)."""
     page.wait_for_timeout(600)  # let charts finish their layout
     page.screenshot(path=str(screenshots / f"{name}.png"))
-    page.screenshot(path=str(screenshots / f"{name}-full.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 2400})
+    page.wait_for_timeout(600)
+    page.screenshot(path=str(screenshots / f"{name}-full.png"))
+    page.set_viewport_size({"width": 1280, "height": 800})
 
 
 def _select(page: Page, label: str, option: str) -> None:
@@ -78,9 +82,10 @@ def _upload_spec(page: Page, spec: dict) -> None:
 
 @pytest.mark.parametrize("path", list(PAGES))
 def test_each_page_opens(app, lab_server, screenshots, path):
-    app.goto(f"{lab_server[0]}/{path}")
+    app.goto(f"{lab_server[0]}/{'' if path == 'design' else path}")  # Design is the default page
     expect(app.get_by_role("heading", name=PAGES[path], exact=True).first).to_be_visible()
     expect(app.get_by_test_id("stException")).to_have_count(0)
+    expect(app.get_by_text("Page not found")).to_have_count(0)
     if path == "design":
         expect(app.get_by_test_id("stDataFrame").first).to_be_visible()  # element specs
     if path == "preview":
