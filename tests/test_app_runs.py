@@ -144,3 +144,29 @@ def test_exported_json_imports_back(two_runs):
     new_id = max(r.id for r in RunStore().list_runs())
     assert json.loads(RunStore().export_json(new_id))["run"]["name"] == "baseline-b32"
     RunStore().delete(new_id)
+
+
+def test_a_failing_pipeline_shows_its_reason_and_the_page_keeps_working(lab_home):
+    from pipeline_core.spec import load_spec
+
+    at = _app("pages/profile.py")
+    missing = lab_home / "no-such-folder"
+    at.session_state["lab.spec"] = load_spec(
+        {
+            "name": "broken",
+            "source": {"type": "image_folder", "path": str(missing)},
+            "steps": [{"op": "batch", "batch_size": 4}],
+        }  # fmt: skip
+    )
+    at.number_input(key="profile.batches").set_value(5)
+    at.button(key="profile.start").click().run()
+    deadline = time.monotonic() + 120
+    while not at.success and not at.error and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception
+    assert at.error, "the failure is shown"
+    assert str(missing) in at.error[0].value or "no-such-folder" in at.error[0].value
+    assert at.button(key="profile.start").disabled is False  # ready for the next run
+    at.switch_page("pages/design.py").run()
+    assert not at.exception
