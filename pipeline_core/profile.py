@@ -388,8 +388,11 @@ class _ModelStep:
 class _Runner:
     """The child's work: build, iterate with timing, report, obey limits."""
 
-    def __init__(self, payload: dict[str, Any], conn: Any, stop_event: Any) -> None:
+    def __init__(
+        self, payload: dict[str, Any], conn: Any, stop_event: Any, ceiling_event: Any
+    ) -> None:
         self.payload = payload
+        self.ceiling_event = ceiling_event
         self.settings = RunSettings(**payload["settings"])
         self.conn = conn
         self.stop_event = stop_event
@@ -440,14 +443,17 @@ class _Runner:
 
     def _check(self) -> None:
         s = self.settings
-        if self.stop_event.is_set():
-            self._request_stop("stopped", f"stopped by request after {len(self.rows)} batches")
+        stop = self.stop_event.is_set()
         rss = self.proc.memory_info().rss / MB
-        if s.memory_limit_mb is not None and rss > s.memory_limit_mb:
+        over = s.memory_limit_mb is not None and rss > s.memory_limit_mb
+        # The parent sets ceiling_event before stop_event when it sees the ceiling first.
+        if over or (stop and self.ceiling_event.is_set()):
             self._request_stop(
                 "stopped",
                 f"stopped: memory ceiling {s.memory_limit_mb} MB exceeded at batch {len(self.rows)}",
             )
+        if stop:
+            self._request_stop("stopped", f"stopped by request after {len(self.rows)} batches")
         now = time.monotonic()
         if self.stop_reason and now - self.stop_asked_at > _STOP_GRACE_S:
             self._force(*self.stop_reason, None)
@@ -593,9 +599,9 @@ def _exit_child(conn: Any) -> None:
         os._exit(0)
 
 
-def _child_main(payload: dict[str, Any], conn: Any, stop_event: Any) -> None:
+def _child_main(payload: dict[str, Any], conn: Any, stop_event: Any, ceiling_event: Any) -> None:
     """Entry point of the profiling child process."""
-    runner = _Runner(payload, conn, stop_event)
+    runner = _Runner(payload, conn, stop_event, ceiling_event)
     try:
         runner.run()
     except BaseException as exc:  # noqa: BLE001 - last resort: tell the parent, then exit
@@ -699,11 +705,12 @@ class RunHandle:
         self._store_call(self._create_stored_run, creating=True)
         ctx = multiprocessing.get_context("spawn")
         self._stop_event = ctx.Event()
+        self._ceiling_event = ctx.Event()
         receiver, sender = ctx.Pipe(duplex=False)
         self._conn = receiver
         self._process = ctx.Process(
             target=_child_main,
-            args=(payload, sender, self._stop_event),
+            args=(payload, sender, self._stop_event, self._ceiling_event),
             name=f"pipeline-lab-profile-{name}"[:60],
             daemon=True,
         )
@@ -883,6 +890,7 @@ class RunHandle:
             if rss > limit:
                 self._ceiling_hit = True
                 self._ceiling_batch = self._batches()
+                self._ceiling_event.set()
                 self.stop()
         if self._stop_at is not None and now - self._stop_at > _KILL_AFTER_S:
             if self._ceiling_hit:
