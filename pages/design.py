@@ -115,10 +115,13 @@ def _demo_fields(kind: str) -> dict[str, Any]:
     """Paths into the generated demo data, so every file source works out of the box."""
     demo = {
         "image_folder": {"path": DEMO_IMAGES},
-        "tfrecord": {"files": "{data_dir}/demo/tfrecord/*.tfrecord"},
-        "csv": {"path": "{data_dir}/demo/csv/*.csv"},
-        "npz": {"path": "{data_dir}/demo/npz/demo.npz"},
-        "npy": {"features_path": "{data_dir}/demo/npy/features.npy"},
+        "tfrecord": {"files": "{data_dir}/demo/tfrecord/shapes-*.tfrecord", "decode_image": True},
+        "csv": {"path": "{data_dir}/demo/csv/shapes.csv"},
+        "npz": {"path": "{data_dir}/demo/npz/shapes.npz"},
+        "npy": {
+            "features_path": "{data_dir}/demo/npy/features.npy",
+            "labels_path": "{data_dir}/demo/npy/labels.npy",
+        },
     }.get(kind)
     if demo:
         from pipeline_core.demo_data import ensure_demo_data  # noqa: PLC0415

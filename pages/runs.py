@@ -12,6 +12,7 @@ from pipeline_core import charts, report
 from pipeline_core.store import STATUSES, RunStore, StoreError
 
 SELECTED = "runs.selected"
+LINK = "runs.link"  # the ?run= value last applied to the selection
 SORTS = {"newest": ("id", False), "oldest": ("id", True), "fastest": ("examples/s", False),
          "lowest p50 wait": ("p50 wait (ms)", True), "name": ("name", True)}  # fmt: skip
 
@@ -194,8 +195,11 @@ missing = [i for i in requested if i not in known]
 if missing:
     st.error(f"Run {', '.join(map(str, missing))} does not exist (deleted, or stored on another "
              "machine); pick a run below or import its JSON.")  # fmt: skip
-if SELECTED not in st.session_state:
+query = st.query_params.get("run", "")
+if st.session_state.get(LINK) != query:  # a link was followed (or first visit): open its runs
+    st.session_state[LINK] = query
     st.session_state[SELECTED] = [i for i in requested if i in known]
+st.session_state.setdefault(SELECTED, [])
 st.session_state[SELECTED] = [i for i in st.session_state[SELECTED] if i in known]
 
 if table.empty:
@@ -217,6 +221,7 @@ if selected:
     st.query_params["run"] = ",".join(map(str, selected))
 elif not missing:
     st.query_params.pop("run", None)
+st.session_state[LINK] = st.query_params.get("run", "")
 records = [store.get_run(i) for i in selected]
 if len(records) == 1:
     _run_detail(store, records[0])

@@ -216,3 +216,19 @@ def test_preview_page_shows_sample_pairs_and_batch_figures():
     _ok(at)
     assert not at.error
     assert all("[16, 24, 3]" in c.value for c in at.caption if c.value.startswith("#"))
+
+
+def test_every_source_type_works_out_of_the_box_on_the_demo_data():
+    from pipeline_core.spec import SOURCE_TYPES
+
+    at = _page("design")
+    for source_type in SOURCE_TYPES:
+        at.selectbox(key=_key(at, "source.type")).set_value(source_type).run()
+        _ok(at)
+        assert _spec(at).source.type == source_type
+        errors = [e.value for e in at.error]
+        if source_type == "csv":  # feature vectors: image augmentations say what is needed
+            assert errors and "needs image features" in errors[0]
+        else:
+            assert not errors, (source_type, errors)
+            assert len(at.dataframe[0].value) == len(_spec(at).steps) + 1

@@ -99,6 +99,9 @@ def test_shareable_link_opens_the_run_with_exports(two_runs):
     labels = {b.label for b in at.get("download_button")}
     assert {"HTML report", "CSV", "JSON"} <= labels
     assert at.query_params["run"] == str(two_runs[0])
+    at.query_params["run"] = str(two_runs[1])  # another link followed in the same session
+    at.run()
+    assert at.multiselect(key="runs.selected").value == [two_runs[1]]
     missing = _app("pages/runs.py", run="999999")
     assert "999999 does not exist" in _texts(missing)
 
