@@ -316,5 +316,28 @@ def _store_tfrecord(name: str, data: bytes, target: Path, limits: ZipLimits) -> 
             "upload a file written by tf.io.TFRecordWriter (uncompressed)"
         )
     path = _write(target, ".tfrecord", data)
-    source = {"type": "tfrecord", "files": _placeholder(path)}
-    return StoredUpload("tfrecord", path, source, ())
+    from pipeline_core.sources import SourceError, infer_tfrecord_features  # noqa: PLC0415
+
+    try:
+        features = infer_tfrecord_features(str(path))
+    except SourceError as exc:
+        path.unlink(missing_ok=True)
+        raise UploadError(f"{name!r}: {exc}") from None
+    source = {"type": "tfrecord", "files": _placeholder(path), **_tfrecord_keys(features)}
+    notes = (f"features: {', '.join(f'{k} ({v[1]})' for k, v in features.items())}",)
+    return StoredUpload("tfrecord", path, source, notes)
+
+
+def _tfrecord_keys(features: dict[str, tuple[str, str, tuple[int, ...]]]) -> dict[str, Any]:
+    """Which feature holds the example and which the label; encoded images get decoded."""
+    names = list(features)
+    label = "label" if "label" in features else None
+    if label is None:
+        label = next((n for n in names if features[n][1] == "int64" and features[n][2] == ()), None)
+    rest = [n for n in names if n != label] or names
+    feature = "image" if "image" in features else rest[0]
+    return {
+        "features_key": feature,
+        "label_key": label if label != feature else None,
+        "decode_image": features[feature][1] == "string",
+    }

@@ -107,6 +107,11 @@ def test_zip_with_lying_header_sizes_is_stopped_while_unpacking():
         ("bad.npz", b"garbage", "not a readable .npz"),
         ("one.csv", b"a\n1\n", "header line"),
         ("bad.tfrecord", b"\xff" * 20, "does not look like a TFRecord"),
+        (
+            "junk.tfrecord",
+            (4).to_bytes(8, "little") + b"\0" * 4 + b"junk" + b"\0" * 4,
+            "cannot read",
+        ),
     ],
 )
 def test_bad_uploads_name_the_problem(name, data, match):
@@ -149,13 +154,18 @@ def test_csv_and_tfrecord_sources(tf, tmp_path):
 
     record = tmp_path / "r.tfrecord"
     with tf.io.TFRecordWriter(str(record)) as writer:
-        example = tf.train.Example(
-            features=tf.train.Features(
-                feature={"label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}
-            )
-        )
+        feature = {
+            "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
+            "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_png()])),
+        }
+        example = tf.train.Example(features=tf.train.Features(feature=feature))
         writer.write(example.SerializeToString())
     stored = store_upload("r.tfrecord", record.read_bytes())
-    assert stored.source == {"type": "tfrecord", "files": stored.source["files"]}
+    assert stored.source == {"type": "tfrecord", "files": stored.source["files"],
+                             "features_key": "image", "label_key": "label", "decode_image": True}  # fmt: skip
+    from pipeline_core.build import element_specs
+
+    source_stage = element_specs(load_spec({"source": stored.source}))[0]
+    assert source_stage.features.startswith("uint8 (")  # decoded image, not bytes
     assert resolve_path(stored.source["files"]).read_bytes() == record.read_bytes()
     _valid_source(stored)
