@@ -160,13 +160,14 @@ def _upload_section(spec: PipelineSpec, key: str) -> None:
 
 
 def _step_header(index: int, count: int, op: str, key: str) -> None:
-    title, up, down, remove = st.columns([6, 1, 1, 1], vertical_alignment="center")
-    title.markdown(f"**{index}. {op}** &nbsp; :gray[{_doc(STEP_MODELS[op])}]")
-    up.button(":material/arrow_upward:", key=f"{key}.up", help="Move up",
-              disabled=index == 0, on_click=_move_step, args=(index, -1))  # fmt: skip
-    down.button(":material/arrow_downward:", key=f"{key}.down", help="Move down",
-                disabled=index == count - 1, on_click=_move_step, args=(index, 1))  # fmt: skip
-    remove.button(":material/delete:", key=f"{key}.remove", help="Remove this step",
+    title, buttons = st.columns([3, 2], vertical_alignment="center")
+    title.markdown(f"**{index}. {op}**", help=_doc(STEP_MODELS[op]))
+    with buttons.container(horizontal=True, horizontal_alignment="right", gap="small"):
+        st.button(":material/arrow_upward:", key=f"{key}.up", help="Move up",
+                  disabled=index == 0, on_click=_move_step, args=(index, -1))  # fmt: skip
+        st.button(":material/arrow_downward:", key=f"{key}.down", help="Move down",
+                  disabled=index == count - 1, on_click=_move_step, args=(index, 1))  # fmt: skip
+        st.button(":material/delete:", key=f"{key}.remove", help="Remove this step",
                   on_click=_remove_step, args=(index,))  # fmt: skip
 
 
@@ -213,7 +214,7 @@ def _steps_editor(spec: PipelineSpec, key: str) -> list[dict[str, Any]]:
     edited = [_step_editor(i, step, len(steps), f"{key}.{i}") for i, step in enumerate(steps)]
     if not steps:
         st.info("No steps yet: the pipeline yields the source's elements one by one.")
-    pick, add = st.columns([3, 1], vertical_alignment="bottom")
+    pick, add = st.columns([2, 1], vertical_alignment="bottom")
     pick.selectbox("New step", STEP_OPS, key=f"{key}.new_op",
                    format_func=lambda op: f"{op} — {_doc(STEP_MODELS[op])}")  # fmt: skip
     add.button("Add step", key=f"{key}.add", icon=":material/add:", width="stretch",
