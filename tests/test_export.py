@@ -112,8 +112,9 @@ def test_exported_script_matches_build(name, tmp_path, lab_home):
     spec = load_spec(CASES[name])
     script = tmp_path / "pipeline.py"
     script.write_text(export_code(spec), encoding="utf-8")
+    shutil.rmtree(lab_home / "export-cache", ignore_errors=True)  # both start from an empty cache
     out = _run(script)
-    shutil.rmtree(lab_home / "export-cache", ignore_errors=True)  # start from an empty cache
+    shutil.rmtree(lab_home / "export-cache", ignore_errors=True)
     element_spec, first, count = _expected(spec)
     assert f"element_spec: {element_spec}" in out
     assert f"elements: {count}" in out
