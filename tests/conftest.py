@@ -10,7 +10,12 @@ import pytest
 
 # Before anything imports pipeline_core or TensorFlow.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_HOME = Path(tempfile.mkdtemp(prefix="pipeline-lab-tests-"))
+# Idempotent: a second import of this file (e.g. as `tests.conftest`) must not
+# point the session at another directory.
+_HOME = Path(
+    os.environ.get("PIPELINE_LAB_TEST_HOME") or tempfile.mkdtemp(prefix="pipeline-lab-tests-")
+)
+os.environ["PIPELINE_LAB_TEST_HOME"] = str(_HOME)
 os.environ["PIPELINE_LAB_HOME"] = str(_HOME)
 os.environ["PIPELINE_LAB_DB"] = str(_HOME / "runs.sqlite")
 
