@@ -1,4 +1,9 @@
-"""Analyze & tune: find the bottleneck of the designed pipeline and fix it in one click."""
+"""Analyze & tune: find the bottleneck of the designed pipeline and fix it in one click.
+
+Every measurement runs as a job in a child process (`pipeline_core.analysis.jobs`):
+a pipeline that crashes, runs out of memory or hangs ends as a failure with its
+reason, and the dashboard keeps serving. A timed fragment shows the running job.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +11,148 @@ import pandas as pd
 import streamlit as st
 
 from pages import _state
-from pipeline_core.analysis import (
-    analyze_stages,
-    capture_trace,
-    check_memory,
-    figures,
-    format_bytes,
-    machine_limit,
-    recommend,
-    tune,
-)
+from pages._widgets import page_header
+from pipeline_core.analysis import JOBS, check_memory, figures, format_bytes, start_analysis
 
 KEY = "analyze."
+REFRESH_S = 0.5
+
+
+# --- the session's analysis job ---------------------------------------------------------
+
+
+class _Slot:
+    """The session's running (or just finished) analysis job: one at a time."""
+
+    def __init__(self) -> None:
+        self.job = None
+        self.kind: str | None = None
+        self.spec_json: str | None = None
+
+
+def _cancel_slot(slot: _Slot) -> None:
+    if slot.job is not None and not slot.job.done:
+        slot.job.cancel()
+
+
+@st.cache_resource(scope="session", on_release=_cancel_slot, show_spinner=False)
+def _slot() -> _Slot:
+    return _Slot()
+
+
+def _spec_json() -> str:
+    return _state.get_spec().to_json(indent=None)
 
 
 def _results() -> dict:
     """Results of this page for the current spec (dropped when the design changes)."""
-    spec_json = _state.get_spec().to_json(indent=None)
+    spec_json = _spec_json()
     if st.session_state.get(KEY + "spec") != spec_json:
         st.session_state[KEY + "spec"] = spec_json
-        st.session_state[KEY + "results"] = {}
+        st.session_state[KEY + "results"] = {"errors": {}}
     return st.session_state[KEY + "results"]
+
+
+def _options(kind: str, results: dict) -> dict:
+    """The job's options, read from this page's widgets."""
+    ss = st.session_state
+    seconds = float(ss.get(KEY + "seconds", 0.5))
+    if kind == "stages":
+        return {"seconds": seconds}
+    if kind == "recommend":
+        stages = results.get("stages")
+        return {"seconds": seconds, "stages": stages.report if stages else None}
+    if kind == "tune":
+        return {
+            "budget_s": float(ss.get(KEY + "budget", 30)),
+            "trial_seconds": float(ss.get(KEY + "trial_s", 0.4)),
+            "tune_batch_size": bool(ss.get(KEY + "batch", False)),
+            "allow_reorder": bool(ss.get(KEY + "reorder", False)),
+        }
+    return {}
+
+
+def _start(kind: str) -> None:
+    """Button callback: start job `kind` on the current spec (before the script reruns)."""
+    results, slot = _results(), _slot()
+    if slot.job is not None and not slot.job.done:
+        return
+    results["errors"].pop(kind, None)
+    try:
+        slot.job = start_analysis(kind, _state.get_spec(), **_options(kind, results))
+    except ValueError as exc:
+        results["errors"][kind] = f"{JOBS[kind].what} could not start: {exc}"
+        slot.job = None
+        return
+    slot.kind, slot.spec_json = kind, _spec_json()
+
+
+def _cancel() -> None:
+    job = _slot().job
+    if job is not None:
+        job.cancel()
+        job.wait(2.0)
+
+
+def _collect(results: dict) -> bool:
+    """Move a finished job's result (or failure) into `results`; True while a job runs."""
+    slot = _slot()
+    job = slot.job
+    if job is None:
+        return False
+    if not job.done:
+        return True
+    state = job.state()
+    if slot.spec_json == st.session_state.get(KEY + "spec"):
+        if state.ok:
+            results[slot.kind] = job.result(timeout=0)
+        else:
+            results["errors"][slot.kind] = (state.status, state.reason)
+    slot.job = None
+    return False
+
+
+def _start_button(kind: str, label: str, running: bool, **kwargs) -> None:
+    st.button(label, key=KEY + "run_" + kind, on_click=_start, args=(kind,), disabled=running,
+              **kwargs)  # fmt: skip
+
+
+def _live(kind: str, results: dict) -> bool:
+    """Live progress of the job when it is of `kind`, and its failure; True while it runs."""
+    slot = _slot()
+    if slot.job is not None and slot.kind == kind:
+        _job_view()
+        return True
+    failure = results["errors"].get(kind)
+    if failure is not None:
+        status, reason = failure if isinstance(failure, tuple) else ("failed", failure)
+        show = st.info if status == "cancelled" else st.error
+        show(reason[:1].upper() + reason[1:], icon=":material/error:")
+    return False
+
+
+@st.fragment(run_every=REFRESH_S)
+def _job_view() -> None:
+    """Progress bar, the rows measured so far and Cancel; redrawn twice a second."""
+    job = _slot().job
+    if job is None or job.done:
+        st.rerun()  # redraw the whole page once, with the results
+    state = job.state()
+    latest = state.latest
+    if latest is None:
+        text, fraction = f"starting a process for {job.what} (loading TensorFlow)", 0.0
+    else:
+        text, fraction = latest.text, latest.fraction
+    bar, cancel = st.columns([6, 1], vertical_alignment="bottom")
+    bar.progress(min(max(fraction, 0.0), 1.0), text=f"{text} · {state.elapsed_s:.0f} s")
+    cancel.button("Cancel", key=KEY + "cancel", icon=":material/stop:", on_click=_cancel,
+                  width="stretch")  # fmt: skip
+    rows = [p.row for p in state.progress if p.row]
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key=KEY + "live_rows")
+
+
+# --- sections -------------------------------------------------------------------------------
 
 
 def _apply(spec, message: str) -> None:
@@ -34,16 +160,107 @@ def _apply(spec, message: str) -> None:
     st.session_state[KEY + "applied"] = message
 
 
-def _fail(what: str, exc: Exception) -> None:
-    st.error(f"{what} failed: {exc}")
+def _stages_section(results: dict, running: bool) -> None:
+    st.subheader("Stages: where the time goes")
+    slider, button = st.columns([3, 1], vertical_alignment="bottom")
+    slider.slider(
+        "Seconds timed per stage", 0.1, 3.0, 0.5, 0.1, key=KEY + "seconds",
+        help="Each prefix of the pipeline (source, + each step) is timed this long.",
+    )  # fmt: skip
+    with button:
+        _start_button("stages", "Analyze stages", running, type="primary", width="stretch")
+    if _live("stages", results):
+        return
+    found = results.get("stages")
+    if found is None:
+        st.info("Time each stage to find the slowest one.")
+        return
+    report, limit = found.report, found.limit
+    worst = report.bottleneck()
+    st.markdown(
+        f"**Slowest stage: {worst.label}** — adds {worst.added_us_per_example:,.0f} µs per "
+        f"example, {report.share(worst):.0%} of the time. The pipeline delivers "
+        f"{report.final.examples_per_s:,.0f} examples/s."
+    )
+    chart, gauge = st.columns([2, 1])
+    chart.plotly_chart(figures.stage_waterfall(report), key=KEY + "waterfall")
+    gauge.plotly_chart(figures.machine_gauge(limit), key=KEY + "gauge")
+    gauge.markdown(f"**Machine limit:** {limit.verdict()}.")
+    gauge.caption(
+        f"One core runs the whole pipeline at {limit.single_core_examples_per_s:,.0f} "
+        f"examples/s; × {limit.cores} cores = {limit.limit_examples_per_s:,.0f}."
+    )
 
 
-def _memory_section(spec) -> None:
+def _recommendations_section(results: dict, running: bool) -> None:
+    st.subheader("Recommendations")
+    _start_button("recommend", "Find recommendations", running)
+    if _live("recommend", results):
+        return
+    recs = results.get("recommend")
+    if recs is None:
+        hint = "" if results.get("stages") else " Analyze stages first for stage-based rules."
+        st.info("Each rule's fix is measured before it is offered." + hint)
+        return
+    if not recs:
+        st.success("No recommendation: none of the measured fixes helps this pipeline.")
+    for i, rec in enumerate(recs):
+        text, action = st.columns([5, 1], vertical_alignment="center")
+        gain = f"{rec.gain():.2f}× examples/s" if rec.kind == "speed" else rec.benefit
+        text.markdown(f"**{rec.title}** — {gain}  \n{rec.reason}.")
+        if rec.kind == "quality":
+            text.caption(f"Measured throughput with the fix: {rec.gain():.2f}×.")
+        if action.button("Apply", key=f"{KEY}apply_rec_{i}", disabled=running, width="stretch"):
+            _apply(rec.apply(), f"Applied: {rec.title}.")
+            st.rerun()
+
+
+def _tuner_section(results: dict, running: bool) -> None:
+    st.subheader("Auto-tune")
+    budget_col, trial_col, batch_col, order_col, button = st.columns(
+        [2, 2, 1.2, 1.2, 1.2], vertical_alignment="bottom"
+    )
+    budget_col.slider("Budget (s)", 2, 300, 30, key=KEY + "budget")
+    trial_col.slider("Seconds per trial", 0.1, 2.0, 0.4, 0.1, key=KEY + "trial_s")
+    batch_col.checkbox("Tune batch size", key=KEY + "batch")
+    order_col.checkbox("Allow reordering", key=KEY + "reorder")
+    with button:
+        _start_button("tune", "Tune", running, type="primary", width="stretch")
+    if _live("tune", results):
+        return
+    result = results.get("tune")
+    if result is None:
+        st.info("Coordinate descent over parallelism, vectorized maps, cache and prefetch.")
+        return
+    a, b, c = st.columns(3)
+    a.metric("As written", f"{result.baseline_examples_per_s:,.0f} ex/s", border=True)
+    b.metric("Tuned", f"{result.best_examples_per_s:,.0f} ex/s", f"{result.speedup():.2f}×",
+             border=True)  # fmt: skip
+    c.metric("Trials", f"{len(result.search.trials)} of {result.space.size()}", border=True)
+    changes = result.changes()
+    if changes:
+        text, action = st.columns([5, 1], vertical_alignment="center")
+        text.markdown(
+            "Changes: " + "; ".join(f"`{k}` {old} → **{new}**" for k, (old, new) in changes.items())
+        )
+        if action.button("Apply best", type="primary", key=KEY + "apply_best", disabled=running,
+                         width="stretch"):  # fmt: skip
+            _apply(result.apply(), f"Applied the tuned settings ({result.speedup():.2f}×).")
+            st.rerun()
+    else:
+        st.success("The pipeline as written was the fastest setting found.")
+    left, right = st.columns(2)
+    left.plotly_chart(figures.trials_progress(result), key=KEY + "trials_progress")
+    right.plotly_chart(figures.trials_parallel_coordinates(result), key=KEY + "parcoords")
+    st.dataframe(pd.DataFrame(result.trials_table()), hide_index=True, key=KEY + "trials")
+
+
+def _memory_section(spec, results: dict, running: bool) -> None:
     st.subheader("Memory estimate")
     try:
         verdict = check_memory(spec)
     except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
-        _fail("Memory estimate", exc)
+        st.error(f"Memory estimate failed: {exc}")
         return
     estimate = verdict.estimate
     show = {"ok": st.success, "warn": st.warning, "block": st.error}[verdict.level]
@@ -61,8 +278,10 @@ def _memory_section(spec) -> None:
     ]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, key=KEY + "memory_table")
-    _peak_rss(spec, _results())
-    peak = _results().get("rss_peak_mb")
+    _start_button("memory", "Measure peak memory (short run)", running)
+    if _live("memory", results):
+        return
+    peak = results.get("memory")
     if peak is not None:
         st.caption(
             f"Estimate {format_bytes(estimate.total_bytes)} beside the measured peak RSS of a "
@@ -70,177 +289,37 @@ def _memory_section(spec) -> None:
         )
 
 
-def _stages_section(spec, results: dict) -> None:
-    st.subheader("Stages: where the time goes")
-    seconds = st.slider(
-        "Seconds timed per stage", 0.1, 3.0, 0.5, 0.1, key=KEY + "seconds",
-        help="Each prefix of the pipeline (source, + each step) is timed this long.",
-    )  # fmt: skip
-    if st.button("Analyze stages", type="primary", key=KEY + "run_stages"):
-        bar = st.progress(0.0, text="timing the source ...")
-
-        def progress(stage, done, total):
-            bar.progress(done / total, text=f"timed {stage.label}")
-
-        try:
-            report = analyze_stages(spec, seconds=seconds, on_stage=progress)
-            bar.progress(1.0, text="measuring the single-core rate ...")
-            results["limit"] = machine_limit(
-                spec, seconds=seconds, examples_per_s=report.final.examples_per_s
-            )
-            results["stages"] = report
-        except Exception as exc:  # noqa: BLE001
-            _fail("Stage analysis", exc)
-        bar.empty()
-    report, limit = results.get("stages"), results.get("limit")
-    if report is None:
-        st.info("Time each stage to find the slowest one.")
-        return
-    worst = report.bottleneck()
-    st.markdown(
-        f"**Slowest stage: {worst.label}** — adds {worst.added_us_per_example:,.0f} µs per "
-        f"example, {report.share(worst):.0%} of the time. The pipeline delivers "
-        f"{report.final.examples_per_s:,.0f} examples/s."
-    )
-    chart, gauge = st.columns([2, 1])
-    chart.plotly_chart(figures.stage_waterfall(report), key=KEY + "waterfall")
-    if limit is not None:
-        gauge.plotly_chart(figures.machine_gauge(limit), key=KEY + "gauge")
-        gauge.markdown(f"**Machine limit:** {limit.verdict()}.")
-        gauge.caption(
-            f"One core runs the whole pipeline at {limit.single_core_examples_per_s:,.0f} "
-            f"examples/s; × {limit.cores} cores = {limit.limit_examples_per_s:,.0f}."
-        )
-
-
-def _recommendations_section(spec, results: dict) -> None:
-    st.subheader("Recommendations")
-    if st.button("Find recommendations", key=KEY + "run_recs"):
-        bar = st.progress(0.0, text="measuring fixes ...")
-
-        def progress(rule, done, total):
-            bar.progress(done / total, text=f"measured {rule}")
-
-        try:
-            results["recs"] = recommend(
-                spec,
-                stages=results.get("stages"),
-                seconds=st.session_state.get(KEY + "seconds", 0.5),
-                on_progress=progress,
-            )
-        except Exception as exc:  # noqa: BLE001
-            _fail("Recommendations", exc)
-        bar.empty()
-    recs = results.get("recs")
-    if recs is None:
-        hint = "" if results.get("stages") else " Analyze stages first for stage-based rules."
-        st.info("Each rule's fix is measured before it is offered." + hint)
-        return
-    if not recs:
-        st.success("No recommendation: none of the measured fixes helps this pipeline.")
-    for i, rec in enumerate(recs):
-        text, action = st.columns([5, 1])
-        gain = f"{rec.gain():.2f}× examples/s" if rec.kind == "speed" else rec.benefit
-        text.markdown(f"**{rec.title}** — {gain}  \n{rec.reason}.")
-        if rec.kind == "quality":
-            text.caption(f"Measured throughput with the fix: {rec.gain():.2f}×.")
-        if action.button("Apply", key=f"{KEY}apply_rec_{i}"):
-            _apply(rec.apply(), f"Applied: {rec.title}.")
-            st.rerun()
-
-
-def _tuner_section(spec, results: dict) -> None:
-    st.subheader("Auto-tune")
-    budget_col, trial_col, batch_col, order_col = st.columns([2, 2, 1, 1])
-    budget = budget_col.slider("Budget (s)", 2, 300, 30, key=KEY + "budget")
-    trial_s = trial_col.slider("Seconds per trial", 0.1, 2.0, 0.4, 0.1, key=KEY + "trial_s")
-    batch = batch_col.checkbox("Tune batch size", key=KEY + "batch")
-    reorder = order_col.checkbox("Allow reordering", key=KEY + "reorder")
-    if st.button("Tune", type="primary", key=KEY + "run_tune"):
-        bar = st.progress(0.0, text="measuring the pipeline as written ...")
-
-        def progress(trial, used):
-            rate = "failed" if trial.score is None else f"{trial.score:,.0f} examples/s"
-            bar.progress(used, text=f"trial {trial.index}: {rate}")
-
-        try:
-            results["tune"] = tune(
-                spec,
-                budget_s=float(budget),
-                trial_seconds=float(trial_s),
-                tune_batch_size=batch,
-                allow_reorder=reorder,
-                on_trial=progress,
-            )
-        except Exception as exc:  # noqa: BLE001
-            _fail("Tuning", exc)
-        bar.empty()
-    result = results.get("tune")
-    if result is None:
-        st.info("Coordinate descent over parallelism, vectorized maps, cache and prefetch.")
-        return
-    a, b, c = st.columns(3)
-    a.metric("As written", f"{result.baseline_examples_per_s:,.0f} ex/s")
-    b.metric("Tuned", f"{result.best_examples_per_s:,.0f} ex/s", f"{result.speedup():.2f}×")
-    c.metric("Trials", f"{len(result.search.trials)} of {result.space.size()}")
-    changes = result.changes()
-    if changes:
-        st.markdown(
-            "Changes: " + "; ".join(f"`{k}` {old} → **{new}**" for k, (old, new) in changes.items())
-        )
-        if st.button("Apply best", type="primary", key=KEY + "apply_best"):
-            _apply(result.apply(), f"Applied the tuned settings ({result.speedup():.2f}×).")
-            st.rerun()
-    else:
-        st.success("The pipeline as written was the fastest setting found.")
-    left, right = st.columns(2)
-    left.plotly_chart(figures.trials_progress(result), key=KEY + "trials_progress")
-    right.plotly_chart(figures.trials_parallel_coordinates(result), key=KEY + "parcoords")
-    st.dataframe(pd.DataFrame(result.trials_table()), hide_index=True, key=KEY + "trials")
-
-
-def _trace_section(spec) -> None:
+def _trace_section(results: dict, running: bool) -> None:
     with st.expander("TensorBoard profiler trace"):
         st.caption("Capture a TensorFlow profiler trace of a short run for TensorBoard.")
-        if st.button("Capture trace", key=KEY + "trace"):
-            try:
-                trace = capture_trace(spec)
-            except Exception as exc:  # noqa: BLE001
-                _fail("Trace capture", exc)
-                return
+        _start_button("trace", "Capture trace", running)
+        if _live("trace", results):
+            return
+        trace = results.get("trace")
+        if trace is not None:
             st.success(f"Trace of {trace.elements} elements written to `{trace.logdir}`.")
             st.markdown(trace.hint())
             st.code(trace.command(), language="bash")
 
 
-def _peak_rss(spec, results: dict) -> None:
-    if st.button("Measure peak memory (short run)", key=KEY + "rss"):
-        from pipeline_core.profile import RunSettings, profile  # noqa: PLC0415
-
-        with st.spinner("running the pipeline for a few seconds ..."):
-            try:
-                run = profile(spec, settings=RunSettings(max_batches=50, max_seconds=5.0))
-                results["rss_peak_mb"] = run.readings_summary().get("rss_peak_mb")
-            except Exception as exc:  # noqa: BLE001
-                _fail("The short run", exc)
-
-
 def main() -> None:
-    st.title("Analyze & tune")
     spec = _state.get_spec()
+    steps = " → ".join(s.op for s in spec.steps) or "no steps"
+    page_header(
+        "Analyze & tune",
+        f"Pipeline **{spec.name}**: {spec.source.type} source → {steps}. Measurements run in a "
+        "child process: a failing pipeline cannot take the dashboard down.",
+    )
     results = _results()
+    running = _collect(results)
     applied = st.session_state.pop(KEY + "applied", None)
     if applied:
         st.success(applied + " The design now uses it.")
-    st.caption(
-        f"Pipeline **{spec.name}**: {spec.source.type} source → "
-        + (" → ".join(s.op for s in spec.steps) or "no steps")
-    )
-    _stages_section(spec, results)
-    _recommendations_section(spec, results)
-    _tuner_section(spec, results)
-    _memory_section(spec)
-    _trace_section(spec)
+    _stages_section(results, running)
+    _recommendations_section(results, running)
+    _tuner_section(results, running)
+    _memory_section(spec, results, running)
+    _trace_section(results, running)
 
 
 main()

@@ -1,9 +1,20 @@
-"""AppTest of the Analyze & tune page: stages, recommendations, tuner and apply."""
+"""AppTest of the Analyze & tune page: stages, recommendations, tuner and apply.
+
+Every measurement runs as a job in a child process. AppTest cannot fire the
+page's `run_every` timer, so `_finish` re-runs the script until the job's
+Cancel button is gone (the job ended and the page drew its results).
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 
+from pipeline_core.analysis import JOBS
+from pipeline_core.analysis.jobs import JobKind
 from pipeline_core.spec import load_spec
 from tests.conftest import REPO
 
@@ -22,6 +33,26 @@ PLANTED = load_spec(
         ],
     }
 )
+
+
+def crash_job(spec_json, *, progress, **options):
+    """A job whose pipeline segfaults (module-level: the child imports it by name)."""
+    progress(None)
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _running(at: AppTest) -> bool:
+    return any(b.key == "analyze.cancel" for b in at.button)
+
+
+def _finish(at: AppTest, limit_s: float = TIMEOUT) -> AppTest:
+    """Re-run the page until the running job has ended and its outcome is drawn."""
+    deadline = time.monotonic() + limit_s
+    while _running(at):
+        assert time.monotonic() < deadline, "the analysis job did not end"
+        time.sleep(0.3)
+        at.run()
+    return at
 
 
 def _ok(at: AppTest) -> None:
@@ -54,6 +85,10 @@ def test_stage_analysis_names_the_planted_bottleneck(analyze_page):
     analyze_page.slider(key="analyze.seconds").set_value(0.1)
     analyze_page.button(key="analyze.run_stages").click().run()
     _ok(analyze_page)
+    assert _running(analyze_page), "the job runs in a child; the page shows its progress"
+    assert analyze_page.button(key="analyze.run_tune").disabled  # one job at a time
+    _finish(analyze_page)
+    _ok(analyze_page)
     assert "Slowest stage: steps[1] map sleep" in _text(analyze_page)
     assert "Machine limit:" in _text(analyze_page)
     assert {c.proto.id for c in analyze_page.get("plotly_chart")}  # waterfall and gauge drawn
@@ -61,7 +96,8 @@ def test_stage_analysis_names_the_planted_bottleneck(analyze_page):
 
 
 def test_recommendations_apply_changes_the_design(analyze_page):
-    analyze_page.button(key="analyze.run_recs").click().run()
+    analyze_page.button(key="analyze.run_recommend").click().run()
+    _finish(analyze_page)
     _ok(analyze_page)
     assert "Run steps[1] map in parallel" in _text(analyze_page)
     analyze_page.button(key="analyze.apply_rec_0").click().run()
@@ -77,6 +113,7 @@ def test_tuner_shows_trials_and_applies_the_best(analyze_page):
     analyze_page.slider(key="analyze.budget").set_value(3)
     analyze_page.slider(key="analyze.trial_s").set_value(0.1)
     analyze_page.button(key="analyze.run_tune").click().run()
+    _finish(analyze_page)
     _ok(analyze_page)
     assert analyze_page.metric[1].label == "Tuned"
     trials = analyze_page.dataframe[0].value
@@ -97,5 +134,34 @@ def test_bad_spec_error_is_shown_without_traceback(tmp_path):
     at.run()
     assert not at.exception
     at.button(key="analyze.run_stages").click().run()
+    _finish(at)
     assert not at.exception
-    assert any("failed" in e.value for e in at.error)
+    assert any("Stage analysis failed" in e.value for e in at.error)
+
+
+def test_a_crashing_pipeline_is_a_failure_and_the_page_keeps_working(monkeypatch):
+    monkeypatch.setitem(JOBS, "stages", JobKind(crash_job, "stage analysis", lambda s, o: 60))
+    at = AppTest.from_file(str(REPO / "pages" / "analyze.py"), default_timeout=TIMEOUT)
+    at.session_state["lab.spec"] = PLANTED
+    at.run()
+    at.button(key="analyze.run_stages").click().run()
+    _finish(at)
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "The pipeline crashed (signal 11 SIGSEGV) during stage analysis"
+    ]
+    assert not at.button(key="analyze.run_stages").disabled  # the page still works
+    assert any("held by buffers" in s.value for s in at.success)  # later sections drawn
+
+
+def test_cancel_ends_the_job_and_says_so():
+    at = AppTest.from_file(str(REPO / "pages" / "analyze.py"), default_timeout=TIMEOUT)
+    at.session_state["lab.spec"] = PLANTED
+    at.run()
+    at.slider(key="analyze.budget").set_value(300)
+    at.button(key="analyze.run_tune").click().run()
+    assert _running(at)
+    at.button(key="analyze.cancel").click().run()
+    assert not _running(at) and not at.exception and not at.error
+    assert any("Tuning was cancelled" in i.value for i in at.info)
+    assert not at.button(key="analyze.run_tune").disabled

@@ -10,11 +10,26 @@ One concept per module:
 - `tuner`: `tune(spec)` — search with measurements, re-measured best vs baseline;
 - `recommend`: rules over measured facts, each fix measured before it is offered;
 - `memory`: bytes held by cache, shuffle, prefetch; the memory guard;
-- `trace`: a TensorFlow profiler trace for TensorBoard.
+- `trace`: a TensorFlow profiler trace for TensorBoard;
+- `jobs`: each of the above as a job in a child process (`pipeline_core.isolate`),
+  with progress, cancel and a timeout — what the dashboard runs.
 """
 
+from pipeline_core.analysis.jobs import (
+    JOBS,
+    Progress,
+    StageAnalysis,
+    run_analysis,
+    start_analysis,
+)
 from pipeline_core.analysis.machine import MachineLimit, machine_limit, single_core_spec
-from pipeline_core.analysis.measure import MeasureError, Throughput, measure_dataset, measure_spec
+from pipeline_core.analysis.measure import (
+    MeasureError,
+    Throughput,
+    measure_dataset,
+    measure_peak_rss,
+    measure_spec,
+)
 from pipeline_core.analysis.memory import (
     MemoryEstimate,
     MemoryPart,
@@ -31,6 +46,7 @@ from pipeline_core.analysis.trace import TraceError, TraceResult, capture_trace
 from pipeline_core.analysis.tuner import TuneError, TuneResult, tune
 
 __all__ = [
+    "JOBS",
     "RULES",
     "Facts",
     "Knob",
@@ -39,9 +55,11 @@ __all__ = [
     "MemoryEstimate",
     "MemoryPart",
     "MemoryVerdict",
+    "Progress",
     "Recommendation",
     "SearchResult",
     "SearchSpace",
+    "StageAnalysis",
     "Stage",
     "StageReport",
     "Throughput",
@@ -59,11 +77,14 @@ __all__ = [
     "grid_search",
     "machine_limit",
     "measure_dataset",
+    "measure_peak_rss",
     "measure_spec",
     "memory_estimate",
     "realize",
     "recommend",
+    "run_analysis",
     "search_space",
     "single_core_spec",
+    "start_analysis",
     "tune",
 ]

@@ -148,3 +148,29 @@ def measure_spec(
         warmup_elements=warmup_elements,
         max_warmup_s=max_warmup_s,
     )
+
+
+def measure_peak_rss(
+    spec: PipelineSpec, *, max_batches: int = 50, max_seconds: float = 5.0, hz: float = 10.0
+) -> float:
+    """Iterate `spec` briefly in this process while sampling its memory; the peak RSS in MB.
+
+    Run it in a child process (see `analysis.jobs`), so the figure is the
+    pipeline's own (TensorFlow included) and not the caller's.
+    """
+    from pipeline_core.build import build  # noqa: PLC0415
+    from pipeline_core.metrics import Sampler  # noqa: PLC0415
+
+    dataset = build(spec).take(max_batches)
+    sampler = Sampler(hz=hz, gpu=False)
+    peak = sampler.sample().rss_mb
+    start = time.perf_counter()
+    with sampler:
+        try:
+            for _ in dataset:
+                if time.perf_counter() - start >= max_seconds:
+                    break
+        except _tf().errors.OpError as exc:
+            raise MeasureError(f"the pipeline failed while iterating: {exc.message}") from None
+    readings = [*sampler.readings(), sampler.sample()]
+    return max(peak, *(r.rss_mb for r in readings))

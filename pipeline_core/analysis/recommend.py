@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline_core.analysis.memory import cache_bytes, format_bytes, stage_counts
@@ -72,7 +72,7 @@ class Recommendation:
     baseline_examples_per_s: float
     examples_per_s: float
     spec: PipelineSpec
-    transform: Transform
+    transform: Transform | None = None
 
     def gain(self) -> float:
         """Measured examples/s with the fix ÷ without it."""
@@ -80,8 +80,24 @@ class Recommendation:
         return self.examples_per_s / base if base > 0 else 0.0
 
     def apply(self, spec: PipelineSpec | None = None) -> PipelineSpec:
-        """The fixed spec (of the analyzed spec, or the fix re-applied to `spec`)."""
-        return self.spec if spec is None else self.transform(spec)
+        """The fixed spec (of the analyzed spec, or the fix re-applied to `spec`).
+
+        Raises:
+            ValueError: `spec` is given but this recommendation was `detached()`.
+        """
+        if spec is None:
+            return self.spec
+        if self.transform is None:
+            raise ValueError(
+                "this recommendation was sent from another process without its fix function; "
+                "apply it to the analyzed spec (apply()) or run recommend() on the new spec"
+            )
+        return self.transform(spec)
+
+    def detached(self) -> Recommendation:
+        """A copy without the fix function (a closure), so it can be pickled to another
+        process; `apply()` still returns the fixed spec."""
+        return replace(self, transform=None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
