@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 MB = 1024 * 1024
+MIN_CPU_WINDOW_S = 0.05  # shortest span a CPU percentage is computed over (5 clock ticks)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,9 @@ class Sampler:
         keep: keep readings in memory (`readings()`); off for long runs with a callback.
 
     Use `start()`/`stop()` or `with Sampler() as s:`; `sample()` takes one reading now.
+    CPU percentages always span at least `cpu_window_s` (see `_cpu`): the thread's
+    first reading comes one interval after `start()`, and the first `sample()` waits
+    out the rest of that window since the sampler was made.
     """
 
     def __init__(
@@ -208,17 +212,43 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = time.monotonic()
+        self.cpu_window_s = max(MIN_CPU_WINDOW_S, 0.5 * self.interval)
+        self._cpu_lock = threading.Lock()
+        self._cpu_last: tuple[float, tuple[float, ...]] | None = None
         self._prime()
 
     def _prime(self) -> None:
         """psutil's cpu_percent measures since the previous call: the first is meaningless."""
         self.process.cpu_percent(None)
         psutil.cpu_percent(None, percpu=True)
+        self._cpu_since = time.monotonic()
+
+    def _cpu(self) -> tuple[float, tuple[float, ...]]:
+        """Process and per-core CPU % over a window of at least `cpu_window_s`.
+
+        CPU times advance in clock ticks (10 ms), so a percentage over a window of
+        a millisecond can read thousands of percent. A reading asked for sooner
+        than `cpu_window_s` after the previous one repeats the previous figures;
+        the first reading waits until the window since priming is full.
+        """
+        with self._cpu_lock:
+            elapsed = time.monotonic() - self._cpu_since
+            if elapsed < self.cpu_window_s:
+                if self._cpu_last is not None:
+                    return self._cpu_last
+                time.sleep(self.cpu_window_s - elapsed)
+            cpu = self.process.cpu_percent(None)
+            per_core = tuple(psutil.cpu_percent(None, percpu=True))
+            self._cpu_since = time.monotonic()
+            self._cpu_last = (cpu, per_core)
+            return self._cpu_last
 
     def sample(self) -> Reading:
-        """Take one reading now (also used by the thread)."""
-        cpu = self.process.cpu_percent(None)
-        per_core = tuple(psutil.cpu_percent(None, percpu=True))
+        """Take one reading now (also used by the thread).
+
+        The first reading waits up to `cpu_window_s` so its CPU figures are true.
+        """
+        cpu, per_core = self._cpu()
         rss = self.process.memory_info().rss / MB
         available = psutil.virtual_memory().available / MB
         gpu = None
@@ -237,8 +267,9 @@ class Sampler:
         )
 
     def _loop(self) -> None:
-        next_at = time.monotonic()
-        while not self._stop.is_set():
+        next_at = time.monotonic() + self.interval
+        # The first reading comes one full interval after the start, never at once.
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
             next_at += self.interval
             try:
                 reading = self.sample()
@@ -250,7 +281,6 @@ class Sampler:
                     self._state.readings.append(reading)
             if self.on_reading is not None:
                 self.on_reading(reading)
-            self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def start(self) -> Sampler:
         """Start the daemon thread (once)."""

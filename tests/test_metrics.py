@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
+import psutil
 import pytest
 
 from pipeline_core import metrics
@@ -105,3 +107,50 @@ def test_environment_names_versions_and_machine():
 def test_sampler_rate_is_checked():
     with pytest.raises(ValueError, match="The `hz` argument should be between 1 and 50"):
         Sampler(hz=0)
+
+
+def _spin(stop: threading.Event) -> None:
+    while not stop.is_set():
+        sum(range(1000))
+
+
+@pytest.fixture()
+def busy_thread():
+    """A thread spinning in this process while the test runs."""
+    stop = threading.Event()
+    thread = threading.Thread(target=_spin, args=(stop,), daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+
+def test_first_and_rapid_readings_of_a_busy_process_are_true(busy_thread):
+    """CPU times move in 10 ms ticks: a reading over a tiny window is 0 or thousands of %."""
+    sampler = Sampler(hz=1, gpu=False)  # window 0.5 s
+    first = sampler.sample()
+    rapid = [sampler.sample() for _ in range(20)]
+    ceiling = 100 * os.cpu_count() + 50
+    assert 5 < first.cpu_percent <= ceiling, first.cpu_percent  # a spinning thread shows
+    assert all(r.cpu_percent == first.cpu_percent for r in rapid)  # too soon: repeated
+    assert all(0 <= c <= 100 for r in rapid for c in r.per_core_percent)
+
+
+def test_cpu_is_never_measured_over_less_than_the_window(monkeypatch):
+    calls: list[float] = []
+    original = psutil.Process.cpu_percent
+
+    def recorded(self, interval=None):
+        calls.append(time.monotonic())
+        return original(self, interval)
+
+    monkeypatch.setattr(psutil.Process, "cpu_percent", recorded)
+    sampler = Sampler(hz=10, gpu=False)
+    sampler.sample()  # the first reading, right after priming
+    with sampler:  # the thread's readings
+        time.sleep(0.35)
+    sampler.sample()  # right after the thread's last reading
+    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    assert len(calls) >= 3
+    assert min(gaps) >= 0.049, gaps  # MIN_CPU_WINDOW_S: 5 clock ticks at least
+    assert sampler.cpu_window_s == pytest.approx(0.05)  # half of the 0.1 s interval

@@ -336,6 +336,14 @@ def test_readings_environment_and_summary_keys(results):
     assert summary["input_bound_percent"] is None
 
 
+def test_process_cpu_never_exceeds_every_core_busy(results):
+    """The first reading (right after the build) included: no 3000% on a 2-core machine."""
+    ceiling = 100 * os.cpu_count() + 50
+    for key, r in results.items():
+        cpu = [reading.cpu_percent for reading in r.readings]
+        assert all(0 <= c <= ceiling for c in cpu), (key, cpu[:3])
+
+
 def test_the_store_holds_the_run_as_it_ended(results, store):
     r = results["partial"]
     rec = store.get_run(r.run_id)
