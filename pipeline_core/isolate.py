@@ -32,7 +32,7 @@ from typing import Any
 
 import psutil
 
-from pipeline_core.profile import _main_hidden_from_spawn
+from pipeline_core._spawn import main_hidden_from_spawn
 
 STATUSES = ("starting", "running", "succeeded", "failed", "cancelled")
 _POLL_S = 0.05
@@ -193,7 +193,7 @@ class Job:
         )
         needs_main = getattr(fn, "__module__", None) == "__main__"
         self._started = time.monotonic()
-        with contextlib.nullcontext() if needs_main else _main_hidden_from_spawn():
+        with contextlib.nullcontext() if needs_main else main_hidden_from_spawn():
             self._process.start()
         sender.close()  # only the child writes: its death then reads as end-of-file here
         self._thread = threading.Thread(target=self._monitor, name="pl-job-monitor", daemon=True)

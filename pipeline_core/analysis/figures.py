@@ -17,43 +17,41 @@ _NORMAL = "#1f77b4"
 
 
 def stage_waterfall(report: StageReport) -> go.Figure:
-    """Waterfall of µs per example each stage adds; the bottleneck in red."""
+    """Horizontal bars of the µs per example each stage adds, in pipeline order (top to
+    bottom); the bottleneck in red, stages that save time in green. Labels stay readable
+    however many steps there are."""
     worst = report.bottleneck()
-    labels = [s.label for s in report.stages]
-    added = [s.added_us_per_example for s in report.stages]
+    stages = report.stages
+    added = [s.added_us_per_example for s in stages]
     colors = [
         _SLOW if s is worst else (_FAST if a < 0 else _NORMAL)
-        for s, a in zip(report.stages, added, strict=True)
+        for s, a in zip(stages, added, strict=True)
     ]
+    low, high = min(0.0, *added), max(0.0, *added)
+    pad = 0.35 * ((high - low) or 1.0)
     fig = go.Figure(
         go.Bar(
-            x=labels,
-            y=added,
+            y=[s.label for s in stages],
+            x=added,
+            orientation="h",
             marker_color=colors,
             text=[
-                f"{a:+.0f} µs<br>{report.share(s):.0%}"
-                for s, a in zip(report.stages, added, strict=True)
+                f"{a:+,.0f} µs · {report.share(s):.0%}" for s, a in zip(stages, added, strict=True)
             ],
             textposition="outside",
-            customdata=[[s.examples_per_s] for s in report.stages],
-            hovertemplate="%{x}<br>adds %{y:.1f} µs/example<br>"
-            "prefix rate %{customdata[0]:,.0f} examples/s<extra></extra>",
+            cliponaxis=False,
+            customdata=[[s.examples_per_s, s.us_per_example] for s in stages],
+            hovertemplate="%{y}<br>adds %{x:,.1f} µs/example<br>prefix: %{customdata[1]:,.1f} "
+            "µs/example, %{customdata[0]:,.0f} examples/s<extra></extra>",
         )
     )
-    fig.add_trace(
-        go.Scatter(
-            x=labels,
-            y=[s.us_per_example for s in report.stages],
-            mode="lines+markers",
-            name="cumulative µs/example",
-            line={"color": "#7f7f7f", "dash": "dot"},
-        )
-    )
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(range=[low - (pad if low < 0 else 0), high + pad], zeroline=True)
     fig.update_layout(
-        height=_HEIGHT,
+        height=max(240, 90 + 40 * len(stages)),
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         title=f"Cost each stage adds (slowest: {worst.label})",
-        yaxis_title="µs per example",
+        xaxis_title="µs added per example",
         showlegend=False,
     )
     return fig

@@ -115,7 +115,7 @@ def tune_job(
             "trial": trial.index,
             "phase": trial.phase,
             **space.describe(trial.settings),
-            "examples_per_s": trial.score,
+            "examples_per_s": None if trial.score is None else round(trial.score, 1),
             "error": trial.error,
         }
         progress(Progress(trial.index + 1, None, used, f"trial {trial.index}: {rate}", row))
@@ -208,7 +208,7 @@ def start_analysis(
         ValueError: unknown kind; IsolateError: options that cannot be sent.
     """
     from pipeline_core.isolate import start_job  # noqa: PLC0415
-    from pipeline_core.profile import default_memory_limit_mb  # noqa: PLC0415
+    from pipeline_core.run_settings import default_memory_limit_mb  # noqa: PLC0415
 
     job = _kind(kind)
     return start_job(
@@ -235,7 +235,7 @@ def run_analysis(
         JobFailed: the job raised, crashed, ran out of time or memory (`.reason`).
     """
     from pipeline_core.isolate import run_job  # noqa: PLC0415
-    from pipeline_core.profile import default_memory_limit_mb  # noqa: PLC0415
+    from pipeline_core.run_settings import default_memory_limit_mb  # noqa: PLC0415
 
     job = _kind(kind)
     return run_job(
