@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline_core import augment
 from pipeline_core._tf import tf as _import_tf
+from pipeline_core.errors import describe_error
 from pipeline_core.paths import resolve_path
 from pipeline_core.sources import build_source
 from pipeline_core.spec import (
@@ -169,21 +170,8 @@ def tf_options(options: Options) -> Any:
 # --- orchestration -------------------------------------------------------------
 
 
-def _reason(exc: BaseException) -> str:
-    """The exception's message, without the traceback autograph puts in front of it."""
-    text = str(exc).strip() or type(exc).__name__
-    if text.startswith("in user code:"):
-        last = [line.strip() for line in text.splitlines() if line.strip()][-1]
-        name, _, message = last.partition(": ")
-        text = message if name.isidentifier() and name.endswith(("Error", "Exception")) else last
-    return text
-
-
 def _fail(where: str, exc: BaseException, step_index: int | None) -> BuildError:
-    reason = _reason(exc)
-    if not isinstance(exc, ValueError):
-        reason = f"{type(exc).__name__}: {reason}"
-    return BuildError(f"{where}: {reason}", step_index=step_index)
+    return BuildError(f"{where}: {describe_error(exc)}", step_index=step_index)
 
 
 def _stages(

@@ -33,6 +33,7 @@ from typing import Any
 import psutil
 
 from pipeline_core._spawn import main_hidden_from_spawn
+from pipeline_core.errors import describe_error
 
 STATUSES = ("starting", "running", "succeeded", "failed", "cancelled")
 _POLL_S = 0.05
@@ -84,14 +85,6 @@ class JobState:
 # --- the child process -----------------------------------------------------------------
 
 
-def _describe(exc: BaseException) -> str:
-    """A ValueError's own message (user mistakes name the fix); `Type: message` otherwise."""
-    text = str(exc).strip()
-    if not isinstance(exc, ValueError) or not text:
-        text = f"{type(exc).__name__}: {text}".rstrip(": ")
-    return text if len(text) <= 2000 else text[:2000] + " ..."
-
-
 def _child_main(fn: Callable[..., Any], args: tuple, kwargs: dict, conn: Any) -> None:
     """Entry point of the child: run `fn`, send progress, then the result or the error."""
     lock = threading.Lock()
@@ -113,7 +106,7 @@ def _child_main(fn: Callable[..., Any], args: tuple, kwargs: dict, conn: Any) ->
     try:
         value = fn(*args, progress=report, **kwargs)
     except BaseException as exc:  # noqa: BLE001 - every failure goes back as a reason
-        send("error", {"message": _describe(exc), "traceback": traceback.format_exc()})
+        send("error", {"message": describe_error(exc), "traceback": traceback.format_exc()})
     else:
         try:
             send("result", value)
@@ -255,7 +248,7 @@ class Job:
                 pass
         except Exception as exc:  # noqa: BLE001 - the caller must never be taken down
             self._kill()
-            self._end("failed", f"watching {self.what} failed: {_describe(exc)}")
+            self._end("failed", f"watching {self.what} failed: {describe_error(exc)}")
         finally:
             self._cleanup()
 
