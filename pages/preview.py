@@ -10,10 +10,13 @@ from pages import _state
 from pages._widgets import model_form, page_header
 from pipeline_core import charts
 from pipeline_core.augment import AUGMENTATIONS, param_fields
-from pipeline_core.preview import batch_summary, preview_samples
+from pipeline_core.isolate import JobFailed, run_job
+from pipeline_core.preview import batch_summary_job, preview_samples
+from pipeline_core.run_settings import default_memory_limit_mb
 from pipeline_core.spec import load_spec
 
 PER_ROW = 4
+SUMMARY_TIMEOUT_S = 120
 MODES = ("The design's map steps", "One augmentation alone")
 
 
@@ -29,7 +32,15 @@ def _samples(spec_json: str, n: int, seed: int, only: tuple[str, tuple] | None) 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _summary(spec_json: str):
-    return batch_summary(load_spec(spec_json))
+    # The first batch runs the whole pipeline: do it in a child process, so a crash,
+    # a hang or a huge shuffle buffer cannot take the server down.
+    return run_job(
+        batch_summary_job,
+        args=(spec_json,),
+        what="reading the first batch",
+        timeout_s=SUMMARY_TIMEOUT_S,
+        memory_limit_mb=default_memory_limit_mb(),
+    )
 
 
 def _only_picker() -> tuple[str, tuple] | None:
@@ -59,8 +70,8 @@ def _batch_view(spec_json: str) -> None:
     try:
         with st.spinner("Reading the first batch..."):
             summary = _summary(spec_json)
-    except ValueError as exc:
-        st.error(f"No batch to show: {exc}. Fix the design on the Design page.")
+    except JobFailed as exc:
+        st.error(f"No batch to show: {exc.reason}. Fix the design on the Design page.")
         return
     table, chart = st.columns([1, 2])
     table.dataframe(

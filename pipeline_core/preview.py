@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline_core._tf import tf as _tf
 from pipeline_core.augment import AUGMENTATIONS, AugParams, apply_augmentations
-from pipeline_core.spec import BatchStep, InterleaveStep, MapStep, PipelineSpec
+from pipeline_core.spec import BatchStep, InterleaveStep, MapStep, PipelineSpec, load_spec
 
 UNBATCHED_SUMMARY_ELEMENTS = 32
 
@@ -337,3 +337,12 @@ def batch_summary(spec: PipelineSpec, *, generator: Any = None) -> BatchSummary:
         label_dtype=str(labels.dtype),
         soft_labels=bool(soft),
     )
+
+
+def batch_summary_job(spec_json: str, *, progress: Any = None) -> BatchSummary:
+    """`batch_summary` as an isolated job (`pipeline_core.isolate`): reading a batch runs
+    the whole pipeline (shuffle buffers fill, maps run), so a page runs it in a child
+    process where a crash, a hang or too much memory cannot take the server down."""
+    if progress is not None:
+        progress("reading the first batch")
+    return batch_summary(load_spec(spec_json))

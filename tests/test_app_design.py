@@ -218,6 +218,34 @@ def test_preview_page_shows_sample_pairs_and_batch_figures():
     assert all("[16, 24, 3]" in c.value for c in at.caption if c.value.startswith("#"))
 
 
+def test_preview_batch_that_fails_at_run_time_shows_why_and_the_page_keeps_working():
+    """The first batch runs in a child process: a pipeline that fails there is a message."""
+    from pipeline_core.spec import load_spec
+
+    bad = load_spec(
+        {
+            "name": "labels beyond mixup's classes",
+            "source": {
+                "type": "synthetic",
+                "num_examples": 64,
+                "shape": [8, 8, 3],
+                "num_classes": 10,
+            },
+            "steps": [
+                {"op": "batch", "batch_size": 8},
+                {"op": "map", "augmentations": [{"name": "mixup", "num_classes": 2}]},
+            ],
+        }
+    )
+    at = AppTest.from_file(str(REPO / "pages" / "preview.py"), default_timeout=TIMEOUT)
+    at.session_state["lab.spec"] = bad
+    at.run()
+    _ok(at)
+    assert any("No batch to show" in e.value for e in at.error), [e.value for e in at.error]
+    at.number_input(key="preview.n").set_value(2).run()
+    _ok(at)
+
+
 def test_every_source_type_works_out_of_the_box_on_the_demo_data():
     from pipeline_core.spec import SOURCE_TYPES
 
