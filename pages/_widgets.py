@@ -53,6 +53,11 @@ def _fmt_choice(value: Any) -> str:
     return str(value)
 
 
+def _fmt_optional_bool(value: Any) -> str:
+    """null leaves the choice to TensorFlow (or to the pipeline options): say so."""
+    return "default (null)" if value is None else str(value)
+
+
 def _number(field: ParamField, value: Any, *, key: str, label: str, integer: bool) -> Any:
     cast = int if integer else float
     low = None if field.minimum is None else cast(field.minimum)
@@ -104,7 +109,7 @@ def field_widget(field: ParamField, value: Any, *, key: str, label: str | None =
     if kind == "bool":
         options = [None, True, False]
         return st.selectbox(label, options, index=options.index(value), key=key,
-                            help=_help(field), format_func=_fmt_choice)  # fmt: skip
+                            help=_help(field), format_func=_fmt_optional_bool)  # fmt: skip
     if kind in ("int", "float"):
         return _number(field, value, key=key, label=label, integer=kind == "int")
     if kind == "choice":

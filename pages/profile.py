@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import streamlit as st
 
 from pages import _state
 from pages._widgets import page_header, short_number
 from pipeline_core import charts
+from pipeline_core.analysis import check_memory, format_bytes
+from pipeline_core.metrics import MB
 from pipeline_core.profile import RunSettings, default_memory_limit_mb, start_profile
 from pipeline_core.spec import SpecError
 from pipeline_core.store import RunStore
@@ -15,6 +19,7 @@ from pipeline_core.store import RunStore
 REFRESH_S = 0.5
 STEPS = ("none", "fixed time (ms)", "small model")
 CHART_ROWS = (("wait", "wait_histogram"), ("throughput", "cpu"), ("memory", "gpu"))
+CONFIRM_KEY = "profile.run_anyway"  # + a digest of the spec: a confirmation holds for one design
 
 
 def _settings() -> RunSettings:
@@ -51,10 +56,57 @@ def _default_memory() -> int:
     return default_memory_limit_mb()
 
 
-def _start(settings: RunSettings) -> None:
+def _largest(estimate):
+    """The part of a memory estimate that holds the most (None when none is sized)."""
+    sized = [p for p in estimate.parts if p.bytes is not None]
+    return max(sized, key=lambda p: p.bytes, default=None)
+
+
+def _where(part) -> str:
+    return "source" if part.step_index is None else f"steps[{part.step_index}]"
+
+
+def _memory_verdict(spec):
+    """`check_memory(spec)`, or None with a note when the estimate itself fails."""
+    try:
+        return check_memory(spec)
+    except Exception as exc:  # noqa: BLE001 - an estimate failure must not block the page
+        st.caption(f"Memory estimate unavailable ({exc}); the memory ceiling still applies.")
+        return None
+
+
+def _memory_guard(spec) -> tuple[bool, dict | None]:
+    """Show the memory estimate; returns (blocked, what to store with the run)."""
+    verdict = _memory_verdict(spec)
+    if verdict is None:
+        return False, None
+    estimate = verdict.estimate
+    largest = _largest(estimate)
+    text = (f"Memory estimate: **{format_bytes(estimate.total_bytes)}** held by buffers, "
+            f"{format_bytes(estimate.available_bytes)} available")  # fmt: skip
+    if largest is not None:
+        text += f" · largest: {largest.what} at `{_where(largest)}` ({format_bytes(largest.bytes)})"
+    if estimate.unknown:
+        text += f" · not sized: {', '.join(estimate.unknown)}"
+    st.caption(text)
+    stored = {"memory_estimate": {"level": verdict.level, **estimate.to_dict()}}
+    if verdict.level == "warn":
+        st.warning(verdict.message, icon=":material/warning:")
+    if verdict.level != "block":
+        return False, stored
+    st.error(verdict.message, icon=":material/block:")
+    digest = hashlib.sha1(spec.to_json(indent=None).encode()).hexdigest()[:10]
+    confirmed = st.checkbox("Run anyway", key=f"{CONFIRM_KEY}.{digest}",
+                            help="Start despite the estimate; the memory ceiling still stops "
+                            "the run before it takes the machine down.")  # fmt: skip
+    return not confirmed, stored
+
+
+def _start(settings: RunSettings, summary_extra: dict | None) -> None:
     spec = _state.get_spec()
     try:
-        handle = start_profile(spec, settings=settings, store=RunStore(), name=spec.name)
+        handle = start_profile(spec, settings=settings, store=RunStore(), name=spec.name,
+                               summary_extra=summary_extra)  # fmt: skip
     except (ValueError, SpecError) as exc:
         st.error(f"Cannot start: {exc}")
         return
@@ -105,8 +157,33 @@ def _charts(snap, name: str) -> None:
                 if chart in figures:
                     st.plotly_chart(figures[chart], key=f"profile.chart.{chart}", width="stretch")
                 elif chart == "gpu":
-                    st.info(f"No GPU readings: {snap.gpu}. CPU and memory are measured above.",
-                            icon=":material/memory:")  # fmt: skip
+                    st.info(_gpu_note(snap.gpu), icon=":material/memory:")
+
+
+def _gpu_note(gpu: str) -> str:
+    """Why there is no GPU chart, without repeating "no GPU" from the reason."""
+    reason = gpu.removeprefix("no GPU").lstrip(": ").strip()
+    if gpu in ("unknown", "available"):
+        return "No GPU readings yet."
+    detail = f": {reason}" if reason else " (no GPU found)"
+    return f"No GPU readings{detail}. CPU and memory are measured above."
+
+
+def _memory_after(handle) -> None:
+    """The estimate made before the run beside the peak RSS the run measured."""
+    estimate = handle.summary_extra.get("memory_estimate")
+    peak = handle.result(timeout=0).readings_summary().get("rss_peak_mb")
+    if estimate is None and peak is None:
+        return
+    total = None if estimate is None else estimate["total_bytes"]
+    total = float("inf") if total == "inf" else total
+    left, right, note = st.columns([1, 1, 3])
+    left.metric("estimated buffers", format_bytes(total) if estimate else "—", border=True,
+                help="Cache, shuffle, prefetch and in-flight maps, estimated before the run.")  # fmt: skip
+    right.metric("peak RSS (measured)", format_bytes(peak * MB) if peak else "—", border=True,
+                 help="Resident memory of the pipeline process at its highest.")  # fmt: skip
+    note.caption("The measured RSS also holds TensorFlow itself (about 0.5-1 GB) and the "
+                 "source's working memory; the estimate counts only the buffers.")  # fmt: skip
 
 
 def _outcome(snap, handle) -> None:
@@ -131,12 +208,13 @@ except ValueError as exc:
     st.error(f"Fix the run settings: {exc}")
     st.stop()
 
+blocked, estimate_summary = _memory_guard(spec)
 handle = _state.live_run()
 running = handle is not None and not handle.done
 start_col, stop_col, _ = st.columns([1, 1, 6])
 if start_col.button("Start", type="primary", icon=":material/play_arrow:", key="profile.start",
-                    disabled=running, width="stretch"):  # fmt: skip
-    _start(settings)
+                    disabled=running or blocked, width="stretch"):  # fmt: skip
+    _start(settings, estimate_summary)
     handle = _state.live_run()
     running = handle is not None and not handle.done
 if stop_col.button("Stop", icon=":material/stop:", key="profile.stop", disabled=not running,
@@ -156,6 +234,8 @@ def live_view() -> None:
     _outcome(snap, handle)
     _progress(snap, handle.settings)
     _kpis(snap, handle)
+    if snap.done:
+        _memory_after(handle)
     _charts(snap, handle.name)
 
 

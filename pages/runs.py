@@ -13,6 +13,9 @@ from pipeline_core.store import STATUSES, RunStore, StoreError
 
 SELECTED = "runs.selected"
 LINK = "runs.link"  # the ?run= value last applied to the selection
+MISSING = "—"  # a figure the run did not produce (failed early, no step, ...)
+NUMBER_FORMATS = {"batches": "{:,.0f}", "examples/s": "{:,.0f}", "p50 wait (ms)": "{:.2f}",
+                  "input-bound %": "{:.0f}"}  # fmt: skip
 SORTS = {"newest": ("id", False), "oldest": ("id", True), "fastest": ("examples/s", False),
          "lowest p50 wait": ("p50 wait (ms)", True), "name": ("name", True)}  # fmt: skip
 
@@ -208,10 +211,8 @@ if table.empty:
     st.stop()
 
 shown = _filtered(table)
-st.dataframe(shown, hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 300),
-             column_config={"examples/s": st.column_config.NumberColumn(format="%.0f"),
-                            "p50 wait (ms)": st.column_config.NumberColumn(format="%.2f"),
-                            "input-bound %": st.column_config.NumberColumn(format="%.0f")})  # fmt: skip
+st.dataframe(shown.style.format(NUMBER_FORMATS, na_rep=MISSING), hide_index=True,
+             width="stretch", height=min(38 + 35 * len(shown), 300))  # fmt: skip
 names = dict(zip(table["id"], table["name"], strict=True))
 selected = st.multiselect("Open one run, or select two or more to compare", list(table["id"]),
                           format_func=lambda i: f"#{i} {names[i]}", key=SELECTED)  # fmt: skip

@@ -20,7 +20,7 @@ One concept per module behind this public entry point:
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -93,6 +93,7 @@ def start_profile(
     store: Any = None,
     name: str | None = None,
     generator: Any = None,
+    summary_extra: Mapping[str, Any] | None = None,
 ) -> RunHandle:
     """Start profiling in a child process and return its handle at once.
 
@@ -103,6 +104,8 @@ def start_profile(
         store: a `RunStore` to record the run in as it goes (None: not stored).
         name: the run's name (default: settings.name, the spec's or the factory's name).
         generator: a picklable callable for a spec with a "custom" generator source.
+        summary_extra: JSON-able keys stored with the run's summary (e.g. the memory
+            estimate made before the run); the measured figures win on a clash.
 
     Raises:
         ProfileError: the settings are invalid or the factory cannot be pickled.
@@ -114,7 +117,14 @@ def start_profile(
     payload, spec, default_name = _payload(spec_or_factory, generator)
     payload["settings"] = settings.to_dict()
     run_name = name or settings.name or default_name
-    return RunHandle(payload, settings=settings, name=run_name, spec=spec, store=store)
+    return RunHandle(
+        payload,
+        settings=settings,
+        name=run_name,
+        spec=spec,
+        store=store,
+        summary_extra=summary_extra,
+    )
 
 
 def profile(

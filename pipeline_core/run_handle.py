@@ -13,7 +13,7 @@ import multiprocessing
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,8 +85,10 @@ class RunHandle:
         name: str,
         spec: dict[str, Any] | None,
         store: Any = None,
+        summary_extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
+        self.summary_extra = dict(summary_extra or {})
         self.name = name
         self.spec = spec
         self.store = store
@@ -358,10 +360,14 @@ class RunHandle:
         self._save_series()
         self._store_call(
             lambda s: s.finish_run(
-                self.run_id, status=status, error=reason, summary=result.to_summary_dict()
+                self.run_id, status=status, error=reason, summary=self._summary(result)
             )
         )
         self._result = result
+
+    def _summary(self, result: RunResult) -> dict[str, Any]:
+        """The stored summary: the measured figures, plus extra keys that do not clash."""
+        return {**self.summary_extra, **result.to_summary_dict()}
 
     def _cleanup(self) -> None:
         if self._process.is_alive():

@@ -60,8 +60,14 @@ def test_short_profile_run_ends_with_a_result_and_is_stored():
     assert tiles["input-bound"].endswith("%")  # a simulated step gives the share
     assert len(at.get("plotly_chart")) == 5
     assert "No GPU readings" in _texts(at) or len(at.get("plotly_chart")) == 6
+    assert "no GPU: " not in _texts(at)  # the reason is not prefixed twice
+    assert tiles["estimated buffers"].endswith("MiB")  # the estimate made before the run ...
+    assert tiles["peak RSS (measured)"].endswith("iB")  # ... beside what the run measured
     run = RunStore().list_runs()[0]
     assert (run.status, run.batches) == ("completed", 12)
+    stored = RunStore().get_run(run.id).summary
+    assert stored["memory_estimate"]["level"] in ("ok", "warn")
+    assert stored["memory_estimate"]["total_bytes"] > 0 and stored["rss_peak_mb"] > 0
     link = at.get("page_link")[0]
     assert f"#{run.id}" in link.proto.label and f"run={run.id}" in link.proto.query_string
 
@@ -173,3 +179,42 @@ def test_a_failing_pipeline_shows_its_reason_and_the_page_keeps_working(lab_home
     assert at.button(key="profile.start").disabled is False  # ready for the next run
     at.switch_page("pages/design.py").run()
     assert not at.exception
+
+
+def _display_values(frame) -> list[list[str]]:
+    """The text a `st.dataframe` of a pandas Styler shows in each cell."""
+    import pyarrow as pa
+
+    styler = frame.proto.arrow_data.styler
+    return pa.ipc.open_stream(styler.display_values).read_pandas().values.tolist()
+
+
+def test_missing_figures_show_a_dash_in_the_history(two_runs):
+    store = RunStore()
+    failed = store.create_run(name="failed-early", spec=default_spec().to_dict(), settings={})
+    store.finish_run(failed, status="failed", error="boom", summary={"batches": 0})
+    try:
+        at = _app("pages/runs.py")
+        at.text_input(key="runs.filter").set_value("failed-early").run()
+        table = at.dataframe[0]
+        assert list(table.value["name"]) == ["failed-early"]
+        row = dict(zip(table.value.columns, _display_values(table)[0], strict=True))
+        assert row["examples/s"] == row["p50 wait (ms)"] == row["input-bound %"] == "—"
+        assert row["batches"] == "0"
+        at.text_input(key="runs.filter").set_value("baseline-b32").run()
+        shown = dict(zip(at.dataframe[0].value.columns, _display_values(at.dataframe[0])[0],
+                         strict=True))  # fmt: skip
+        assert shown["examples/s"] == "1,000" and shown["p50 wait (ms)"] == "5.00"
+    finally:
+        store.delete(failed)
+
+
+def test_design_null_choices_are_named():
+    at = _app("pages/design.py")
+    by_label = {s.label: s for s in at.selectbox}
+    deterministic = by_label["deterministic"]
+    assert deterministic.value is None  # the stored spec value stays null ...
+    assert deterministic.options[0] == "default (null)"  # ... but it reads as the default
+    assert "null" not in deterministic.options
+    parallel = by_label["num parallel calls"]
+    assert "sequential (null)" in parallel.options

@@ -195,7 +195,11 @@ def results(store) -> dict[str, RunResult]:
         while pending and len(running) < _PARALLEL:
             key, (source, settings, stored) = pending.pop(0)
             running[key] = start_profile(
-                source, settings=settings, store=store if stored else None, name=key
+                source,
+                settings=settings,
+                store=store if stored else None,
+                name=key,
+                summary_extra={"note": f"extra for {key}", "batches": -1},
             )
         for key, handle in list(running.items()):
             if handle.done:
@@ -351,6 +355,8 @@ def test_the_store_holds_the_run_as_it_ended(results, store):
     assert rec.batches["examples"] == [4, 4, 2]
     assert rec.spec["name"] == "known-10-4"
     assert rec.summary["examples"] == 10
+    assert rec.summary["note"] == "extra for partial"  # extra keys are stored ...
+    assert rec.summary["batches"] == 3  # ... but never replace a measured figure
     assert rec.environment["tensorflow"]
     assert len(rec.readings) == len(r.readings)
 

@@ -1,0 +1,74 @@
+"""AppTest: the Profile page's memory guard, with a small "available memory" injected.
+
+The default spec's shuffle buffer (1024 elements of 32x32x3 float32, about 12 MiB)
+is the largest holder of its ~18 MiB estimate. `available_bytes` is patched
+where `check_memory` reads it, so the verdict does not depend on this machine.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline_core.analysis import memory
+from tests.conftest import REPO
+
+pytest.importorskip("streamlit.testing.v1")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+TIMEOUT = 90
+MIB = 1024 * 1024
+
+
+def _profile_page(monkeypatch, available_mib: float) -> AppTest:
+    monkeypatch.setattr(memory, "available_bytes", lambda: int(available_mib * MIB))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/profile.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _captions(at: AppTest) -> str:
+    return "\n".join(str(c.value) for c in at.caption)
+
+
+def _guard_errors(at: AppTest) -> list[str]:
+    """Errors of the memory guard (a run left by another AppTest may show its own)."""
+    return [e.value for e in at.error if "memory" in e.value and "The run failed" not in e.value]
+
+
+def test_an_estimate_above_available_memory_blocks_start_until_confirmed(monkeypatch):
+    at = _profile_page(monkeypatch, available_mib=8)
+    assert "largest: shuffle buffer at `steps[0]`" in _captions(at)
+    assert "8.0 MiB available" in _captions(at)
+    assert any("would exhaust memory" in e for e in _guard_errors(at))
+    assert at.button(key="profile.start").disabled is True
+    confirm = [c for c in at.checkbox if c.label == "Run anyway"]
+    assert len(confirm) == 1 and confirm[0].value is False
+    confirm[0].check().run()
+    assert not at.exception
+    assert at.button(key="profile.start").disabled is False
+
+
+def test_an_estimate_above_half_of_available_memory_warns_but_allows_start(monkeypatch):
+    at = _profile_page(monkeypatch, available_mib=30)  # ~18 MiB estimated: over half
+    assert any("more than half of what is free" in w.value for w in at.warning)
+    assert not _guard_errors(at) and not [c for c in at.checkbox if c.label == "Run anyway"]
+    assert at.button(key="profile.start").disabled is False
+
+
+def test_plenty_of_memory_shows_the_estimate_only(monkeypatch):
+    at = _profile_page(monkeypatch, available_mib=64 * 1024)
+    assert "Memory estimate: **18.1 MiB**" in _captions(at)
+    assert not at.warning and not _guard_errors(at)
+    assert at.button(key="profile.start").disabled is False
+
+
+def test_a_confirmation_holds_for_one_design_only(monkeypatch):
+    at = _profile_page(monkeypatch, available_mib=8)
+    [c for c in at.checkbox if c.label == "Run anyway"][0].check().run()
+    spec = at.session_state["lab.spec"]
+    at.session_state["lab.spec"] = spec.replace(name="another design")
+    at.run()
+    assert at.button(key="profile.start").disabled is True
+    assert [c.value for c in at.checkbox if c.label == "Run anyway"] == [False]
