@@ -20,6 +20,7 @@ from typing import Any
 
 import psutil
 
+from pipeline_core.errors import describe_error
 from pipeline_core.metrics import MB, Reading, Sampler, environment
 from pipeline_core.run_settings import RunSettings
 
@@ -229,7 +230,7 @@ class _Runner:
             batched = _is_batched(ds.element_spec)
             step = self._step(tf, batched)
         except Exception as exc:  # noqa: BLE001 - any build error ends the run with its reason
-            self.finish("failed", f"building the pipeline failed: {describe(exc)}", None)
+            self.finish("failed", f"building the pipeline failed: {describe_error(exc)}", None)
             return
         sampler = Sampler(hz=self.settings.sample_hz, on_reading=self._on_reading, keep=False)
         self._on_reading(sampler.sample())
@@ -279,7 +280,11 @@ class _Runner:
                 before = clock()
         except Exception as exc:  # noqa: BLE001 - report any pipeline error as the reason
             self.waiting_since = None
-            return "failed", f"the pipeline raised at batch {len(rows) + 1}: {describe(exc)}", None
+            return (
+                "failed",
+                f"the pipeline raised at batch {len(rows) + 1}: {describe_error(exc)}",
+                None,
+            )
         self.waiting_since = None
         if self.stop_reason is not None:
             return self.stop_reason[0], self.stop_reason[1], None
@@ -301,11 +306,6 @@ def _count(element: Any, batched: bool) -> int:
     return int(shape[0]) if len(shape) else 1
 
 
-def describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return text if len(text) <= 2000 else text[:2000] + " ..."
-
-
 def _exit_child(conn: Any) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
@@ -321,6 +321,6 @@ def child_main(payload: dict[str, Any], conn: Any, stop_event: Any, ceiling_even
     try:
         runner.run()
     except BaseException as exc:  # noqa: BLE001 - last resort: tell the parent, then exit
-        runner.finish("failed", f"the profiler failed: {describe(exc)}", None)
+        runner.finish("failed", f"the profiler failed: {describe_error(exc)}", None)
         traceback.print_exc()
     _exit_child(conn)

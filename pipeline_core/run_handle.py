@@ -19,8 +19,9 @@ from typing import Any
 
 import psutil
 
-from pipeline_core._profile_child import child_main, describe
+from pipeline_core._profile_child import child_main
 from pipeline_core._spawn import main_hidden_from_spawn
+from pipeline_core.errors import describe_error
 from pipeline_core.metrics import MB, Reading
 from pipeline_core.run_result import RunResult, Snapshot
 from pipeline_core.run_settings import RunSettings
@@ -201,7 +202,7 @@ class RunHandle:
         try:
             self._watch_child()
         except Exception as exc:  # noqa: BLE001 - the caller must never be taken down
-            self._end("failed", f"the profiler's monitor failed: {describe(exc)}", None)
+            self._end("failed", f"the profiler's monitor failed: {describe_error(exc)}", None)
         finally:
             self._cleanup()
 
@@ -400,7 +401,7 @@ class RunHandle:
         try:
             fn(self.store)
         except Exception as exc:  # noqa: BLE001 - a store failure must not end the run
-            self.store_error = f"the run store failed: {describe(exc)}"
+            self.store_error = f"the run store failed: {describe_error(exc)}"
 
 
 def _rolling(ends: tuple[float, ...], examples: tuple[int, ...]) -> float | None:

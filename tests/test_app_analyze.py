@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from pipeline_core.analysis import JOBS
 from pipeline_core.analysis.jobs import JobKind
 from pipeline_core.spec import load_spec
-from tests.conftest import REPO
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 TIMEOUT = 120
 PLANTED = load_spec(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 TIMEOUT = 90  # TensorFlow's first import alone exceeds AppTest's 3 s default
 

@@ -7,13 +7,16 @@ where `check_memory` reads it, so the verdict does not depend on this machine.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline_core.analysis import memory
-from tests.conftest import REPO
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 TIMEOUT = 90
 MIB = 1024 * 1024
