@@ -212,7 +212,8 @@ if table.empty:
 
 shown = _filtered(table)
 st.dataframe(shown.style.format(NUMBER_FORMATS, na_rep=MISSING), hide_index=True,
-             width="stretch", height=min(38 + 35 * len(shown), 300))  # fmt: skip
+             placeholder=MISSING, width="stretch",
+             height=min(38 + 35 * len(shown), 300))  # fmt: skip
 names = dict(zip(table["id"], table["name"], strict=True))
 selected = st.multiselect("Open one run, or select two or more to compare", list(table["id"]),
                           format_func=lambda i: f"#{i} {names[i]}", key=SELECTED)  # fmt: skip
