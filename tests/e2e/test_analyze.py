@@ -9,13 +9,14 @@ test-artifacts/screenshots/analyze-*.png.
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
 pytest.importorskip("playwright")
 from playwright.sync_api import Page, expect  # noqa: E402
+
+from tests.e2e.helpers import nav, shot, upload_spec  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -28,42 +29,7 @@ PLANTED = {
         {"op": "batch", "batch_size": 8},
     ],
 }
-ONLY_NAME = (
-    "(name) => { const e = document.querySelectorAll('input[aria-label=\"Pipeline name\"]');"
-    " return e.length === 1 && e[0].value === name; }"
-)
 PARALLEL = "Run steps[1] map in parallel"
-
-
-def _nav(page: Page, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").locator("a", has_text=title).click()
-    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible()
-
-
-def _shot(page: Page, screenshots, name: str) -> None:
-    """The 1280x800 view, and the whole page in a taller window (Streamlit scrolls inside)."""
-    page.wait_for_timeout(600)
-    page.screenshot(path=str(screenshots / f"{name}.png"))
-    page.set_viewport_size({"width": 1280, "height": 2400})
-    page.wait_for_timeout(600)
-    page.screenshot(path=str(screenshots / f"{name}-full.png"))
-    page.set_viewport_size({"width": 1280, "height": 800})
-
-
-def _upload_spec(page: Page, spec: dict) -> None:
-    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # first run done
-    page.get_by_role("tab", name="Spec JSON").click()
-    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Load a spec")
-    uploader.locator("input[type=file]").set_input_files(
-        files=[
-            {
-                "name": "spec.json",
-                "mimeType": "application/json",
-                "buffer": json.dumps(spec).encode(),
-            }
-        ]  # fmt: skip
-    )
-    page.wait_for_function(ONLY_NAME, arg=spec["name"])
 
 
 def _spec_json(page: Page):
@@ -72,9 +38,9 @@ def _spec_json(page: Page):
 
 
 def test_find_the_planted_bottleneck_and_apply_the_fix(app, screenshots):
-    _upload_spec(app, PLANTED)
+    upload_spec(app, PLANTED)
     expect(_spec_json(app)).not_to_contain_text('"num_parallel_calls": "autotune"')
-    _nav(app, "Analyze & tune")
+    nav(app, "Analyze & tune")
 
     app.get_by_role("button", name="Analyze stages").click()
     expect(app.get_by_test_id("stProgress").first).to_be_visible()  # live, in a child process
@@ -82,7 +48,7 @@ def test_find_the_planted_bottleneck_and_apply_the_fix(app, screenshots):
     expect(app.get_by_text("Machine limit:")).to_be_visible()
     expect(app.locator(".js-plotly-plot")).to_have_count(2)  # waterfall and gauge
     expect(app.get_by_test_id("stException")).to_have_count(0)
-    _shot(app, screenshots, "analyze-stages")
+    shot(app, screenshots, "analyze-stages")
 
     expect(app.get_by_test_id("stDataFrame")).to_have_count(0)
     app.get_by_role("button", name="Tune", exact=True).click()  # the default 30 s budget
@@ -91,7 +57,7 @@ def test_find_the_planted_bottleneck_and_apply_the_fix(app, screenshots):
     expect(app.get_by_test_id("stDataFrame")).to_have_count(1)  # the live trials table
     before = progress.inner_text()
     expect(progress).not_to_have_text(before)  # refreshed by the timer, without a click
-    _shot(app, screenshots, "analyze-tune-live")
+    shot(app, screenshots, "analyze-tune-live")
     app.get_by_role("button", name="Cancel").click()
     expect(app.get_by_text(re.compile(r"Tuning was cancelled after"))).to_be_visible(timeout=5_000)
     expect(app.get_by_role("button", name="Tune", exact=True)).to_be_enabled()
@@ -102,5 +68,5 @@ def test_find_the_planted_bottleneck_and_apply_the_fix(app, screenshots):
     row.get_by_role("button", name="Apply").click()
     expect(app.get_by_text(f"Applied: {PARALLEL}.")).to_be_visible()
 
-    _nav(app, "Design")
+    nav(app, "Design")
     expect(_spec_json(app)).to_contain_text('"num_parallel_calls": "autotune"')

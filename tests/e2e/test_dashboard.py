@@ -8,13 +8,14 @@ test-artifacts/screenshots/ for people to look at.
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
 pytest.importorskip("playwright")
 from playwright.sync_api import Page, expect  # noqa: E402
+
+from tests.e2e.helpers import nav, shot, upload_spec  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -30,29 +31,12 @@ SLOW_SPEC = {
         {"op": "prefetch", "buffer_size": 1},
     ],
 }
-ONLY_NAME = "(name) => { const e = document.querySelectorAll('input[aria-label=\"Pipeline name\"]');" \
-    " return e.length === 1 && e[0].value === name; }"  # fmt: skip
 # Points drawn in the first chart (the wait per batch); plotly decodes its data into _fullData.
 CHART_POINTS = """() => {
   const plot = document.querySelector('.js-plotly-plot');
   const trace = plot && plot._fullData && plot._fullData[0];
   return trace && trace.x ? trace.x.length : 0;
 }"""
-
-
-def _nav(page: Page, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").locator("a", has_text=title).click()
-    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible()
-
-
-def _shot(page: Page, screenshots, name: str) -> None:
-    """The 1280x800 view, and the whole page in a taller window (Streamlit scrolls inside)."""
-    page.wait_for_timeout(600)  # let charts finish their layout
-    page.screenshot(path=str(screenshots / f"{name}.png"))
-    page.set_viewport_size({"width": 1280, "height": 2400})
-    page.wait_for_timeout(600)
-    page.screenshot(path=str(screenshots / f"{name}-full.png"))
-    page.set_viewport_size({"width": 1280, "height": 800})
 
 
 def _select(page: Page, label: str, option: str) -> None:
@@ -62,22 +46,6 @@ def _select(page: Page, label: str, option: str) -> None:
 
 def _number(page: Page, label: str):
     return page.get_by_test_id("stNumberInput").filter(has_text=label).locator("input")
-
-
-def _upload_spec(page: Page, spec: dict) -> None:
-    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # first run done
-    page.get_by_role("tab", name="Spec JSON").click()
-    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Load a spec")
-    uploader.locator("input[type=file]").set_input_files(
-        files=[
-            {
-                "name": "spec.json",
-                "mimeType": "application/json",
-                "buffer": json.dumps(spec).encode(),
-            }
-        ]  # fmt: skip
-    )
-    page.wait_for_function(ONLY_NAME, arg=spec["name"])  # the editor shows the upload
 
 
 @pytest.mark.parametrize("path", list(PAGES))
@@ -90,7 +58,7 @@ def test_each_page_opens(app, lab_server, screenshots, path):
         expect(app.get_by_test_id("stDataFrame").first).to_be_visible()  # element specs
     if path == "preview":
         expect(app.get_by_test_id("stImage").first).to_be_visible()
-    _shot(app, screenshots, path)
+    shot(app, screenshots, path)
 
 
 def test_design_with_an_augmentation_then_preview_it(app, screenshots):
@@ -105,17 +73,17 @@ def test_design_with_an_augmentation_then_preview_it(app, screenshots):
     code = app.get_by_role("tabpanel", name="Code").get_by_test_id("stCode")
     expect(code).to_contain_text("random_rotation")
     expect(code).to_contain_text("tf.data")
-    _shot(app, screenshots, "design-augmented")
-    _nav(app, "Preview")
+    shot(app, screenshots, "design-augmented")
+    nav(app, "Preview")
     images = app.get_by_test_id("stImage")
     expect(images.nth(15)).to_be_visible()  # 8 samples, original beside augmented
     expect(app.get_by_text(re.compile(r"#0 · label \d+"))).to_be_visible()
-    _shot(app, screenshots, "preview-augmented")
+    shot(app, screenshots, "preview-augmented")
 
 
 def test_live_run_stop_find_in_runs_and_compare(app, lab_server, screenshots):
-    _upload_spec(app, SLOW_SPEC)
-    _nav(app, "Profile")
+    upload_spec(app, SLOW_SPEC)
+    nav(app, "Profile")
     app.get_by_test_id("stRadio").get_by_text("seconds", exact=True).click()
     seconds = _number(app, "Seconds")
     seconds.fill("60")
@@ -131,20 +99,20 @@ def test_live_run_stop_find_in_runs_and_compare(app, lab_server, screenshots):
     app.wait_for_function(f"() => ({CHART_POINTS})() > {points}")  # the wait chart grows
     rate = app.get_by_test_id("stMetric").filter(has_text="examples/s")
     expect(rate).not_to_contain_text("—")
-    _shot(app, screenshots, "profile-live")
+    shot(app, screenshots, "profile-live")
 
     app.get_by_role("button", name=re.compile("Stop")).click()
     expect(app.get_by_text(re.compile("Run stopped"))).to_be_visible(timeout=10_000)
     link = app.get_by_role("link", name=re.compile(r"Open run #\d+ in Runs"))
     first_id = re.search(r"#(\d+)", link.inner_text()).group(1)
-    _shot(app, screenshots, "profile-stopped")
+    shot(app, screenshots, "profile-stopped")
 
     link.click()
     expect(app.get_by_role("heading", name=f"#{first_id} e2e slow")).to_be_visible()
     expect(app).to_have_url(re.compile(rf"run={first_id}"))
-    _shot(app, screenshots, "runs-one")
+    shot(app, screenshots, "runs-one")
 
-    _nav(app, "Profile")  # the session keeps the design: a second, short run
+    nav(app, "Profile")  # the session keeps the design: a second, short run
     app.get_by_test_id("stRadio").get_by_text("batches", exact=True).click()
     batches = _number(app, "Batches")
     batches.fill("15")
@@ -159,4 +127,4 @@ def test_live_run_stop_find_in_runs_and_compare(app, lab_server, screenshots):
     expect(app.get_by_text("Comparing 2 runs")).to_be_visible()
     expect(app.get_by_text("Key figures")).to_be_visible()
     expect(app.locator(".js-plotly-plot").first).to_be_visible()
-    _shot(app, screenshots, "runs-compare")
+    shot(app, screenshots, "runs-compare")

@@ -1,0 +1,46 @@
+"""Browser steps shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+
+from playwright.sync_api import Page, expect
+
+# True once the Design page shows exactly one name input holding `name` (an upload landed).
+ONLY_NAME = (
+    "(name) => { const e = document.querySelectorAll('input[aria-label=\"Pipeline name\"]');"
+    " return e.length === 1 && e[0].value === name; }"
+)
+
+
+def nav(page: Page, title: str) -> None:
+    """Open a page from the sidebar and wait for its heading."""
+    page.get_by_test_id("stSidebarNav").locator("a", has_text=title).click()
+    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible()
+
+
+def shot(page: Page, screenshots, name: str) -> None:
+    """The 1280x800 view, and the whole page in a taller window (Streamlit scrolls inside)."""
+    page.wait_for_timeout(600)  # let charts finish their layout
+    page.screenshot(path=str(screenshots / f"{name}.png"))
+    page.set_viewport_size({"width": 1280, "height": 2400})
+    page.wait_for_timeout(600)
+    page.screenshot(path=str(screenshots / f"{name}-full.png"))
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def upload_spec(page: Page, spec: dict) -> None:
+    """Load `spec` through the Design page's spec JSON uploader and wait until it shows."""
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # first run done
+    page.get_by_role("tab", name="Spec JSON").click()
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Load a spec")
+    uploader.locator("input[type=file]").set_input_files(
+        files=[
+            {
+                "name": "spec.json",
+                "mimeType": "application/json",
+                "buffer": json.dumps(spec).encode(),
+            }
+        ]
+    )
+    page.wait_for_function(ONLY_NAME, arg=spec["name"])  # the editor shows the upload
