@@ -102,3 +102,47 @@ def test_grid_search_visits_every_point_and_finds_the_global_best():
 def test_start_must_cover_every_knob():
     with pytest.raises(ValueError, match="lack a value for knobs \\['cache'\\]"):
         coordinate_search(KNOBS, {"parallel": None, "prefetch": 1, "vectorize": 0}, separable)
+
+
+def _tune_with_fake_measure(*, winner_confirms: float | None):
+    """`tune` on a one-map spec whose rate depends only on its parallelism (no TensorFlow)."""
+    from pipeline_core.analysis.space import search_space  # noqa: PLC0415
+    from pipeline_core.analysis.tuner import tune  # noqa: PLC0415
+    from pipeline_core.spec import load_spec  # noqa: PLC0415
+
+    spec = load_spec(
+        {
+            "source": {"type": "synthetic", "num_examples": 64, "shape": [4, 4, 1]},
+            "steps": [{"op": "map", "augmentations": [{"name": "sleep", "ms": 1}]}],
+        }
+    )
+    calls = []
+
+    def measure(candidate, seconds):
+        calls.append((candidate.steps[0].num_parallel_calls, seconds))
+        parallel = candidate.steps[0].num_parallel_calls is not None
+        if seconds == 1.0 and winner_confirms is not None:
+            return winner_confirms
+        return 300.0 if parallel and winner_confirms is not None else 100.0
+
+    space = search_space(spec, cores=2, cache_fits=lambda s, p: False)
+    result = tune(spec, space=space, trial_seconds=0.2, confirm_seconds=1.0, measure=measure)
+    return result, calls
+
+
+def test_tuner_reuses_the_baseline_trial_and_re_measures_only_the_winner():
+    result, calls = _tune_with_fake_measure(winner_confirms=250.0)
+    confirmations = [c for c in calls if c[1] == 1.0]
+    assert len(confirmations) == 1 and confirmations[0][0] is not None
+    assert result.baseline_examples_per_s == result.search.trials[0].score == 100.0
+    assert result.best_examples_per_s == 250.0 and result.speedup() == 2.5
+    assert len(calls) == len(result.search.trials) + 1
+
+
+def test_tuner_keeps_the_baseline_when_nothing_beats_it_or_the_winner_does_not_hold():
+    flat, calls = _tune_with_fake_measure(winner_confirms=None)
+    assert all(seconds == 0.2 for _, seconds in calls)  # no confirmation needed
+    assert flat.best_settings == flat.space.baseline() and flat.speedup() == 1.0
+    lucky, _ = _tune_with_fake_measure(winner_confirms=90.0)
+    assert lucky.best_settings == lucky.space.baseline()
+    assert lucky.best_examples_per_s == lucky.baseline_examples_per_s == 100.0

@@ -129,3 +129,19 @@ def test_interleave_parallelism_is_a_knob_for_file_sources(tmp_path):
     assert realize(spec, {"interleave.parallel": "autotune"}).steps[0].num_parallel_calls == (
         "autotune"
     )
+
+
+def test_no_cache_is_offered_before_a_leading_interleave(tmp_path):
+    (tmp_path / "a.csv").write_text("x,label\n1.0,0\n")
+    spec = make(
+        [
+            {"op": "interleave", "num_parallel_calls": None},
+            {"op": "map", "augmentations": [FLIP]},
+            {"op": "batch", "batch_size": 2},
+        ],
+        source={"type": "csv", "path": str(tmp_path / "*.csv")},
+    )
+    space = search_space(spec, cores=2, cache_fits=always_fits)
+    assert space.values()["cache"] == ("none", 0)
+    for settings in space.grid():
+        assert space.realize(settings).steps[0].op == "interleave"

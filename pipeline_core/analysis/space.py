@@ -9,7 +9,8 @@ Knobs (each only where the spec has the step it needs):
 - ``batch_size``: only when the user allows it;
 - ``cache``: none, or a memory cache after the source / after step k, only
   among the leading deterministic steps (caching after a random augmentation
-  would freeze it) and only where the cached data fits in memory;
+  would freeze it), never before an interleave (it must stay the first step)
+  and only where the cached data fits in memory;
 - ``prefetch``: the buffer of a final prefetch step (none, 1, autotune);
 - ``deterministic``: `options.deterministic` (only when reordering is allowed).
 
@@ -253,7 +254,9 @@ def _cache_knob(spec: PipelineSpec, cache_fits) -> Knob | None:
     if len(caches) > 1 or (caches and spec.steps[caches[0]].filename):
         return None  # several caches or a file cache: leave the user's choice alone
     current = _cache_position(spec)
-    positions = [-1, *(i for i in leading_deterministic(spec) if not _is_cache(spec, i))]
+    # interleave must stay the first step, so nothing (a cache included) may go before it
+    first = [] if spec.steps and isinstance(spec.steps[0], InterleaveStep) else [-1]
+    positions = [*first, *(i for i in leading_deterministic(spec) if not _is_cache(spec, i))]
     fitting = [p for p in positions if p == current or cache_fits(spec, p)]
     values = _dedupe((current, NO_CACHE, *fitting))
     return Knob("cache", values, "memory cache placement") if len(values) > 1 else None
