@@ -159,6 +159,19 @@ def _write_arrays(npz_root: Path, npy_root: Path, images: np.ndarray, labels: np
     np.save(npy_root / "labels.npy", labels)
 
 
+def _target_dir(directory: str | os.PathLike[str]) -> Path:
+    """`directory` created (with its parents); a file or a file among its parents is refused."""
+    root = Path(directory).expanduser()
+    blocker = next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ValueError(
+            f"cannot write the demo data into {str(root)!r}: {str(blocker)!r} is a file, "
+            "not a folder; give a folder path (it is created if missing)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def write_demo_data(
     directory: str | os.PathLike[str], *, per_class: int = 40, size: int = 64, seed: int = 0
 ) -> Path:
@@ -171,14 +184,13 @@ def write_demo_data(
         seed: seed of the drawing; the same arguments always give the same files.
 
     Raises:
-        ValueError: `per_class` or `size` is too small.
+        ValueError: `per_class` or `size` is too small, or `directory` is an existing file.
     """
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, received {per_class}")
     if size < 16:
         raise ValueError(f"size must be >= 16 pixels, received {size}")
-    root = Path(directory).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    root = _target_dir(directory)
     images, labels = _draw_all(per_class, size, seed)
     _write_images(root / "images", images, labels)
     _write_tfrecords(root / "tfrecord", images, labels)
@@ -196,7 +208,7 @@ def write_demo_images(
     """
     if per_class < 1 or size < 16:
         raise ValueError(f"per_class must be >= 1 and size >= 16, received {per_class}, {size}")
-    root = Path(directory).expanduser()
+    root = _target_dir(directory)
     images, labels = _draw_all(per_class, size, seed)
     _write_images(root, images, labels)
     return root

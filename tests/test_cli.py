@@ -106,6 +106,16 @@ def test_demo_data(tmp_path, capsys):
     assert "size must be >= 16" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("target", ["spec.json", "spec.json/demo"])
+def test_demo_data_into_a_file_names_the_fix(target, tmp_path, capsys):
+    (tmp_path / "spec.json").write_text("{}")
+    assert cli.main(["demo-data", str(tmp_path / target), "--per-class", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder; give a folder path" in err
+    assert "Errno" not in err
+    assert (tmp_path / "spec.json").read_text() == "{}"
+
+
 def test_write_demo_images_matches_the_full_set(tmp_path):
     from pipeline_core.demo_data import write_demo_data, write_demo_images
 
