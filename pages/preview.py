@@ -103,8 +103,7 @@ try:
     with st.spinner("Augmenting samples..."):
         samples = _samples(spec_json, int(n), int(seed), only)
 except ValueError as exc:
-    st.error(f"No preview: {exc}")
-    st.info("Image-like features are needed ([H, W, C]); pick an image source on the Design page.")
+    st.error(f"No preview: {exc}")  # each message names its own fix
 else:
     _grid(samples)
 

@@ -247,6 +247,23 @@ def test_preview_batch_that_fails_at_run_time_shows_why_and_the_page_keeps_worki
     _ok(at)
 
 
+def test_preview_of_a_missing_image_folder_names_the_folder_not_the_source_type(tmp_path):
+    """The message is about the missing folder; no hint to 'pick an image source' it already is."""
+    from pipeline_core.spec import load_spec
+
+    missing = tmp_path / "no-such-folder"
+    spec = load_spec({"source": {"type": "image_folder", "path": str(missing)},
+                      "steps": [{"op": "batch", "batch_size": 4}]})  # fmt: skip
+    at = AppTest.from_file(str(REPO / "pages" / "preview.py"), default_timeout=TIMEOUT)
+    at.session_state["lab.spec"] = spec
+    at.run()
+    _ok(at)
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("No preview:") and str(missing) in e for e in errors), errors
+    hints = [i.value for i in at.info]
+    assert not any("pick an image source" in h for h in hints), hints
+
+
 def test_every_source_type_works_out_of_the_box_on_the_demo_data():
     from pipeline_core.spec import SOURCE_TYPES
 
