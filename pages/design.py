@@ -289,7 +289,9 @@ def _json_view(spec: PipelineSpec, key: str) -> None:
         try:
             loaded = load_spec(upload.getvalue())
         except SpecError as exc:
-            st.error(f"{upload.name} is not a valid pipeline spec ({len(exc.problems)} problems):")
+            count = len(exc.problems)
+            st.error(f"{upload.name} is not a valid pipeline spec "
+                     f"({count} problem{'s' if count != 1 else ''}):")  # fmt: skip
             _problems(exc)
         else:
             _state.replace_spec(loaded)

@@ -144,6 +144,7 @@ def test_bad_spec_upload_lists_every_problem_with_its_path(design):
         ("broken.json", b"{not json", "application/json")
     ).run()
     assert "not valid JSON" in _texts(design)
+    assert "broken.json is not a valid pipeline spec (1 problem):" in _texts(design)
 
 
 def test_good_spec_upload_replaces_the_spec():
