@@ -509,11 +509,24 @@ def _generator_template_problems(spec: PipelineSpec) -> list[Problem]:
 
 
 def _semantic_problems(spec: PipelineSpec) -> list[Problem]:
-    """Checks across fields: placement of interleave, element vs batch augmentations."""
+    """Checks across fields: interleave placement, element vs batch augmentations, cache files."""
     problems = _generator_template_problems(spec)
     batched = False
+    cache_files: dict[str, int] = {}
     for i, step in enumerate(spec.steps):
-        if isinstance(step, InterleaveStep):
+        if isinstance(step, CacheStep) and step.filename:
+            if step.filename in cache_files:
+                problems.append(
+                    Problem(
+                        f"steps[{i}].filename",
+                        f"steps[{cache_files[step.filename]}] already caches to "
+                        f"{step.filename!r}; two caches cannot share a file: give this one "
+                        "another filename, or leave it empty to cache in memory",
+                        step.filename,
+                    )
+                )
+            cache_files.setdefault(step.filename, i)
+        elif isinstance(step, InterleaveStep):
             if spec.source.type not in FILE_SOURCES:
                 problems.append(
                     Problem(

@@ -218,6 +218,10 @@ INVALID = [
         'source.template: unknown generator template "nope"; known: '
         + ", ".join([*GENERATOR_TEMPLATES, "custom"]),
     ),
+    (
+        {"steps": [{"op": "cache", "filename": "/tmp/c"}, {"op": "cache", "filename": "/tmp/c"}]},
+        "steps[1].filename: steps[0] already caches to '/tmp/c'; two caches cannot share a file",
+    ),
     ("[1, 2]", "a spec must be a JSON object, received list"),
     ("{", "not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"),
 ]
