@@ -20,7 +20,7 @@ PLANTED = load_spec(
         "source": {"type": "synthetic", "num_examples": 32, "shape": [4, 4, 1]},
         "steps": [
             {"op": "map", "augmentations": [{"name": "random_flip_left_right"}]},
-            {"op": "map", "augmentations": [{"name": "sleep", "ms": 3}]},
+            {"op": "map", "augmentations": [{"name": "sleep", "ms": 10}]},
             {"op": "batch", "batch_size": 8},
         ],
     }
@@ -29,7 +29,7 @@ PLANTED = load_spec(
 
 def test_stages_job_reports_each_stage_then_the_machine_limit(tf):
     seen: list[Progress] = []
-    found = stages_job(PLANTED.to_json(), seconds=0.05, progress=seen.append)
+    found = stages_job(PLANTED.to_json(), seconds=0.15, progress=seen.append)
     rows = [p.row["stage"] for p in seen if p.row]
     assert rows == [s.label for s in found.report.stages] and len(rows) == 4
     assert [p.done for p in seen] == [1, 2, 3, 4, 4, 5] and seen[-1].fraction == 1.0
