@@ -11,6 +11,7 @@ inside `next()`.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
 import time
@@ -207,6 +208,8 @@ class _Runner:
             from pipeline_core.build import build  # noqa: PLC0415
 
             return build(self.payload["spec"], generator=self.payload.get("generator"))
+        if self.payload.get("dataset_graph") is not None:
+            return _from_graph(self.payload["dataset_graph"], self.payload["element_spec"])
         return self.payload["factory"]()
 
     def _step(self, tf: Any, batched: bool) -> Callable[[Any], None] | None:
@@ -296,6 +299,15 @@ class _Runner:
                 None,
             )
         return "completed", None, "end of data"
+
+
+def _from_graph(graph: bytes, element_spec: bytes) -> Any:
+    """Rebuild a dataset serialized by the parent (`Dataset._as_serialized_graph`)."""
+    from pipeline_core._tf import tf as _tf  # noqa: PLC0415
+
+    tf = _tf()
+    variant = tf.raw_ops.DatasetFromGraph(graph_def=graph)
+    return tf.data.experimental.from_variant(variant, pickle.loads(element_spec))
 
 
 def _count(element: Any, batched: bool) -> int:

@@ -20,6 +20,7 @@ One concept per module behind this public entry point:
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -56,14 +57,52 @@ def _is_dataset(obj: Any) -> bool:
     return type(obj).__module__.startswith("tensorflow") and hasattr(obj, "element_spec")
 
 
+# Stateful ops whose state is only a random stream: a copy in the child draws its own numbers,
+# which is all a profile needs (tf.data service ships such datasets the same way).
+_RANDOM_OPS = re.compile(r"(Random\w*|TruncatedNormal|ParameterizedTruncatedNormal|Multinomial)")
+_STATEFUL_OP = re.compile(r"(\w+) is stateful")
+
+
+def _serialized_graph(ds: Any) -> bytes:
+    """The dataset's graph as bytes; raises ProfileError for state that cannot be copied."""
+    from pipeline_core._tf import tf as _tf  # noqa: PLC0415
+
+    tf = _tf()
+    policy = tf.data.experimental.ExternalStatePolicy
+    try:
+        return ds._as_serialized_graph(external_state_policy=policy.FAIL).numpy()
+    except tf.errors.OpError as exc:
+        found = _STATEFUL_OP.search(exc.message or "")
+        op = found.group(1) if found else None
+        if op is None or not _RANDOM_OPS.fullmatch(op):
+            what = f"its graph holds state ({op}) that" if op else "its graph"
+            raise ProfileError(
+                f"this tf.data.Dataset cannot be sent to the profiling process: {what} cannot "
+                "be copied to another process (from_generator, py_function and numpy_function "
+                "run Python code of this process); pass a module-level function that returns "
+                "the dataset instead, e.g. start_profile(make_dataset, settings=...), or "
+                "profile a spec"
+            ) from None
+    return ds._as_serialized_graph(external_state_policy=policy.IGNORE).numpy()
+
+
+def _dataset_payload(ds: Any) -> dict[str, Any]:
+    graph = _serialized_graph(ds)
+    try:
+        element_spec = pickle.dumps(ds.element_spec)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise ProfileError(
+            f"the element_spec of this tf.data.Dataset cannot be sent to the profiling process "
+            f"({exc}); pass a module-level function that returns the dataset instead"
+        ) from None
+    return {"dataset_graph": graph, "element_spec": element_spec}
+
+
 def _payload(source: Any, generator: Any) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
     from pipeline_core.spec import PipelineSpec, load_spec  # noqa: PLC0415
 
     if _is_dataset(source):
-        raise ProfileError(
-            "a tf.data.Dataset cannot be sent to the profiling process; pass a module-level "
-            "function that returns it, e.g. start_profile(make_dataset, settings=...)"
-        )
+        return _dataset_payload(source), None, f"tf.data.Dataset ({type(source).__name__})"
     if callable(source) and not isinstance(source, PipelineSpec):
         try:
             pickle.dumps(source)
@@ -98,8 +137,10 @@ def start_profile(
     """Start profiling in a child process and return its handle at once.
 
     Args:
-        spec_or_factory: a `PipelineSpec` (or its dict / JSON text / file path), or a
-            picklable zero-argument function returning a `tf.data.Dataset`.
+        spec_or_factory: a `PipelineSpec` (or its dict / JSON text / file path), a
+            picklable zero-argument function returning a `tf.data.Dataset`, or a
+            `tf.data.Dataset` itself: its graph is serialized here and rebuilt in the child
+            (refused when it runs Python code: from_generator, py_function, numpy_function).
         settings: limits and the simulated step (default `RunSettings()`).
         store: a `RunStore` to record the run in as it goes (None: not stored).
         name: the run's name (default: settings.name, the spec's or the factory's name).
@@ -108,7 +149,8 @@ def start_profile(
             estimate made before the run); the measured figures win on a clash.
 
     Raises:
-        ProfileError: the settings are invalid or the factory cannot be pickled.
+        ProfileError: the settings are invalid, the factory cannot be pickled or the
+            dataset's graph cannot be copied to another process.
         SpecError: the spec is invalid.
     """
     settings = settings or RunSettings()

@@ -181,6 +181,14 @@ RUNS = {
 _PARALLEL = 3
 
 
+def _dataset_object():
+    """A Dataset object (not a factory): a TF map (a random op included) over 10, batch 4."""
+    tf = _tf()
+    ds = tf.data.Dataset.range(10)
+    ds = ds.map(lambda i: (tf.random.uniform([3]) + tf.cast(i, tf.float32), i))
+    return ds.batch(4)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> RunStore:
     return RunStore(tmp_path_factory.mktemp("profile-db") / "runs.sqlite")
@@ -188,7 +196,8 @@ def store(tmp_path_factory) -> RunStore:
 
 @pytest.fixture(scope="module")
 def results(store) -> dict[str, RunResult]:
-    pending = list(RUNS.items())
+    dataset_run = (_dataset_object(), RunSettings(max_batches=None), False)
+    pending = [*RUNS.items(), ("dataset_object", dataset_run)]
     running: dict[str, object] = {}
     done: dict[str, RunResult] = {}
     while pending or running:
@@ -214,6 +223,13 @@ def results(store) -> dict[str, RunResult]:
 
 def test_exact_counts_with_partial_last_batch(results):
     r = results["partial"]
+    assert (r.status, r.end_reason) == ("completed", "end of data"), r.reason
+    assert r.examples == (4, 4, 2)
+    assert (r.batches, r.total_examples) == (3, 10)
+
+
+def test_a_dataset_object_is_rebuilt_in_the_child(results):
+    r = results["dataset_object"]
     assert (r.status, r.end_reason) == ("completed", "end of data"), r.reason
     assert r.examples == (4, 4, 2)
     assert (r.batches, r.total_examples) == (3, 10)
@@ -451,9 +467,11 @@ def test_bad_settings_are_named(kwargs, message):
         RunSettings(**kwargs)
 
 
-def test_a_dataset_object_or_lambda_is_refused_with_the_fix(tf):
-    with pytest.raises(ProfileError, match="module-level function"):
-        start_profile(tf.data.Dataset.range(3))
+def test_a_dataset_running_python_or_a_lambda_is_refused_with_the_fix(tf):
+    ds = tf.data.Dataset.range(3).map(lambda i: tf.py_function(lambda x: x, [i], tf.int64))
+    with pytest.raises(ProfileError, match="pass a module-level function that returns the") as err:
+        start_profile(ds)
+    assert "(EagerPyFunc)" in str(err.value) and "or profile a spec" in str(err.value)
     with pytest.raises(ProfileError, match="define it at module level"):
         profile(lambda: None)
 
