@@ -114,9 +114,29 @@ def _cache(ds: Any, step: CacheStep, index: int) -> Any:
     return ds.cache(str(path))
 
 
+def batch_size_for(batch_size: int, count: int | None, *, drop_remainder: bool) -> int:
+    """The batch size to hand TensorFlow for `count` known elements (None: unknown/infinite).
+
+    A batch size above the element count yields one batch of every element, exactly as
+    the count itself would, but TensorFlow reserves room for `batch_size` elements, so
+    an absurd size (1e9) stalls the pipeline: ask for the count instead. With
+    `drop_remainder` such a pipeline would yield nothing at all, a mistake worth naming.
+    """
+    if count is None or batch_size <= count:
+        return batch_size
+    if drop_remainder:
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the {count} elements that reach this "
+            "step, and drop_remainder drops that one partial batch, so the pipeline yields "
+            "nothing: lower batch_size or set drop_remainder to false"
+        )
+    return max(count, 1)
+
+
 def _batch(ds: Any, step: BatchStep, index: int) -> Any:
+    size = batch_size_for(step.batch_size, cardinality(ds), drop_remainder=step.drop_remainder)
     return ds.batch(
-        step.batch_size,
+        size,
         drop_remainder=step.drop_remainder,
         **_parallel_args(step.num_parallel_calls, step.deterministic),
     )

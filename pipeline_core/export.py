@@ -31,6 +31,8 @@ from pipeline_core.spec import (
     load_spec,
 )
 
+_HUGE_BATCH = 65_536  # above this, the script asks for the known element count instead
+
 
 class ExportError(ValueError):
     """The spec cannot be exported as standalone code; the message says why and what to do."""
@@ -138,13 +140,16 @@ def _step_lines(step: Any, index: int) -> list[str]:
     if isinstance(step, CacheStep):
         return _cache_lines(step, index)
     if isinstance(step, BatchStep):
-        return [
-            f"ds = ds.batch({step.batch_size}, drop_remainder={step.drop_remainder!r}"
-            + "".join(
-                f", {arg}" for arg in _parallel_args(step.num_parallel_calls, step.deterministic)
-            )
-            + ")"
-        ]
+        size = str(step.batch_size)
+        lines = []
+        if step.batch_size > _HUGE_BATCH and not step.drop_remainder:
+            # as build.batch_size_for: TensorFlow reserves room for batch_size elements
+            lines.append("known = int(ds.cardinality())  # -1 infinite, -2 unknown")
+            size = f"min({step.batch_size}, max(known, 1)) if known >= 0 else {step.batch_size}"
+        args = "".join(
+            f", {arg}" for arg in _parallel_args(step.num_parallel_calls, step.deterministic)
+        )
+        return [*lines, f"ds = ds.batch({size}, drop_remainder={step.drop_remainder!r}{args})"]
     if isinstance(step, PrefetchStep):
         return [f"ds = ds.prefetch({_parallel(step.buffer_size)})"]
     if isinstance(step, RepeatStep):

@@ -11,6 +11,7 @@ import pytest
 from pipeline_core.build import (
     STEP_BUILDERS,
     BuildError,
+    batch_size_for,
     build,
     dataset_cardinality,
     element_specs,
@@ -175,3 +176,26 @@ def test_examples_build_and_yield_a_batch(path):
     assert json.loads(spec.to_json())["name"]
     features, label = next(iter(build(spec)))
     assert features.shape.rank >= 2 and label.shape[0] == features.shape[0]
+
+
+def test_a_batch_size_above_the_element_count_gives_one_batch_without_stalling():
+    # TensorFlow reserves room for batch_size elements: 1e9 would stall the pipeline.
+    ds = build(_spec({"op": "batch", "batch_size": 1_000_000_000}))
+    assert [tuple(x.shape) for x, _ in ds] == [(10, 4, 4, 3)]
+    assert batch_size_for(64, 10, drop_remainder=False) == 10
+    assert batch_size_for(8, 10, drop_remainder=True) == 8
+    assert batch_size_for(64, None, drop_remainder=False) == 64
+
+
+def test_a_drop_remainder_batch_larger_than_the_data_is_named():
+    with pytest.raises(BuildError, match=r"steps\[0\] \(batch\): batch_size 64 is larger than"):
+        build(_spec({"op": "batch", "batch_size": 64, "drop_remainder": True}))
+
+
+def test_the_exported_script_asks_for_the_count_for_a_huge_batch(tf):
+    from pipeline_core.export import export_code
+
+    code = export_code(_spec({"op": "batch", "batch_size": 1_000_000_000}))
+    namespace: dict = {}
+    exec(compile(code, "pipeline.py", "exec"), namespace)  # noqa: S102 - our own export
+    assert [tuple(x.shape) for x, _ in namespace["make_dataset"]()] == [(10, 4, 4, 3)]
