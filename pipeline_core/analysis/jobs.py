@@ -208,17 +208,8 @@ def start_analysis(
         ValueError: unknown kind; IsolateError: options that cannot be sent.
     """
     from pipeline_core.isolate import start_job  # noqa: PLC0415
-    from pipeline_core.run_settings import default_memory_limit_mb  # noqa: PLC0415
 
-    job = _kind(kind)
-    return start_job(
-        job.fn,
-        args=(spec.to_json(),),
-        kwargs=options,
-        what=job.what,
-        timeout_s=timeout_s or job.timeout_s(spec, options),
-        memory_limit_mb=default_memory_limit_mb(),
-    )
+    return start_job(**_job_arguments(kind, spec, timeout_s, options))
 
 
 def run_analysis(
@@ -235,15 +226,22 @@ def run_analysis(
         JobFailed: the job raised, crashed, ran out of time or memory (`.reason`).
     """
     from pipeline_core.isolate import run_job  # noqa: PLC0415
+
+    return run_job(**_job_arguments(kind, spec, timeout_s, options), on_progress=on_progress)
+
+
+def _job_arguments(
+    kind: str, spec: PipelineSpec, timeout_s: float | None, options: dict[str, Any]
+) -> dict[str, Any]:
+    """What `isolate.start_job`/`run_job` need for an analysis job of `kind` on `spec`."""
     from pipeline_core.run_settings import default_memory_limit_mb  # noqa: PLC0415
 
     job = _kind(kind)
-    return run_job(
-        job.fn,
-        args=(spec.to_json(),),
-        kwargs=options,
-        what=job.what,
-        timeout_s=timeout_s or job.timeout_s(spec, options),
-        memory_limit_mb=default_memory_limit_mb(),
-        on_progress=on_progress,
-    )
+    return {
+        "fn": job.fn,
+        "args": (spec.to_json(),),
+        "kwargs": options,
+        "what": job.what,
+        "timeout_s": timeout_s or job.timeout_s(spec, options),
+        "memory_limit_mb": default_memory_limit_mb(),
+    }
