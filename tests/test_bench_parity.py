@@ -1,0 +1,102 @@
+"""The parity benchmark compares like with like: each spec twin and its hand-written twin
+yield elements of the same structure, and a row can be produced. Times nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import _timing
+from benchmarks import bench_parity as parity
+
+CHEAP = ("ex1", "ex2", "ex3")
+
+
+def _structure(elements) -> list[tuple[str, tuple[int | None, ...]]]:
+    return [(e.dtype.name, tuple(e.shape)) for e in elements]
+
+
+def _case(key: str) -> parity.Case:
+    (case,) = parity.selected(parity.cases(), key)
+    return case
+
+
+def test_every_case_has_a_unique_key():
+    keys = [c.key for c in parity.cases()]
+    assert len(keys) == len(set(keys))
+    assert {"ex1", "ex2", "ex3", "image-folder", "tfrecord", "csv", "npy", "export"} <= set(keys)
+
+
+@pytest.mark.parametrize("key", CHEAP)
+def test_spec_twin_and_hand_written_twin_yield_the_same_structure(key):
+    spec_ds, hand_ds = _case(key).make()
+    assert _structure(spec_ds.element_spec) == _structure(hand_ds.element_spec)
+    assert _structure(next(iter(spec_ds))) == _structure(next(iter(hand_ds)))
+
+
+@pytest.fixture
+def small_data(monkeypatch):
+    """File data a few KB large (the folder names carry the sizes, so no clash)."""
+    monkeypatch.setattr(parity, "JPEG_PER_CLASS", 2)
+    monkeypatch.setattr(parity, "JPEG_SIZE", 48)
+    monkeypatch.setattr(parity, "TFRECORD_PER_SHARD", 4)
+    monkeypatch.setattr(parity, "TFRECORD_SIZE", 32)
+    monkeypatch.setattr(parity, "CSV_ROWS_PER_FILE", 40)
+    monkeypatch.setattr(parity, "NPY_ROWS", 256)
+    monkeypatch.setattr(parity, "AUGMENT_IMAGES", 4)
+
+
+@pytest.mark.parametrize("key", ["augment", "image-folder", "tfrecord", "csv", "npy", "export"])
+def test_file_and_export_twins_yield_the_same_structure(key, small_data):
+    measured, against = _case(key).make()
+    assert _structure(measured.element_spec) == _structure(against.element_spec)
+    assert _structure(next(iter(measured))) == _structure(next(iter(against)))
+
+
+def test_the_hand_written_arrays_are_the_numpy_source_data():
+    from pipeline_core.build import build  # noqa: PLC0415
+
+    features, label = next(iter(build({"source": parity.spec_example1()["source"]})))
+    images, labels = parity.numpy_arrays(1024, (28, 28, 1), np.float32, 10, seed=0)
+    np.testing.assert_array_equal(features.numpy(), images[0])
+    assert int(label) == labels[0]
+
+
+def test_a_row_comes_out_of_a_tiny_window():
+    row = parity.measure(_case("ex1"), repeats=1, window_s=0.05, warmup_s=0.05)
+    assert row["ex/s"] > 0 and row["against ex/s"] > 0
+    assert row["measured"] == "build(spec)" and row["against"] == "hand-written"
+    assert row["met"] in ("yes", "yes (noise)", "no")
+
+
+def test_a_dataset_that_runs_out_inside_the_window_is_refused(tf):
+    with pytest.raises(_timing.RanOut):
+        _timing.window_rate(tf.data.Dataset.range(3).batch(1), window_s=5.0, warmup_s=0.0)
+
+
+@pytest.mark.parametrize(
+    ("ratios", "target", "expected"),
+    [
+        ((1.02, 1.01, 1.0), 1.0, "yes"),
+        ((0.98, 0.97, 1.01), 1.0, "yes (noise)"),
+        ((0.98, 0.97, 0.99), 1.0, "no"),
+        ((0.95, 1.05, 0.95), 1.0, "no"),
+        ((0.975, 0.98, 0.99), 0.97, "yes"),
+    ],
+)
+def test_verdict(ratios, target, expected):
+    measured = tuple(_timing.Window(round(r * 1000), wall_s=1.0, cpu_s=1.0) for r in ratios)
+    against = (_timing.Window(1000, wall_s=1.0, cpu_s=1.0),) * len(ratios)
+    paired = _timing.Paired(a=measured, b=against)
+    assert parity.verdict(paired, target) == expected
+
+
+def test_selected_filters_by_key():
+    assert [c.key for c in parity.selected(parity.cases(), "csv, npy")] == ["csv", "npy"]
+    assert len(parity.selected(parity.cases(), "")) == len(parity.cases())
+
+
+def test_cpu_ratio_is_above_one_when_the_measured_side_costs_less():
+    cheap = (_timing.Window(1000, wall_s=1.0, cpu_s=0.5),)
+    dear = (_timing.Window(1000, wall_s=1.0, cpu_s=1.0),)
+    assert _timing.Paired(a=cheap, b=dear).cpu_ratio == pytest.approx(2.0)
