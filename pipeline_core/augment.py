@@ -2,20 +2,18 @@
 
 Each augmentation is a frozen pydantic parameter model (its fields carry type,
 range, default and a one-line description; the UI generates widgets from them)
-registered with `@augmentation(...)`, plus a pure TensorFlow function in
-`pipeline_core.augment_ops`. The same function serves the pipeline, the
-preview and the exported code. This module imports no TensorFlow at import
+registered with `@augmentation(...)`. `pipeline_core.augment_code` writes
+each map step's augmentations as one function of TensorFlow ops (helpers in
+`pipeline_core.augment_ops` where TF has no native op); the same function
+serves the pipeline, the preview and the exported code. This module imports no TensorFlow at import
 time, so `pipeline_core.spec` can build its validation from the registry.
 """
 
 from __future__ import annotations
 
-import dis
-import inspect
-import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -36,7 +34,8 @@ class Augmentation:
         name: registry key, also the `name` field of its parameter model.
         description: one line for the UI.
         params: the pydantic parameter model class.
-        op: name of the function in `pipeline_core.augment_ops` that applies it.
+        op: short name of the operation (the pipeline's code is written by
+            `pipeline_core.augment_code`).
         element_ok: works on a single element `[H, W, C]`.
         batch_ok: works on a batch `[N, H, W, C]` (a vectorized map after batch).
         mixes_labels: the op takes and returns `(features, label)` (mixup, cutmix).
@@ -294,10 +293,7 @@ __all__ = [
     "AugParams",
     "Augmentation",
     "ParamField",
-    "apply_augmentations",
     "augmentation",
-    "chain_of",
-    "export_source",
     "param_fields",
 ]
 
@@ -305,103 +301,3 @@ __all__ = [
 def param_fields(name: str) -> list[ParamField]:
     """The editable parameters of augmentation `name` (everything but `name`)."""
     return fields_of(AUGMENTATIONS[name].params, skip=("name",))
-
-
-def chain_of(augmentations: Sequence[AugParams]) -> tuple[tuple[str, dict[str, Any]], ...]:
-    """`(op name, params without "name")` for each augmentation, in order.
-
-    This is the plain-data form that `augment_ops.apply_chain` (and the
-    exported script) takes.
-    """
-    chain = []
-    for aug in augmentations:
-        entry = AUGMENTATIONS.get(getattr(aug, "name", None))
-        if entry is None or not isinstance(aug, entry.params):
-            raise ValueError(
-                f"expected augmentation parameter models (e.g. from MapStep.augmentations), "
-                f"received {aug!r}; build one with AUGMENTATIONS[name].params(...)"
-            )
-        chain.append((entry.op, aug.model_dump(exclude={"name"})))
-    return tuple(chain)
-
-
-def apply_augmentations(
-    features: Any, label: Any, augmentations: Sequence[AugParams], seed: Any
-) -> tuple[Any, Any]:
-    """Apply `augmentations` in order to one element or one batch; works inside `Dataset.map`.
-
-    Args:
-        features: `[H, W, C]` image or `[N, H, W, C]` batch (any shape for the
-            shape-agnostic ones such as `sleep` or `normalize`).
-        label: passed through, except by label-mixing augmentations (mixup, cutmix).
-        augmentations: parameter-model instances, as in `MapStep.augmentations`.
-        seed: shape-[2] integer tensor; the same seed gives the same output.
-
-    Returns:
-        `(features, label)`.
-    """
-    from pipeline_core import augment_ops  # noqa: PLC0415  (imports TensorFlow)
-
-    return augment_ops.apply_chain(features, label, chain_of(augmentations), seed)
-
-
-def export_source(op_names: Iterable[str]) -> str:
-    """Python source defining the functions for `op_names`, `apply_chain`, `OPS`, `LABEL_OPS`.
-
-    The text assumes `import tensorflow as tf` and `import numpy as np` at
-    the top of the script; `apply_chain(x, y, CHAIN, seed)` in it applies
-    exactly what the pipeline applies for the same seed. `op_names` are op
-    names (as in `chain_of`) or registry names.
-
-    Raises:
-        ValueError: for a name that is neither.
-    """
-    from pipeline_core import augment_ops  # noqa: PLC0415  (imports TensorFlow)
-
-    ops = []
-    for name in op_names:
-        op = AUGMENTATIONS[name].op if name in AUGMENTATIONS else name
-        if op not in augment_ops.OPS:
-            raise ValueError(
-                f"cannot export unknown augmentation {name!r}; known: {', '.join(AUGMENTATIONS)}"
-            )
-        if op not in ops:
-            ops.append(op)
-    functions = _needed_functions(augment_ops, [*ops, "apply_chain"])
-    parts = [inspect.getsource(fn).rstrip() for fn in functions]
-    table = ", ".join(f"{op!r}: {op}" for op in ops)
-    labels = ", ".join(repr(op) for op in ops if op in augment_ops.LABEL_OPS)
-    parts.append(f"OPS = {{{table}}}\nLABEL_OPS = frozenset({{{labels}}})")
-    header = "# Augmentations, copied from pipeline_core.augment_ops.\n\n\n"
-    return header + "\n\n\n".join(parts) + "\n"
-
-
-def _needed_functions(module: types.ModuleType, roots: list[str]) -> list[Callable[..., Any]]:
-    """The module functions `roots` call, transitively, in source order."""
-    own = {
-        name: fn
-        for name, fn in vars(module).items()
-        if inspect.isfunction(fn) and fn.__module__ == module.__name__
-    }
-    seen: set[str] = set()
-    todo = list(roots)
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        todo.extend(n for n in _global_names(own[name].__code__) if n in own)
-    return sorted((own[n] for n in seen), key=lambda fn: fn.__code__.co_firstlineno)
-
-
-def _global_names(code: types.CodeType) -> set[str]:
-    """Global names loaded by `code` and the functions/lambdas nested in it."""
-    names = {
-        ins.argval
-        for ins in dis.get_instructions(code)
-        if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")
-    }
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
-    return names

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core import augment
 from pipeline_core._tf import tf as _import_tf
+from pipeline_core.augment_code import Features, augment_function, features_of
 from pipeline_core.errors import describe_error
 from pipeline_core.paths import resolve_path
 from pipeline_core.sources import build_source
@@ -74,24 +74,32 @@ def _parallel_args(calls: int | str | None, deterministic: bool | None) -> dict[
     """`num_parallel_calls`/`deterministic` kwargs (`deterministic` only matters when parallel)."""
     if calls is None:
         return {}
-    return {"num_parallel_calls": parallel_calls(calls), "deterministic": deterministic}
+    args: dict[str, Any] = {"num_parallel_calls": parallel_calls(calls)}
+    if deterministic is not None:
+        args["deterministic"] = deterministic
+    return args
 
 
 # --- one function per op -------------------------------------------------------
 
 
-def _map(ds: Any, step: MapStep, index: int) -> Any:
+def seed_stream(index: int) -> Any:
+    """The per-element seeds a map step at `index` zips with: new values every epoch."""
     tf = _import_tf()
-    augmentations = step.augmentations
-    seeds = tf.data.Dataset.random(seed=map_seed(index), rerandomize_each_iteration=True).batch(2)
+    stream = tf.data.Dataset.random(seed=map_seed(index), rerandomize_each_iteration=True)
+    return stream.batch(2, drop_remainder=True)
 
-    def apply(element: Any, seed: Any) -> Any:
-        features, label = element
-        return augment.apply_augmentations(features, label, augmentations, seed)
 
-    return tf.data.Dataset.zip((ds, seeds)).map(
-        apply,
-        **_parallel_args(step.num_parallel_calls, step.deterministic),
+def _map(ds: Any, step: MapStep, index: int) -> Any:
+    features, _ = ds.element_spec
+    augment = augment_function(step.augmentations, features=features_of(features))
+    return (
+        _import_tf()
+        .data.Dataset.zip((ds, seed_stream(index)))
+        .map(
+            lambda element, seed: augment(element[0], element[1], seed),
+            **_parallel_args(step.num_parallel_calls, step.deterministic),
+        )
     )
 
 
@@ -254,6 +262,26 @@ def _text(spec: Any) -> str:
             dims += ","
         return f"{spec.dtype.name} ({dims})"
     return str(spec)
+
+
+def map_inputs(
+    spec: PipelineSpec | dict[str, Any] | str, *, generator: Generator | None = None
+) -> dict[int, Features]:
+    """What each map step receives (dtype and static shape), by step index.
+
+    The builder writes each map's augment function for exactly this input;
+    export writes the same function.
+
+    Raises:
+        SpecError, BuildError: as `build`.
+    """
+    out = {}
+    previous = None
+    for _, index, ds in _stages(load_spec(spec), generator):
+        if index is not None and isinstance(load_spec(spec).steps[index], MapStep):
+            out[index] = features_of(previous.element_spec[0])
+        previous = ds
+    return out
 
 
 def element_specs(

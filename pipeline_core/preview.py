@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from pipeline_core._tf import tf as _tf
-from pipeline_core.augment import AUGMENTATIONS, AugParams, apply_augmentations
+from pipeline_core.augment import AUGMENTATIONS, AugParams
+from pipeline_core.augment_code import apply_augmentations
 from pipeline_core.spec import BatchStep, InterleaveStep, MapStep, PipelineSpec, load_spec
 
 UNBATCHED_SUMMARY_ELEMENTS = 32

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from pipeline_core.augment import (
-    AUGMENTATIONS,
+from pipeline_core.augment import AUGMENTATIONS, param_fields
+from pipeline_core.augment_code import (
+    EMITTERS,
+    Features,
     apply_augmentations,
-    chain_of,
-    export_source,
-    param_fields,
+    augment_source,
+    helper_source,
 )
 
 N, SIZE, CLASSES = 4, 16, 4
@@ -75,12 +76,9 @@ def _contrast(x, out, y):
     assert not np.allclose(out, x)
 
 
-def _gray(images):
-    return images @ np.array([0.2989, 0.587, 0.114], np.float32)
-
-
 def _saturation(x, out, y):
-    np.testing.assert_allclose(_gray(out), _gray(x), atol=1e-3)
+    # HSV saturation, as tf.image.adjust_saturation: value (max channel) and hue kept.
+    np.testing.assert_allclose(out.max(axis=-1), x.max(axis=-1), atol=1e-4)
     assert not np.allclose(out, x)
 
 
@@ -235,11 +233,12 @@ def _map(tf, ds, name: str):
 # --- the table covers the registry ----------------------------------------------
 
 
-def test_every_augmentation_has_a_case():
+def test_every_augmentation_has_a_case_and_a_code_writer():
     assert set(CASES) == set(AUGMENTATIONS), (
         f"add a Case for {sorted(set(AUGMENTATIONS) - set(CASES))}, "
         f"remove stale cases {sorted(set(CASES) - set(AUGMENTATIONS))}"
     )
+    assert set(EMITTERS) == set(AUGMENTATIONS)
 
 
 def test_registry_is_large_enough_and_flags_are_consistent():
@@ -444,17 +443,7 @@ def test_normalize_checks_channel_count(tf):
         apply_augmentations(tf.constant(IMAGES), LABELS, [norm], [0, 0])
 
 
-# --- chains and export -------------------------------------------------------------
-
-
-def test_chain_of_gives_op_names_and_params_without_name():
-    chain = chain_of([_aug("random_brightness"), _aug("resize")])
-    assert chain == (
-        ("brightness", {"max_delta": 0.2}),
-        ("resize", {"height": 8, "width": 12, "method": "bilinear", "antialias": False}),
-    )
-    with pytest.raises(ValueError, match="parameter models"):
-        chain_of([{"name": "resize"}])
+# --- chains, code and the TF ops they mirror ----------------------------------------
 
 
 def test_positions_of_a_chain_get_their_own_seeds(tf):
@@ -465,55 +454,125 @@ def test_positions_of_a_chain_get_their_own_seeds(tf):
     assert not np.allclose(twice, images)
 
 
-def _exec_export(tf, op_names):
-    namespace = {"tf": tf, "np": np}
-    exec(compile(export_source(op_names), "<exported>", "exec"), namespace)  # noqa: S102
-    return namespace
+def test_code_calls_tf_ops_by_name_and_converts_once():
+    chain = [
+        _aug("random_flip_left_right"),
+        _aug("random_brightness"),
+        _aug("random_contrast"),
+        AUGMENTATIONS["convert_dtype"].params(dtype="float32"),
+    ]
+    code = augment_source(chain, features=Features("uint8", (64, 64, 3))).source
+    assert code.count("convert_image_dtype") == 1  # uint8 -> float32 once, no round trip
+    assert "tf.image.stateless_random_flip_left_right(image, seed=seeds[0])" in code
+    assert "tf.image.stateless_random_brightness(image, max_delta=0.2, seed=seeds[1])" in code
+    assert "tf.image.stateless_random_contrast(image, lower=0.8, upper=1.2, seed=seeds[2])" in code
+    assert code.count("clip_by_value") == 1  # saturate once, where the floats leave the chain
+    batch = augment_source(chain, features=Features("uint8", (None, 64, 64, 3))).source
+    assert "random_brightness_batch(image, seeds[1], max_delta=0.2)" in batch
+
+
+def test_unknown_entries_are_named(tf):
+    with pytest.raises(ValueError, match="parameter models"):
+        augment_source([{"name": "resize"}], features=Features("uint8", (8, 8, 3)))
+
+
+def _native(tf, name: str, x, seed):
+    """What TensorFlow's own op gives for CASES[name].params on one image."""
+    p = CASES[name].params
+    ops = {
+        "random_flip_left_right": lambda: tf.image.stateless_random_flip_left_right(x, seed),
+        "random_flip_up_down": lambda: tf.image.stateless_random_flip_up_down(x, seed),
+        "random_brightness": lambda: tf.image.stateless_random_brightness(x, 0.2, seed),
+        "random_contrast": lambda: tf.image.stateless_random_contrast(x, 0.8, 1.2, seed),
+        "random_saturation": lambda: tf.image.stateless_random_saturation(x, 0.7, 1.3, seed),
+        "random_hue": lambda: tf.image.stateless_random_hue(x, p["max_delta"], seed),
+        "random_crop": lambda: tf.image.stateless_random_crop(x, [8, 10, 3], seed),
+        "central_crop": lambda: tf.image.central_crop(x, 0.5),
+        "resize": lambda: tf.image.resize(x, [8, 12]),
+        "convert_dtype": lambda: tf.image.convert_image_dtype(x, tf.uint8, saturate=True),
+    }
+    return ops[name]()
+
+
+NATIVE = [
+    "random_flip_left_right",
+    "random_flip_up_down",
+    "random_brightness",
+    "random_contrast",
+    "random_saturation",
+    "random_hue",
+    "random_crop",
+    "central_crop",
+    "resize",
+    "convert_dtype",
+]
+
+
+@pytest.mark.parametrize("name", NATIVE)
+def test_one_example_gets_exactly_the_tf_op(tf, name):
+    """Where TF has the op, one augmentation on one example is that op with that seed."""
+    x = tf.constant(IMAGES[1])
+    seed = tf.constant([31, 32], tf.int64)
+    want = _native(tf, name, x, seed)
+    got, _ = apply_augmentations(x, LABELS[1], [_aug(name)], seed)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_jpeg_quality_is_tf_stateless_random_jpeg_quality(tf):
+    x = tf.cast(tf.constant(IMAGES[0]) * 255.0, tf.uint8)
+    seed = tf.constant([5, 6], tf.int64)
+    got, _ = apply_augmentations(x, 0, [_aug("jpeg_quality")], seed)
+    want = tf.image.stateless_random_jpeg_quality(x, 20, 95, seed)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("name", "layer"),
+    [("random_rotation", "RandomRotation"), ("random_zoom", "RandomZoom")],
+)
+def test_geometric_ops_match_the_keras_layer_in_shape_dtype_and_range(tf, name, layer):
+    import keras
+
+    images, labels = _inputs(tf, "uint8")
+    ours, _ = apply_augmentations(images, labels, [_aug(name)], [1, 2])
+    factor = 30.0 / 360.0 if name == "random_rotation" else 0.3
+    theirs = getattr(keras.layers, layer)(factor, seed=1)(tf.cast(images, tf.float32))
+    assert ours.shape == theirs.shape and ours.dtype == images.dtype
+    for out in (np.asarray(ours, np.float32), np.asarray(theirs)):
+        assert out.min() >= 0.0 and out.max() <= 255.0
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_exported_source_reproduces_the_pipeline(tf, name):
-    from pipeline_core import augment_ops
-
-    op = AUGMENTATIONS[name].op
-    namespace = _exec_export(tf, [op])
-    assert set(namespace["OPS"]) == {op}
-    assert namespace["LABEL_OPS"] == (augment_ops.LABEL_OPS & {op})
+def test_exported_text_computes_what_the_pipeline_computes(tf, name):
+    """The text export embeds, run in a fresh namespace, gives the pipeline's output."""
     images, labels = _inputs(tf, "uint8")
     if not AUGMENTATIONS[name].batch_ok:
         images, labels = images[0], labels[0]
-    chain = chain_of([_aug(name)])
+    features = Features("uint8", tuple(images.shape))
+    code = augment_source([_aug(name)], features=features)
+    namespace = {"tf": tf, "np": np}
+    exec(helper_source(code.helpers) + "\n\n" + code.source, namespace)  # noqa: S102
     seed = tf.constant([21, 22], tf.int64)
-    expected = augment_ops.apply_chain(images, labels, chain, seed)
-    exported = namespace["apply_chain"](images, labels, chain, seed)
+    expected = apply_augmentations(images, labels, [_aug(name)], seed)
+    exported = namespace["augment"](images, labels, seed)
     for want, got in zip(expected, exported, strict=True):
         np.testing.assert_array_equal(got, want)
 
 
 def test_exported_chain_matches_inside_dataset_map(tf):
     augmentations = [_aug("random_crop"), _aug("random_rotation"), _aug("random_brightness")]
-    chain = chain_of(augmentations)
-    namespace = _exec_export(tf, [op for op, _ in chain] + ["random_crop"])
-    assert list(namespace["OPS"]) == ["crop", "rotation", "brightness"]
+    code = augment_source(augmentations, features=Features("uint8", (SIZE, SIZE, 3)))
+    assert code.helpers == ("random_rotation",)
+    namespace = {"tf": tf, "np": np}
+    exec(helper_source(code.helpers) + "\n\n" + code.source, namespace)  # noqa: S102
     ds = tf.data.Dataset.from_tensor_slices(_inputs(tf, "uint8"))
     seeds = tf.data.Dataset.range(N).map(lambda i: tf.stack([i, i + 1]))
     both = tf.data.Dataset.zip((ds, seeds)).map(
         lambda e, s: (
             apply_augmentations(e[0], e[1], augmentations, s)[0],
-            namespace["apply_chain"](e[0], e[1], chain, s)[0],
+            namespace["augment"](e[0], e[1], s)[0],
         )
     )
     for pipeline, exported in both:
         np.testing.assert_array_equal(pipeline, exported)
-
-
-def test_export_source_names_the_unknown():
-    with pytest.raises(ValueError, match="unknown augmentation 'warp'"):
-        export_source(["warp"])
-
-
-def test_apply_chain_names_an_unknown_op(tf):
-    from pipeline_core import augment_ops
-
-    with pytest.raises(ValueError, match="unknown augmentation op 'warp'"):
-        augment_ops.apply_chain(tf.constant(IMAGES), LABELS, [("warp", {})], [0, 0])
