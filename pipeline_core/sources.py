@@ -63,45 +63,50 @@ class SourceError(ValueError):
 
 
 def synthetic_dataset(*, num_examples, shape, dtype, num_classes, seed):
-    """Random tensors made lazily from `Dataset.range` with stateless random ops."""
-    dtype = tf.as_dtype(dtype)
-    shape = tuple(shape)
+    """Seeded random tensors made in chunks by stateless random ops, cached up to 1 GiB."""
+    dtype, shape = tf.as_dtype(dtype), tuple(shape)
+    example_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * dtype.size)
+    chunk = max(1, min(num_examples, (8 << 20) // example_bytes))
 
-    def make_example(index):
-        feature_seed = tf.stack([tf.constant(seed, tf.int64), 2 * index])
-        label_seed = tf.stack([tf.constant(seed, tf.int64), 2 * index + 1])
-        if dtype.is_floating:
-            features = tf.random.stateless_uniform(shape, feature_seed, dtype=tf.float32)
-        else:
-            features = tf.random.stateless_uniform(
-                shape, feature_seed, minval=0, maxval=256, dtype=tf.int64
-            )
-        label = tf.random.stateless_uniform(
-            [], label_seed, minval=0, maxval=num_classes, dtype=tf.int64
+    def make_chunk(start):
+        size = tf.minimum(tf.constant(chunk, tf.int64), num_examples - start)
+        seeds = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64), start])
         )
-        return tf.cast(features, dtype), label
+        kind = (None, tf.float32) if dtype.is_floating else (256, tf.int32)
+        features = tf.random.stateless_uniform(
+            [size, *shape], seeds[0], maxval=kind[0], dtype=kind[1]
+        )
+        labels = tf.random.stateless_uniform([size], seeds[1], maxval=num_classes, dtype=tf.int64)
+        return tf.cast(features, dtype), labels
 
-    return tf.data.Dataset.range(num_examples).map(make_example)
+    chunks = tf.data.Dataset.range(0, num_examples, chunk).map(make_chunk)
+    # Held in memory like from_tensor_slices arrays: later epochs cost no random numbers.
+    chunks = chunks.cache() if num_examples * example_bytes <= 1 << 30 else chunks
+    return chunks.unbatch().apply(tf.data.experimental.assert_cardinality(num_examples))
 
 
-def numpy_dataset(*, path, features_key, labels_key, num_examples, shape, dtype, num_classes, seed):
-    """Arrays held in memory (loaded from .npy/.npz, or generated) via `from_tensor_slices`."""
-    if path is None:
-        rng = np.random.default_rng(seed)
-        size = (num_examples, *shape)
-        if np.issubdtype(np.dtype(dtype), np.floating):
-            features = rng.random(size, dtype=np.float32).astype(dtype)
-        else:
-            features = rng.integers(0, 256, size=size).astype(dtype)
-        labels = rng.integers(0, num_classes, size=num_examples).astype(np.int64)
-    elif path.endswith(".npz"):
+def numpy_dataset(*, num_examples, shape, dtype, num_classes, seed):
+    """Seeded random NumPy arrays held in memory, sliced by `from_tensor_slices`."""
+    rng = np.random.default_rng(seed)
+    size = (num_examples, *shape)
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        features = rng.random(size, dtype=np.float32).astype(dtype)
+    else:
+        features = rng.integers(0, 256, size=size).astype(dtype)
+    labels = rng.integers(0, num_classes, size=num_examples).astype(np.int64)
+    return tf.data.Dataset.from_tensor_slices((features, labels))
+
+
+def numpy_file_dataset(*, path, features_key, labels_key):
+    """Arrays loaded into memory from a .npy or .npz file, sliced by `from_tensor_slices`."""
+    if path.endswith(".npz"):
         with np.load(path) as archive:
             features = archive[features_key]
             labels = archive[labels_key].astype(np.int64) if labels_key in archive else None
-        if labels is None:
-            labels = np.zeros(len(features), np.int64)
     else:
-        features = np.load(path)
+        features, labels = np.load(path), None
+    if labels is None:
         labels = np.zeros(len(features), np.int64)
     return tf.data.Dataset.from_tensor_slices((features, labels))
 
@@ -217,27 +222,30 @@ def counting(*, num_examples, shape, dtype, num_classes, seed):
     return generate
 
 
+def parallelism(calls):
+    """A spec's parallelism (null, an int or "autotune") as `num_parallel_calls`."""
+    return tf.data.AUTOTUNE if calls == "autotune" else calls
+
+
 def read_files(files, read_one_file, interleave):
     """Read each file with `read_one_file`, in turn or interleaved (`interleave` dict)."""
     if interleave is None:
         return files.flat_map(read_one_file)
-    calls = interleave["num_parallel_calls"]
     return files.interleave(
         read_one_file,
         cycle_length=interleave["cycle_length"],
         block_length=interleave["block_length"],
-        num_parallel_calls=tf.data.AUTOTUNE if calls == "autotune" else calls,
+        num_parallel_calls=parallelism(interleave["num_parallel_calls"]),
         deterministic=interleave["deterministic"],
     )
 
 
 def decode_and_resize(data, *, image_size, channels):
-    """Decode JPEG/PNG/BMP/GIF bytes to uint8 `[H, W, channels]`, resized if `image_size`."""
+    """Decode JPEG/PNG/BMP/GIF bytes: uint8 `[H, W, channels]`, or resized float32 0-1."""
     image = tf.io.decode_image(data, channels=channels, expand_animations=False)
     if image_size is None:
         return image
-    image = tf.image.resize(image, image_size)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+    return tf.image.resize(image, image_size) / 255.0
 
 
 def list_image_folder(path):
@@ -256,20 +264,24 @@ def list_image_folder(path):
     return classes, files, labels
 
 
-def image_folder_dataset(*, path, image_size, channels, shuffle_files, seed, interleave):
-    """Images in one sub-folder per class; labels are the sorted sub-folder indices."""
+def image_folder_dataset(
+    *, path, image_size, channels, shuffle_files, seed, num_parallel_calls, deterministic
+):
+    """Images in one sub-folder per class; labels are the sorted sub-folder indices.
+
+    Files are read and decoded in a parallel map over the file names.
+    """
     _, file_names, labels = list_image_folder(path)
     files = tf.data.Dataset.from_tensor_slices((file_names, tf.constant(labels, tf.int64)))
     if shuffle_files:
         files = files.shuffle(len(file_names), seed=seed, reshuffle_each_iteration=True)
 
-    def read_one_file(file_name, label):
-        image = decode_and_resize(
-            tf.io.read_file(file_name), image_size=image_size, channels=channels
-        )
-        return tf.data.Dataset.from_tensors((image, label))
+    def load(file_name, label):
+        data = tf.io.read_file(file_name)
+        return decode_and_resize(data, image_size=image_size, channels=channels), label
 
-    return read_files(files, read_one_file, interleave)
+    calls = parallelism(num_parallel_calls)
+    return files.map(load, num_parallel_calls=calls, deterministic=deterministic)
 
 
 def tfrecord_dataset(
@@ -282,6 +294,7 @@ def tfrecord_dataset(
     decode_image,
     image_size,
     channels,
+    num_parallel_calls,
     interleave,
 ):
     """TFRecord files of tf.train.Example; `features` maps name -> (kind, dtype, shape)."""
@@ -313,10 +326,12 @@ def tfrecord_dataset(
 
     file_names = sorted(tf.io.gfile.glob(files))
     records = read_files(tf.data.Dataset.from_tensor_slices(file_names), read_one_file, interleave)
-    return records.map(parse)
+    return records.map(parse, num_parallel_calls=parallelism(num_parallel_calls))
 
 
-def csv_dataset(*, files, columns, label_column, header, field_delim, interleave):
+def csv_dataset(
+    *, files, columns, label_column, header, field_delim, num_parallel_calls, interleave
+):
     """CSV rows: `columns` is [(name, dtype)]; the label column apart, the rest a float32 vector."""
     names = [name for name, _ in columns]
     defaults = [tf.as_dtype(dtype) for _, dtype in columns]
@@ -333,7 +348,7 @@ def csv_dataset(*, files, columns, label_column, header, field_delim, interleave
 
     file_names = sorted(tf.io.gfile.glob(files))
     rows = read_files(tf.data.Dataset.from_tensor_slices(file_names), read_one_file, interleave)
-    return rows.map(to_example)
+    return rows.map(to_example, num_parallel_calls=parallelism(num_parallel_calls))
 
 
 # --- generator templates ------------------------------------------------------
@@ -444,20 +459,23 @@ def _plan_synthetic(source: SyntheticSource, **_: Any) -> Call:
 
 
 def _plan_numpy(source: NumpySource, **_: Any) -> Call:
-    kwargs = source.model_dump(exclude={"type"})
-    if source.path is not None:
-        path = _existing_file(source.path, what="numpy source path", kind=".npy or .npz")
-        if not path.endswith((".npy", ".npz")):
-            raise SourceError(f"numpy source path {path!r} must end in .npy or .npz")
-        if path.endswith(".npz"):
-            with np.load(path) as archive:
-                if source.features_key not in archive.files:
-                    raise SourceError(
-                        f"{path!r} has no array {source.features_key!r}; set features_key to "
-                        f"one of: {', '.join(archive.files)}"
-                    )
-        kwargs["path"] = path
-    return Call(numpy_dataset, kwargs)
+    if source.path is None:
+        return Call(numpy_dataset, source.model_dump(exclude={"type", "path"} | _FILE_KEYS))
+    path = _existing_file(source.path, what="numpy source path", kind=".npy or .npz")
+    if not path.endswith((".npy", ".npz")):
+        raise SourceError(f"numpy source path {path!r} must end in .npy or .npz")
+    if path.endswith(".npz"):
+        with np.load(path) as archive:
+            if source.features_key not in archive.files:
+                raise SourceError(
+                    f"{path!r} has no array {source.features_key!r}; set features_key to "
+                    f"one of: {', '.join(archive.files)}"
+                )
+    kwargs = {"path": path, "features_key": source.features_key, "labels_key": source.labels_key}
+    return Call(numpy_file_dataset, kwargs)
+
+
+_FILE_KEYS = {"features_key", "labels_key"}
 
 
 def _npy_shape(path: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -571,11 +589,17 @@ def _plan_image_folder(
             "images; add .jpg, .jpeg, .png, .bmp or .gif files"
         )
     kwargs = source.model_dump(exclude={"type", "path"})
-    kwargs.update(path=str(path), interleave=_interleave_args(interleave))
+    kwargs.update(path=str(path), deterministic=None)
+    if interleave is not None:
+        # One image per file: an interleave step's parallelism becomes the parallel map's.
+        kwargs.update(
+            num_parallel_calls=interleave.num_parallel_calls,
+            deterministic=interleave.deterministic,
+        )
     return Call(
         image_folder_dataset,
         kwargs,
-        helpers=(list_image_folder, decode_and_resize, read_files),
+        helpers=(list_image_folder, parallelism, decode_and_resize),
     )
 
 
@@ -644,7 +668,7 @@ def _plan_tfrecord(
         )
     kwargs = source.model_dump(exclude={"type", "files", "features"})
     kwargs.update(files=pattern, features=features, interleave=_interleave_args(interleave))
-    return Call(tfrecord_dataset, kwargs, helpers=(decode_and_resize, read_files))
+    return Call(tfrecord_dataset, kwargs, helpers=(parallelism, decode_and_resize, read_files))
 
 
 def _infer_type(values: list[str]) -> str:
@@ -702,9 +726,10 @@ def _plan_csv(source: CsvSource, *, interleave: InterleaveStep | None = None, **
         "label_column": source.label_column,
         "header": source.header,
         "field_delim": source.field_delim,
+        "num_parallel_calls": source.num_parallel_calls,
         "interleave": _interleave_args(interleave),
     }
-    return Call(csv_dataset, kwargs, helpers=(read_files,))
+    return Call(csv_dataset, kwargs, helpers=(parallelism, read_files))
 
 
 SourcePlanner = Callable[..., Call]

@@ -147,6 +147,9 @@ class ImageFolderSource(_Frozen):
     channels: Literal[1, 3] = Field(3, description="Decode as grayscale (1) or RGB (3).")
     shuffle_files: bool = Field(True, description="Shuffle the file list (streams large data).")
     seed: int = Field(0, description="Seed of the file shuffle.")
+    num_parallel_calls: Parallelism = Field(
+        "autotune", description='Files read and decoded at once: null, an int or "autotune".'
+    )
 
 
 class TFRecordFeature(_Frozen):
@@ -173,6 +176,9 @@ class TFRecordSource(_Frozen):
     )
     image_size: tuple[Dim, Dim] | None = Field(None, description="Resize decoded images to this.")
     channels: Literal[1, 3] = Field(3, description="Channels of decoded images.")
+    num_parallel_calls: Parallelism = Field(
+        "autotune", description='Records parsed (and decoded) at once: null, an int or "autotune".'
+    )
 
 
 class CsvSource(_Frozen):
@@ -186,6 +192,9 @@ class CsvSource(_Frozen):
     )
     header: bool = Field(True, description="The first line holds column names.")
     field_delim: str = Field(",", min_length=1, max_length=1, description="Field delimiter.")
+    num_parallel_calls: Parallelism = Field(
+        "autotune", description='Rows packed into examples at once: null, an int or "autotune".'
+    )
 
 
 SOURCE_MODELS: dict[str, type[_Frozen]] = {
