@@ -1,21 +1,25 @@
 """Standalone `tf.data` code for a spec: a script that imports only TensorFlow and NumPy.
 
-The script embeds the very functions the builder runs - the source function
-from `pipeline_core.sources` (via `inspect.getsource`) and the augmentation ops
-from `augment.export_source` - and calls them with the same arguments, so an
-exported pipeline cannot drift from the one Pipeline Lab profiles.
+The script reads like the TF guide: paths as constants at the top, the source
+function, one `augment(image, label, seed)` per map step calling `tf.image`
+ops by name, then `make_dataset()` with the steps in order. It embeds the very
+code the builder runs - the source function from `pipeline_core.sources` (via
+`inspect.getsource`) and the augment functions `pipeline_core.augment_code`
+writes (the builder compiles the same text) - so an exported pipeline cannot
+drift from the one Pipeline Lab profiles.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import textwrap
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from pipeline_core import augment
-from pipeline_core.build import map_seed
-from pipeline_core.paths import resolve_path
+from pipeline_core.augment_code import AugmentCode, augment_source, helper_source
+from pipeline_core.build import BuildError, map_inputs, map_seed
+from pipeline_core.paths import data_dir, resolve_path
 from pipeline_core.sources import Call, SourceError, plan_source
 from pipeline_core.spec import (
     BatchStep,
@@ -49,23 +53,70 @@ def _parallel_args(calls: int | str | None, deterministic: bool | None) -> list[
     """Same rule as the builder: `deterministic` is passed only with parallel calls."""
     if calls is None:
         return []
-    return [f"num_parallel_calls={_parallel(calls)}", f"deterministic={deterministic!r}"]
+    args = [f"num_parallel_calls={_parallel(calls)}"]
+    return args if deterministic is None else [*args, f"deterministic={deterministic!r}"]
 
 
-def _render_value(value: Any) -> str:
+# Source arguments that hold paths: written as constants at the top of the script.
+_PATH_ARGS = ("path", "files", "features_path", "labels_path")
+
+
+class _Paths:
+    """Path constants of a script: `DATA_DIR` and one name per path, in order of use."""
+
+    def __init__(self) -> None:
+        self.home = str(data_dir())
+        self.constants: dict[str, str] = {}
+
+    def name(self, path: str, wanted: str) -> str:
+        for name, value in self.constants.items():
+            if value == path:
+                return name
+        name = wanted.upper()
+        while name in self.constants:
+            name += "_"
+        self.constants[name] = path
+        return name
+
+    def lines(self) -> list[str]:
+        if not self.constants:
+            return []
+        lines = []
+        inside = [p for p in self.constants.values() if p.startswith(self.home + os.sep)]
+        if inside:
+            lines.append(f"DATA_DIR = {self.home!r}  # Pipeline Lab's data dir: point at yours")
+        for name, path in self.constants.items():
+            if path.startswith(self.home + os.sep):
+                rest = path[len(self.home) + 1 :]
+                lines.append(f'{name} = f"{{DATA_DIR}}/{rest}"')
+            else:
+                lines.append(f"{name} = {path!r}")
+        return lines
+
+
+def _render_value(value: Any, key: str = "", paths: _Paths | None = None) -> str:
     if isinstance(value, Call):
-        return _render_call(value)
+        return _render_call(value, paths)
     if callable(value):
         return value.__name__
+    if paths is not None and key in _PATH_ARGS and isinstance(value, str):
+        return paths.name(value, f"source_{key}")
     return repr(value)
 
 
-def _render_call(call: Call) -> str:
-    args = [f"{key}={_render_value(value)}" for key, value in call.kwargs.items()]
+def _render_call(call: Call, paths: _Paths | None = None) -> str:
+    args = [f"{key}={_render_value(value, key, paths)}" for key, value in call.kwargs.items()]
     one_line = f"{call.function.__name__}({', '.join(args)})"
-    if len(one_line) <= 80:
+    if len(one_line) <= 92:
         return one_line
-    body = "".join(f"{_INDENT}{arg},\n" for arg in args)
+    lines, line = [], ""
+    for arg in args:
+        if line and len(line) + len(arg) + 2 > 88:
+            lines.append(line)
+            line = ""
+        line = f"{line} {arg}," if line else f"{arg},"
+    lines.append(line)
+    body = "".join(f"{_INDENT}{text}\n" for text in lines)
     return f"{call.function.__name__}(\n{body})"
 
 
@@ -97,48 +148,38 @@ def _custom_functions(call: Call) -> list[Callable[..., Any]]:
 # --- steps as code -------------------------------------------------------------
 
 
-def _map_lines(step: MapStep, index: int) -> list[str]:
-    chain = augment.chain_of(step.augmentations)
-    names = ", ".join(a.name for a in step.augmentations)
+def _map_lines(step: MapStep, index: int, code: AugmentCode) -> list[str]:
+    calls = "".join(
+        f", {arg}" for arg in _parallel_args(step.num_parallel_calls, step.deterministic)
+    )
     return [
-        f"# steps[{index}]: map {names}",
-        f"chain_{index} = {chain!r}",
-        f"seeds_{index} = tf.data.Dataset.random(",
-        f"{_INDENT}seed={map_seed(index)}, rerandomize_each_iteration=True",
-        ").batch(2)",
-        f"ds = tf.data.Dataset.zip((ds, seeds_{index})).map(",
-        f"{_INDENT}lambda element, seed: apply_chain(element[0], element[1], chain_{index}, seed),",
-        *(
-            f"{_INDENT}{arg},"
-            for arg in _parallel_args(step.num_parallel_calls, step.deterministic)
-        ),
+        f"seeds = tf.data.Dataset.random(seed={map_seed(index)}, rerandomize_each_iteration=True)",
+        "ds = tf.data.Dataset.zip((ds, seeds.batch(2, drop_remainder=True))).map(",
+        f"{_INDENT}lambda example, seed: {code.name}(*example, seed){calls}",
         ")",
     ]
 
 
-def _cache_lines(step: CacheStep, index: int) -> list[str]:
+def _cache_lines(step: CacheStep, index: int, paths: _Paths) -> list[str]:
     if not step.filename:
         return ["ds = ds.cache()"]
-    path = str(resolve_path(step.filename))
+    name = paths.name(str(resolve_path(step.filename)), f"cache_file_{index}")
     return [
-        "import os",
-        "",
-        f"cache_path = {path!r}",
-        "os.makedirs(os.path.dirname(cache_path) or '.', exist_ok=True)",
-        "ds = ds.cache(cache_path)",
+        f"os.makedirs(os.path.dirname({name}) or '.', exist_ok=True)",
+        f"ds = ds.cache({name})",
     ]
 
 
-def _step_lines(step: Any, index: int) -> list[str]:
+def _step_lines(step: Any, index: int, codes: dict[int, AugmentCode], paths: _Paths) -> list[str]:
     if isinstance(step, MapStep):
-        return _map_lines(step, index)
+        return _map_lines(step, index, codes[index])
     if isinstance(step, ShuffleStep):
         return [
             f"ds = ds.shuffle({step.buffer_size}, seed={step.seed!r}, "
             f"reshuffle_each_iteration={step.reshuffle_each_iteration!r})"
         ]
     if isinstance(step, CacheStep):
-        return _cache_lines(step, index)
+        return _cache_lines(step, index, paths)
     if isinstance(step, BatchStep):
         size = str(step.batch_size)
         lines = []
@@ -149,7 +190,8 @@ def _step_lines(step: Any, index: int) -> list[str]:
         args = "".join(
             f", {arg}" for arg in _parallel_args(step.num_parallel_calls, step.deterministic)
         )
-        return [*lines, f"ds = ds.batch({size}, drop_remainder={step.drop_remainder!r}{args})"]
+        drop = ", drop_remainder=True" if step.drop_remainder else ""
+        return [*lines, f"ds = ds.batch({size}{drop}{args})"]
     if isinstance(step, PrefetchStep):
         return [f"ds = ds.prefetch({_parallel(step.buffer_size)})"]
     if isinstance(step, RepeatStep):
@@ -157,11 +199,12 @@ def _step_lines(step: Any, index: int) -> list[str]:
     if isinstance(step, TakeStep):
         return [f"ds = ds.take({step.count})"]
     if isinstance(step, InterleaveStep):
-        return [f"# steps[{index}]: interleave is applied by the source function above"]
+        return [f"# steps[{index}]: interleave is applied by the source function"]
     raise ExportError(f"steps[{index}]: cannot export op {step.op!r}")
 
 
 def _options_lines(options: Options) -> list[str]:
+    """`tf.data.Options` lines, ending in `return ...` (no options when all are default)."""
     settings = [
         ("options.deterministic", options.deterministic),
         ("options.threading.private_threadpool_size", options.private_threadpool_size),
@@ -172,19 +215,18 @@ def _options_lines(options: Options) -> list[str]:
     if options.autotune_ram_budget_mb is not None:
         mb = options.autotune_ram_budget_mb
         lines.append(f"options.autotune.ram_budget = {mb} * 1024 * 1024  # {mb} MB")
-    return ["options = tf.data.Options()", *lines, "ds = ds.with_options(options)"]
+    if not lines:
+        return ["return ds"]
+    return ["options = tf.data.Options()", *lines, "return ds.with_options(options)"]
 
 
 _MAIN = """
 if __name__ == "__main__":
-    import sys
-
     ds = make_dataset()
     print("element_spec:", ds.element_spec)
-    for features, label in ds.take(3):
-        total = float(tf.reduce_sum(tf.cast(features, tf.float64)))
-        labels = label.numpy().ravel()[:8].tolist()
-        print("features", features.dtype.name, features.shape, "sum", total, "labels", labels)
+    for x, y in ds.take(3):
+        total = float(tf.reduce_sum(tf.cast(x, tf.float64)))
+        print("features", x.dtype.name, x.shape, "sum", total, "labels", y.numpy().ravel()[:8].tolist())
     if "--count" in sys.argv:
         print("elements:", sum(1 for _ in ds))
 """
@@ -194,14 +236,44 @@ def _safe_name(spec: PipelineSpec) -> str:
     return " ".join(spec.name.replace("\\", "/").replace('"', "'").split())
 
 
-def _header(spec: PipelineSpec) -> str:
-    return (
-        f'"""{_safe_name(spec)}: a tf.data input pipeline exported by Pipeline Lab.\n\n'
-        "Run `python this_file.py` to print the element_spec and the first elements;\n"
-        'add --count to also count every element."""\n\n'
-        "import numpy as np\n"
-        "import tensorflow as tf\n"
-    )
+def _header(spec: PipelineSpec, paths: _Paths, uses_os: bool) -> str:
+    lines = [
+        f'"""{_safe_name(spec)}: a tf.data pipeline exported by Pipeline Lab.',
+        "",
+        'Run it to print the first elements; --count counts them all."""',
+        "",
+        "import os" if uses_os else "",
+        "import sys",
+        "",
+        "import numpy as np",
+        "import tensorflow as tf",
+    ]
+    constants = paths.lines()
+    lines = [line for i, line in enumerate(lines) if line or i != 4]
+    return "\n".join(lines + ([""] + constants if constants else []))
+
+
+def _augment_codes(
+    spec: PipelineSpec, generator: Callable[[], Iterable[Any]] | None
+) -> dict[int, AugmentCode]:
+    """The augment function of every map step, named `augment` (one map) or `augment_<i>`."""
+    maps = [i for i, s in enumerate(spec.steps) if isinstance(s, MapStep)]
+    if not maps:
+        return {}
+    try:
+        inputs = map_inputs(spec, generator=generator)
+    except BuildError as exc:
+        raise ExportError(str(exc)) from None
+    codes = {}
+    for index in maps:
+        name = "augment" if len(maps) == 1 else f"augment_{index}"
+        try:
+            codes[index] = augment_source(
+                spec.steps[index].augmentations, features=inputs[index], name=name
+            )
+        except ValueError as exc:
+            raise ExportError(f"steps[{index}] (map): {exc}") from None
+    return codes
 
 
 def export_code(
@@ -218,8 +290,8 @@ def export_code(
 
     Raises:
         SpecError: the spec is invalid.
-        ExportError: the source cannot be read as configured, or the custom generator's
-            code cannot be read.
+        ExportError: the source cannot be read as configured, a map step cannot be
+            built, or the custom generator's code cannot be read.
     """
     spec = load_spec(spec)
     first = spec.steps[0] if spec.steps else None
@@ -228,25 +300,19 @@ def export_code(
         call = plan_source(spec.source, generator=generator, interleave=interleave)
     except SourceError as exc:
         raise ExportError(f"source ({spec.source.type}): {exc}") from None
+    codes = _augment_codes(spec, generator)
     functions = [*_custom_functions(call), *call.functions()]
-    sections = [_header(spec)]
-    sections.append(
-        "# Source functions, copied from pipeline_core.sources.\n\n\n"
-        + "\n\n\n".join(_function_source(fn) for fn in functions)
-    )
-    ops = [
-        op
-        for s in spec.steps
-        if isinstance(s, MapStep)
-        for op, _ in augment.chain_of(s.augmentations)
-    ]
-    if ops:
-        sections.append(augment.export_source(ops).rstrip())
-    body = [f"ds = {_render_call(call)}"]
+    paths = _Paths()
+    body = [f"ds = {_render_call(call, paths)}"]
     for index, step in enumerate(spec.steps):
-        body.extend(_step_lines(step, index))
+        body.extend(_step_lines(step, index, codes, paths))
     body.extend(_options_lines(spec.options))
-    body.append("return ds")
+    sections = [_header(spec, paths, uses_os=any("os." in line for line in body))]
+    sections.append("\n\n\n".join(_function_source(fn) for fn in functions))
+    helpers = [h for code in codes.values() for h in code.helpers]
+    if helpers:
+        sections.append(helper_source(helpers))
+    sections.extend(code.source.rstrip() for code in codes.values())
     make = (
         "def make_dataset():\n"
         f'{_INDENT}"""The pipeline "{_safe_name(spec)}" (built, not yet iterated)."""\n'
