@@ -261,7 +261,7 @@ def to_display(features: Any) -> np.ndarray:
     """An `[H, W, C]` array as uint8 `(H, W, 3)` or `(H, W)`.
 
     uint8 is kept; other integers in 0-255 are taken as pixel values; floats
-    in 0-1 are scaled by 255; anything else (e.g. mean/std-normalized values)
+    in 0-1 (give or take 0.5, clipped) are scaled by 255; anything else (e.g. mean/std-normalized values)
     is rescaled min-max. 1 channel shows as gray, 3 as RGB, 4 as RGB without
     alpha, any other count shows its first channel as gray.
 
@@ -283,8 +283,9 @@ def to_display(features: Any) -> np.ndarray:
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     if np.issubdtype(array.dtype, np.integer) and low >= 0 and high <= 255:
         scaled = values
-    elif np.issubdtype(array.dtype, np.floating) and low >= 0 and high <= 1:
-        scaled = values * 255.0
+    elif np.issubdtype(array.dtype, np.floating) and low >= -0.5 and high <= 1.5:
+        # 0-1 images; TF's photometric ops do not clip floats, so show 1.1 as white
+        scaled = np.clip(values, 0.0, 1.0) * 255.0
     elif high > low:
         scaled = (values - low) / (high - low) * 255.0
     else:

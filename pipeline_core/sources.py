@@ -181,10 +181,12 @@ def generator_dataset(*, generator, shape, dtype):
 def random_arrays(*, num_examples, shape, dtype, num_classes, seed):
     """Seeded random NumPy arrays, one element at a time."""
 
+    floating = np.issubdtype(np.dtype(dtype), np.floating)
+
     def generate():
         rng = np.random.default_rng(seed)
         for _ in range(num_examples):
-            if np.issubdtype(np.dtype(dtype), np.floating):
+            if floating:
                 features = rng.random(shape).astype(dtype)
             else:
                 features = rng.integers(0, 256, size=shape).astype(dtype)
