@@ -193,7 +193,7 @@ def test_data_upload_becomes_the_source_and_hostile_zip_is_refused(lab_home):
     source = _spec(at).source
     assert source.type == "image_folder"
     assert source.path.startswith("{data_dir}/uploads/shapes-")
-    assert at.dataframe[0].value["features"].iloc[0] == "uint8 (64, 64, 3)"
+    assert at.dataframe[0].value["features"].iloc[0] == "float32 (64, 64, 3)"  # resized: 0-1
 
 
 def test_preview_page_shows_sample_pairs_and_batch_figures():
