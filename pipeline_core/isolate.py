@@ -7,7 +7,7 @@ each `report(message)` back as it happens; a monitor thread in the parent
 collects the messages, so `Job.state()` never blocks. `Job.cancel()` ends the
 job within a second (the child is killed), and a job that raises, dies by a
 signal (segfault, abort, the system's out-of-memory killer), passes its
-memory ceiling or its wall-clock timeout ends as a failure with a reason
+memory ceiling (on private memory, as for profile runs) or its wall-clock timeout ends as a failure with a reason
 that names what happened while the caller keeps running.
 
 Arguments, progress messages and the return value travel by pickle: pass
@@ -30,15 +30,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
 from pipeline_core._spawn import main_hidden_from_spawn
 from pipeline_core.errors import describe_error
+from pipeline_core.metrics import private_mb
 
 STATUSES = ("starting", "running", "succeeded", "failed", "cancelled")
 _POLL_S = 0.05
 _JOIN_S = 1.0
-_MB = 1024 * 1024
 
 
 class IsolateError(ValueError):
@@ -301,21 +299,19 @@ class Job:
                 "(a generator that never yields?) or be too slow for the settings",
             )
             return True
-        if self.memory_limit_mb is not None and self._rss_mb() > self.memory_limit_mb:
+        if (
+            self.memory_limit_mb is not None
+            and private_mb(self._process.pid) > self.memory_limit_mb
+        ):
             self._kill()
             self._end(
                 "failed",
-                f"{self.what} was stopped: its process used more than "
-                f"{self.memory_limit_mb:,.0f} MB of memory; use smaller elements, buffers or cache",
+                f"{self.what} was stopped: its process held more than "
+                f"{self.memory_limit_mb:,.0f} MB of private memory (pages of memory-mapped files "
+                "are not counted); use smaller elements, buffers or cache, or raise the ceiling",
             )
             return True
         return False
-
-    def _rss_mb(self) -> float:
-        try:
-            return psutil.Process(self._process.pid).memory_info().rss / _MB
-        except psutil.Error:
-            return 0.0
 
     def _kill(self) -> None:
         if self._process.is_alive():
@@ -369,7 +365,9 @@ def start_job(
         args, kwargs: its arguments (picklable).
         what: names the work in failure reasons ("stage analysis").
         timeout_s: wall-clock limit from the start, child start-up included (None: none).
-        memory_limit_mb: the child is stopped when its resident memory passes this.
+        memory_limit_mb: the child is stopped when its private memory passes this
+            (`metrics.process_memory`: file-backed pages, e.g. of a memory-mapped file,
+            are not counted, so data larger than the ceiling can stream).
 
     Raises:
         IsolateError: `fn` or its arguments cannot be pickled, or an option is invalid.

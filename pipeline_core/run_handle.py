@@ -17,12 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
-
-from pipeline_core._profile_child import child_main
+from pipeline_core._profile_child import ceiling_reason, child_main
 from pipeline_core._spawn import main_hidden_from_spawn
 from pipeline_core.errors import describe_error
-from pipeline_core.metrics import MB, Reading
+from pipeline_core.metrics import ProcessMemory, Reading, private_mb
 from pipeline_core.run_result import RunResult, Snapshot
 from pipeline_core.run_settings import RunSettings
 
@@ -46,6 +44,7 @@ class _Live:
     steps_ns: list[int] = field(default_factory=list)
     readings: list[Reading] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
+    baseline: ProcessMemory | None = None
     total_examples: int = 0
     started_at: float | None = None
     child_elapsed: float = 0.0
@@ -165,6 +164,7 @@ class RunHandle:
             ends = tuple(e / 1e9 for e in live.ends_ns)
             examples = tuple(live.examples)
             readings = tuple(live.readings)
+            baseline = live.baseline
             status, reason = live.status, live.reason
             total = live.total_examples
             if live.ended_at is not None:
@@ -195,6 +195,7 @@ class RunHandle:
             batch_examples=examples,
             readings=readings,
             gpu=gpu,
+            baseline=baseline,
         )
 
     # --- monitor thread ------------------------------------------------------------
@@ -241,6 +242,10 @@ class RunHandle:
                 self._live.environment = data
             self._store_call(lambda s: s.set_environment(self.run_id, data))
             return False
+        if kind == "baseline":
+            with self._lock:
+                self._live.baseline = ProcessMemory.from_dict(data)
+            return False
         if kind == "started":
             with self._lock:
                 self._live.status = "running"
@@ -283,21 +288,15 @@ class RunHandle:
             self._end("failed", _exit_reason(self._process.exitcode, self._batches()), None)
             return True
         limit = self.settings.memory_limit_mb
-        if limit is not None and not self._ceiling_hit and alive:
-            try:
-                rss = psutil.Process(self._process.pid).memory_info().rss / MB
-            except psutil.Error:
-                rss = 0.0
-            if rss > limit:
-                self._ceiling_hit = True
-                self._ceiling_batch = self._batches()
-                self._ceiling_event.set()
-                self.stop()
+        over = limit is not None and alive and private_mb(self._process.pid) > limit
+        if over and not self._ceiling_hit:
+            self._ceiling_hit = True
+            self._ceiling_batch = self._batches()
+            self._ceiling_event.set()
+            self.stop()
         if self._stop_at is not None and now - self._stop_at > _KILL_AFTER_S:
             if self._ceiling_hit:
-                reason = (
-                    f"stopped: memory ceiling {limit} MB exceeded at batch {self._ceiling_batch}"
-                )
+                reason = ceiling_reason(limit, self._ceiling_batch)
             else:
                 reason = f"stopped by request after {self._batches()} batches"
             self._kill()
@@ -354,6 +353,7 @@ class RunHandle:
                 steps_ns=tuple(live.steps_ns),
                 readings=tuple(live.readings),
                 environment=dict(live.environment),
+                baseline=live.baseline,
                 spec=self.spec,
                 run_id=self.run_id,
                 elapsed_s=live.child_elapsed,

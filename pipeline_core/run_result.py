@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline_core.metrics import Reading, summarize_readings
+from pipeline_core.metrics import ProcessMemory, Reading, summarize_readings
 from pipeline_core.run_settings import RunSettings
 
 
@@ -30,6 +30,8 @@ class RunResult:
     Series are aligned per batch: `waits_ns` (the consumer's wait for the batch),
     `examples` (leading dimension of its features), `ends_ns` (when it arrived,
     ns since just before the iterator was created), `steps_ns` (simulated step).
+    `baseline` is the child's memory with TensorFlow loaded, before the pipeline
+    was built (None when the run failed before that).
     """
 
     status: str
@@ -46,6 +48,7 @@ class RunResult:
     spec: dict[str, Any] | None = None
     run_id: int | None = None
     elapsed_s: float = 0.0
+    baseline: ProcessMemory | None = None
 
     @property
     def batches(self) -> int:
@@ -117,8 +120,28 @@ class RunResult:
         return 100.0 * wait / (wait + step) if wait + step > 0 else None
 
     def readings_summary(self) -> dict[str, Any]:
-        """Mean CPU, peak RSS, minimum available memory, GPU figures."""
+        """Mean CPU, peak memory by kind, minimum available memory, GPU figures."""
         return summarize_readings(self.readings)
+
+    def memory_summary(self) -> dict[str, float | None]:
+        """Peaks by kind, TensorFlow's baseline and what the pipeline held above it (MB).
+
+        `held_by_pipeline_mb` = private peak - private baseline: the memory the
+        pipeline's buffers, caches and source arrays took, without TensorFlow itself
+        and without file pages the system can reclaim.
+        """
+        readings = self.readings_summary()
+        base = self.baseline
+        peak = readings["private_peak_mb"]
+        held = None if base is None or peak is None else max(0.0, peak - base.private_mb)
+        return {
+            "private_peak_mb": peak,
+            "file_peak_mb": readings["file_peak_mb"],
+            "rss_peak_mb": readings["rss_peak_mb"],
+            "private_baseline_mb": None if base is None else base.private_mb,
+            "rss_baseline_mb": None if base is None else base.rss_mb,
+            "held_by_pipeline_mb": held,
+        }
 
     def verdict(self) -> str:
         """One line on what the run says about the pipeline."""
@@ -166,6 +189,7 @@ class RunResult:
             "step": _step_text(self.settings),
             "input_bound_percent": self.input_bound_percent(),
             **readings,
+            **self.memory_summary(),
             "verdict": self.verdict(),
         }
 
@@ -189,7 +213,7 @@ class Snapshot:
     `recent_waits_ms` holds the last 50 waits; `throughput` is examples/s over
     the last 2 s of batches. The full series so far are in `waits_ms`,
     `batch_times_s` (arrival, s since the iterator was created), `batch_examples`
-    and `readings`.
+    and `readings`; `baseline` is TensorFlow's memory before the pipeline was built.
     """
 
     status: str
@@ -207,3 +231,4 @@ class Snapshot:
     batch_examples: tuple[int, ...]
     readings: tuple[Reading, ...]
     gpu: str
+    baseline: ProcessMemory | None = None

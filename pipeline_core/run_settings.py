@@ -23,8 +23,10 @@ class RunSettings:
     Attributes:
         max_batches: stop after this many batches (None = no batch limit).
         max_seconds: stop after this long iterating (None = no time limit).
-        memory_limit_mb: stop when the child's RSS passes this (None = half the
-            memory available when the run starts).
+        memory_limit_mb: stop when the child's private memory passes this (None =
+            half the memory available when the run starts). Pages of memory-mapped
+            files are not counted (`metrics.process_memory`): they can be dropped
+            and re-read, so a file larger than the ceiling streams to the end.
         step_ms: simulate a training step of this many ms after each batch.
         step_model: "small" trains a small real Keras model on each batch instead.
         sample_hz: readings (and live snapshots) per second, 4-50.

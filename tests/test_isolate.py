@@ -67,6 +67,29 @@ def steps_slowly(*, progress, gate):
     return "finished"
 
 
+def reads_a_mapped_file(path, *, progress):
+    """Reads every page of a memory-mapped file (file-backed pages, not private memory)."""
+    import numpy as np
+
+    data = np.load(path, mmap_mode="r")
+    total = 0.0
+    for start in range(0, len(data), 1 << 20):
+        total += float(data[start : start + (1 << 20)].sum())
+        progress(start)
+    return {"rows": len(data), "total": total}
+
+
+def allocates_forever(*, progress):
+    """Holds 50 MB more every 20 ms until it is stopped."""
+    import numpy as np
+
+    held = []
+    while True:
+        held.append(np.ones(50 * 1024 * 1024 // 8))
+        progress(len(held))
+        time.sleep(0.02)
+
+
 def test_returns_a_frozen_dataclass_from_another_process():
     job = start_job(add_up, args=(4,), kwargs={"scale": 10}, what="adding")
     value = job.result(timeout=30)
@@ -147,6 +170,20 @@ def test_run_job_passes_progress_in_order():
     value = run_job(add_up, args=(3,), what="adding", on_progress=seen.append, timeout_s=30)
     assert value.total == 3
     assert [m["step"] for m in seen] == [0, 1, 2]
+
+
+def test_the_memory_ceiling_counts_private_memory_not_mapped_file_pages(tmp_path):
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "sparse.npy"  # 400 MB of zeros, written at once (sparse)
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(100 << 20,)).flush()
+    value = run_job(reads_a_mapped_file, args=(str(path),), what="reading",
+                    memory_limit_mb=200, timeout_s=60)  # fmt: skip
+    assert value == {"rows": 100 << 20, "total": 0.0}
+    job = start_job(allocates_forever, what="stage analysis", memory_limit_mb=200, timeout_s=60)
+    with pytest.raises(JobFailed, match="held more than 200 MB of private memory") as failed:
+        job.result(timeout=60)
+    assert "raise the ceiling" in failed.value.reason
+    assert 2 <= len(job.state().progress) <= 12  # about 200 MB / 50 MB per step, give or take
 
 
 def test_unsendable_things_are_refused_with_the_fix():

@@ -38,6 +38,37 @@ def test_a_known_allocation_shows_in_rss():
     assert 300 * 0.9 <= after - before <= 300 * 1.2
 
 
+def test_private_memory_counts_allocations_and_not_mapped_file_pages(tmp_path):
+    before = metrics.process_memory()
+    block = np.ones(200 * 1024 * 1024 // 8)  # 200 MB, touched: anonymous memory
+    allocated = metrics.process_memory()
+    del block
+    path = tmp_path / "sparse.npy"  # 200 MB of zeros without writing them
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(50 << 20,)).flush()
+    mapped = np.load(path, mmap_mode="r")
+    start = metrics.process_memory()
+    assert float(mapped.sum()) == 0.0  # every page read: resident, file-backed
+    read = metrics.process_memory()
+    del mapped
+    assert 200 * 0.9 <= allocated.private_mb - before.private_mb <= 200 * 1.2
+    assert 200 * 0.9 <= read.file_mb - start.file_mb <= 200 * 1.2
+    assert 200 * 0.9 <= read.rss_mb - start.rss_mb <= 200 * 1.2
+    assert abs(read.private_mb - start.private_mb) < 50  # the file is not the process's own
+    assert metrics.private_mb(os.getpid()) > 10
+
+
+def test_process_memory_of_a_process_that_is_gone():
+    assert metrics.private_mb(2**22 + 12345) == 0.0  # beyond pid_max: never a process
+    with pytest.raises(psutil.Error):
+        metrics.process_memory(2**22 + 12345)
+
+
+def test_memory_kinds_without_proc_fall_back_to_rss(monkeypatch):
+    monkeypatch.setattr(metrics, "_status_memory", lambda pid: None)
+    memory = metrics.process_memory()
+    assert memory.private_mb == memory.rss_mb > 10 and memory.file_mb is None
+
+
 def test_busy_thread_shows_as_process_cpu():
     sampler = Sampler(gpu=False)
     end = time.monotonic() + 0.6
@@ -78,8 +109,19 @@ def test_reading_round_trips_through_a_dict():
     with_gpu = Reading(
         2.0, 10.0, 5.0, (1.0,), 1.0, 2.0, GpuReading(55.0, 1000.0, 80000.0, 9.0, 12.0)
     )
-    for r in (plain, with_gpu):
+    with_kinds = Reading(3.0, 1.0, 0.5, (1.0,), 900.0, 2.0, private_mb=300.0, file_mb=600.0)
+    for r in (plain, with_gpu, with_kinds):
         assert Reading.from_dict(r.to_dict()) == r
+
+
+def test_a_reading_stored_before_memory_kinds_reads_as_unknown():
+    old = {"t": 0.2, "cpu_percent": 1.0, "cpu_share_percent": 0.5, "per_core_percent": [1.0],
+           "rss_mb": 400.0, "available_mb": 900.0}  # fmt: skip
+    reading = Reading.from_dict(old)
+    assert reading.rss_mb == 400.0 and reading.private_mb is None and reading.file_mb is None
+    assert summarize_readings([reading])["private_peak_mb"] is None
+    assert metrics.ProcessMemory.from_dict(None) is None
+    assert metrics.ProcessMemory.from_dict({"rss_mb": 1.0}) is None
 
 
 def test_summaries_of_readings():
@@ -87,8 +129,10 @@ def test_summaries_of_readings():
         Reading(0.0, 100.0, 50.0, (), 500.0, 9000.0),
         Reading(0.2, 50.0, 25.0, (), 700.0, 8000.0, GpuReading(40.0, 100.0, 200.0)),
     ]
+    rs.append(Reading(0.4, 0.0, 0.0, (), 650.0, 8500.0, private_mb=400.0, file_mb=250.0))
     s = summarize_readings(rs)
-    assert s["cpu_percent_mean"] == 75.0 and s["cpu_share_percent_mean"] == 37.5
+    assert s["private_peak_mb"] == 400.0 and s["file_peak_mb"] == 250.0
+    assert s["cpu_percent_mean"] == 50.0 and s["cpu_share_percent_mean"] == 25.0
     assert s["rss_peak_mb"] == 700.0 and s["available_min_mb"] == 8000.0
     assert s["gpu_utilization_mean"] == 40.0 and s["gpu_memory_peak_mb"] == 100.0
     assert summarize_readings([])["rss_peak_mb"] is None

@@ -9,6 +9,7 @@ wrong formula fails.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -194,10 +195,27 @@ def store(tmp_path_factory) -> RunStore:
     return RunStore(tmp_path_factory.mktemp("profile-db") / "runs.sqlite")
 
 
+BIG_FILE_MB = 768  # a sparse .npy: made at once, read back as zero pages
+BIG_CEILING_MB = 600  # below the file, above TensorFlow's own private memory (~250 MB)
+
+
+def _big_npy_runs(folder: Path) -> list[tuple[str, tuple]]:
+    """A memory-mapped file larger than the ceiling: streamed, and cached in memory."""
+    path = folder / "big.npy"
+    rows = BIG_FILE_MB * 1024 * 1024 // (64 * 64 * 3 * 4)
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, 64, 64, 3)).flush()
+    source = {"type": "npy", "features_path": str(path)}
+    settings = RunSettings(max_batches=None, max_seconds=120, memory_limit_mb=BIG_CEILING_MB)
+    streamed = {"name": "big npy", "source": source, "steps": [{"op": "batch", "batch_size": 64}]}
+    cached = {**streamed, "steps": [{"op": "cache"}, *streamed["steps"]]}
+    return [("big_npy", (streamed, settings, False)), ("big_npy_cached", (cached, settings, False))]
+
+
 @pytest.fixture(scope="module")
-def results(store) -> dict[str, RunResult]:
+def results(store, tmp_path_factory) -> dict[str, RunResult]:
     dataset_run = (_dataset_object(), RunSettings(max_batches=None), False)
-    pending = [*RUNS.items(), ("dataset_object", dataset_run)]
+    big = _big_npy_runs(tmp_path_factory.mktemp("big-npy"))
+    pending = [*RUNS.items(), ("dataset_object", dataset_run), *big]
     running: dict[str, object] = {}
     done: dict[str, RunResult] = {}
     while pending or running:
@@ -269,21 +287,54 @@ def test_slow_pipeline_with_a_tiny_step_is_input_bound(results):
     assert r.end_reason == "batch limit (12)"
 
 
-def test_known_allocation_shows_in_rss(results):
+def test_known_allocation_shows_in_rss_and_private_memory(results):
     r = results["allocates"]
     assert r.status == "completed", r.reason
-    before = r.readings[0].rss_mb
-    peak = r.to_summary_dict()["rss_peak_mb"]
-    assert 400 * 0.8 <= peak - before <= 400 * 1.6, (before, peak)
+    first = r.readings[0]
+    summary = r.to_summary_dict()
+    assert 400 * 0.8 <= summary["rss_peak_mb"] - first.rss_mb <= 400 * 1.6, summary
+    assert 400 * 0.8 <= summary["private_peak_mb"] - first.private_mb <= 400 * 1.6, summary
+    # TensorFlow's own memory is measured before the pipeline and kept apart.
+    assert 50 < summary["private_baseline_mb"] <= first.private_mb, summary
+    held = summary["held_by_pipeline_mb"]
+    assert held == pytest.approx(summary["private_peak_mb"] - summary["private_baseline_mb"])
+    assert 400 * 0.8 <= held <= 400 * 1.6, summary
+
+
+def _ceiling_batch(reason: str, limit: int) -> int:
+    found = re.match(rf"stopped: memory ceiling {limit} MB exceeded at batch (\d+) ", reason)
+    assert found, reason
+    assert "private memory" in reason and "raise the ceiling" in reason  # what and the fix
+    return int(found.group(1))
 
 
 def test_memory_ceiling_stops_the_run(results):
     r = results["ceiling"]
     assert r.status == "stopped"
-    assert r.reason.startswith("stopped: memory ceiling 1400 MB exceeded at batch ")
-    batch = int(r.reason.rsplit(" ", 1)[1])
+    batch = _ceiling_batch(r.reason, 1400)
     assert 1 <= batch <= r.batches + 1
     assert r.batches < 40  # stopped long before 60 s
+
+
+def test_a_memory_mapped_file_larger_than_the_ceiling_streams_to_the_end(results):
+    r = results["big_npy"]
+    rows = BIG_FILE_MB * 1024 * 1024 // (64 * 64 * 3 * 4)
+    assert (r.status, r.end_reason, r.total_examples) == ("completed", "end of data", rows), (
+        r.reason
+    )
+    summary = r.to_summary_dict()
+    # The file's pages were resident (RSS went far past the ceiling) ...
+    assert summary["rss_peak_mb"] > BIG_CEILING_MB, summary
+    assert summary["file_peak_mb"] - r.baseline.file_mb > 0.5 * BIG_FILE_MB, summary
+    # ... but the pipeline held little of its own.
+    assert summary["private_peak_mb"] < BIG_CEILING_MB, summary
+
+
+def test_caching_that_file_in_memory_is_stopped_at_the_ceiling(results):
+    r = results["big_npy_cached"]
+    assert r.status == "stopped", r.reason
+    _ceiling_batch(r.reason, BIG_CEILING_MB)
+    assert r.total_examples < BIG_FILE_MB * 1024 * 1024 // (64 * 64 * 3 * 4)
 
 
 def test_raising_pipeline_fails_with_its_message(results):
@@ -335,6 +386,7 @@ def test_readings_environment_and_summary_keys(results):
     assert len(r.readings) >= 3
     reading = r.readings[-1]
     assert reading.rss_mb > 50
+    assert 0 < reading.private_mb < reading.rss_mb and reading.file_mb > 0
     assert len(reading.per_core_percent) == os.cpu_count()
     assert reading.cpu_share_percent == pytest.approx(reading.cpu_percent / os.cpu_count())
     env = r.environment
@@ -349,6 +401,10 @@ def test_readings_environment_and_summary_keys(results):
         "latency_ms",
         "cpu_percent_mean",
         "rss_peak_mb",
+        "private_peak_mb",
+        "file_peak_mb",
+        "private_baseline_mb",
+        "held_by_pipeline_mb",
         "input_bound_percent",
     ):
         assert key in summary
