@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_core.analysis.recommend import RULES, Facts, proposals, recommend
+from pipeline_core.analysis.recommend import RULES, Facts, gather_facts, proposals, recommend
 from pipeline_core.analysis.stages import Stage, StageReport
 from pipeline_core.spec import load_spec
 
@@ -150,3 +150,50 @@ def test_recommend_keeps_only_fixes_whose_measured_gain_is_enough():
 def test_recommend_is_silent_when_nothing_measured_helps():
     spec, added = CASES["parallel_map"]
     assert recommend(spec, stages=report(spec, added), measure=lambda s: 100.0) == []
+
+
+@pytest.mark.parametrize("rule", [r for r in CASES if r != "shuffle_buffer"])
+def test_every_speed_fix_is_a_point_of_the_tuners_space(rule):
+    """So the tuner can start from it and the page can compare both figures."""
+    from pipeline_core.analysis.space import realize
+
+    spec, added = CASES[rule]
+    found = RULES[rule](spec, facts(spec, added))
+    assert found.kind == "speed" and found.settings
+    assert realize(spec, found.settings) == found.transform(spec)
+
+
+def test_vectorize_moves_only_the_trailing_batch_augmentations():
+    spec = make(
+        [
+            {"op": "map", "augmentations": [{"name": "jpeg_quality"}, FLIP]},
+            {"op": "batch"},
+        ]
+    )
+    found = RULES["vectorize_map"](spec, facts(spec, [10, 20, 1]))
+    assert found.settings == {"map[0].vectorize": 1}
+    assert "its last 1 augmentation after batch" in found.title
+    fixed = found.transform(spec)
+    assert [s.op for s in fixed.steps] == ["map", "batch", "map"]
+
+
+def test_recommend_measures_baseline_and_fixes_alternately_and_keeps_medians():
+    spec, added = CASES["parallel_map"]
+    real = gather_facts(spec, stages=report(spec, added))
+    proposed = [spec, *(p.transform(spec) for p in proposals(spec, real))]
+    series = {0: iter([100.0, 130.0, 102.0]), 1: iter([190.0, 150.0, 200.0])}
+    calls = []
+
+    def measure(candidate):
+        calls.append(candidate)
+        k = proposed.index(candidate)
+        return next(series[k]) if k in series else 100.0
+
+    found = recommend(spec, stages=report(spec, added), measure=measure, rounds=3)
+    n = len(proposed)
+    assert len(calls) == 3 * n
+    assert calls[:n] == proposed and calls[n : 2 * n] == proposed[::-1]  # alternating
+    (rec,) = [r for r in found if r.rule == "parallel_map"]
+    assert rec.baseline_examples_per_s == 102.0  # median of 100, 130, 102
+    assert rec.examples_per_s == 190.0 and len(rec.rounds) == 3
+    assert rec.to_dict()["settings"] == {"map[0].parallel": "autotune"}

@@ -104,45 +104,163 @@ def test_start_must_cover_every_knob():
         coordinate_search(KNOBS, {"parallel": None, "prefetch": 1, "vectorize": 0}, separable)
 
 
-def _tune_with_fake_measure(*, winner_confirms: float | None):
-    """`tune` on a one-map spec whose rate depends only on its parallelism (no TensorFlow)."""
-    from pipeline_core.analysis.space import search_space  # noqa: PLC0415
-    from pipeline_core.analysis.tuner import tune  # noqa: PLC0415
-    from pipeline_core.spec import load_spec  # noqa: PLC0415
+def test_the_search_uses_its_budget_while_untried_points_remain():
+    calls = []
 
-    spec = load_spec(
+    def objective(settings):  # each evaluation takes one "second" of the clock below
+        calls.append(settings)
+        return separable(settings)
+
+    short = coordinate_search(KNOBS, START, objective, budget_s=40, clock=lambda: len(calls))
+    assert short.stopped_by_budget and short.untried() > 0
+    assert len(short.trials) == 40  # well past the descent's convergence (about 12 trials)
+    assert {t.phase for t in short.trials} >= {"baseline", "search", "explore"}
+    whole = coordinate_search(KNOBS, START, separable, budget_s=None)
+    assert not whole.stopped_by_budget and whole.untried() == 0
+    assert len(whole.trials) == grid_size(KNOBS)
+    assert whole.best == exhaustive_best(separable)
+
+
+def test_exploration_finds_an_optimum_one_knob_at_a_time_cannot_see():
+    """Only vectorize + parallel=8 together pay; each alone loses."""
+
+    def pair_only(settings):
+        both = settings["vectorize"] and settings["parallel"] == 8
+        alone = settings["vectorize"] or settings["parallel"] == 8
+        return 1000.0 if both else (90.0 if alone else 100.0)
+
+    descent = coordinate_search(KNOBS, START, pair_only, budget_s=None, explore=False)
+    assert descent.best == START
+    explored = coordinate_search(KNOBS, START, pair_only, budget_s=None)
+    assert explored.best["vectorize"] and explored.best["parallel"] == 8
+
+
+def test_seeds_are_tried_right_after_the_baseline():
+    seed = {"parallel": 8, "cache": 0, "unknown_knob": 1, "prefetch": "not a value"}
+    result = coordinate_search(KNOBS, START, separable, budget_s=None, seeds=[seed])
+    assert [t.phase for t in result.trials[:2]] == ["baseline", "seed"]
+    assert result.trials[1].settings == {**START, "parallel": 8, "cache": 0}
+
+
+# --- the tuner's verification, on a fake measurement (no TensorFlow) ----------------------
+
+
+def _one_map_spec():
+    from pipeline_core.spec import load_spec
+
+    return load_spec(
         {
             "source": {"type": "synthetic", "num_examples": 64, "shape": [4, 4, 1]},
             "steps": [{"op": "map", "augmentations": [{"name": "sleep", "ms": 1}]}],
         }
     )
-    calls = []
+
+
+def _tune(search_rate, remeasure_rate, *, verify=(2, 3), seeds=()):
+    """`tune` where a spec's first measurement is `search_rate(spec)` and every later one
+    `remeasure_rate(spec)` (the verification rounds)."""
+    from pipeline_core.analysis.space import search_space
+    from pipeline_core.analysis.tuner import tune
+
+    spec = _one_map_spec()
+    seen: dict[str, int] = {}
 
     def measure(candidate, seconds):
-        calls.append((candidate.steps[0].num_parallel_calls, seconds))
-        parallel = candidate.steps[0].num_parallel_calls is not None
-        if seconds == 1.0 and winner_confirms is not None:
-            return winner_confirms
-        return 300.0 if parallel and winner_confirms is not None else 100.0
+        key = candidate.to_json(indent=None)
+        seen[key] = seen.get(key, 0) + 1
+        return (search_rate if seen[key] == 1 else remeasure_rate)(candidate)
 
     space = search_space(spec, cores=2, cache_fits=lambda s, p: False)
-    result = tune(spec, space=space, trial_seconds=0.2, confirm_seconds=1.0, measure=measure)
-    return result, calls
+    return tune(spec, space=space, budget_s=60, measure=measure, verify=verify, seeds=seeds), seen
 
 
-def test_tuner_reuses_the_baseline_trial_and_re_measures_only_the_winner():
-    result, calls = _tune_with_fake_measure(winner_confirms=250.0)
-    confirmations = [c for c in calls if c[1] == 1.0]
-    assert len(confirmations) == 1 and confirmations[0][0] is not None
-    assert result.baseline_examples_per_s == result.search.trials[0].score == 100.0
-    assert result.best_examples_per_s == 250.0 and result.speedup() == 2.5
-    assert len(calls) == len(result.search.trials) + 1
+def _parallel(candidate) -> bool:
+    return candidate.steps[0].num_parallel_calls == "autotune"
 
 
-def test_tuner_keeps_the_baseline_when_nothing_beats_it_or_the_winner_does_not_hold():
-    flat, calls = _tune_with_fake_measure(winner_confirms=None)
-    assert all(seconds == 0.2 for _, seconds in calls)  # no confirmation needed
-    assert flat.best_settings == flat.space.baseline() and flat.speedup() == 1.0
-    lucky, _ = _tune_with_fake_measure(winner_confirms=90.0)
-    assert lucky.best_settings == lucky.space.baseline()
-    assert lucky.best_examples_per_s == lucky.baseline_examples_per_s == 100.0
+def _prefetch4(candidate) -> bool:
+    return candidate.steps[-1].op == "prefetch" and candidate.steps[-1].buffer_size == 4
+
+
+def _plain(candidate) -> bool:
+    return not _parallel(candidate) and not _prefetch4(candidate)
+
+
+def test_a_winner_that_holds_up_is_reported_with_re_measured_figures():
+    def rate(c):
+        return 300.0 if _parallel(c) else 100.0
+
+    result, seen = _tune(rate, rate)
+    assert result.improved() and _parallel(result.apply())
+    assert result.baseline_examples_per_s == 100.0 and result.best_examples_per_s == 300.0
+    assert result.speedup() == pytest.approx(3.0)
+    assert [len(r.figures) for r in result.verified] == [3] * len(result.verified)
+    assert result.verified[0].trial == 0  # the baseline is always re-measured
+    assert result.headline().startswith("Tuned: 300 examples/s, 3.00×")
+    rows = {r["trial"]: r for r in result.trials_table()}
+    assert rows[result.best_trial]["outcome"] == "tuned"
+    assert rows[result.best_trial]["re-measured ex/s"] == 300.0
+    assert rows[0]["outcome"] == "as written" and rows[0]["re-measured ex/s"] == 100.0
+
+
+def test_a_lucky_window_that_loses_on_re_measurement_is_named_with_both_figures():
+    base = _one_map_spec()
+    lucky = base.replace(steps=[*base.steps, {"op": "prefetch", "buffer_size": 4}])
+
+    def search(c):
+        if c == lucky:
+            return 900.0  # one lucky window
+        return 300.0 if _parallel(c) else 100.0
+
+    def again(c):
+        return 300.0 if _parallel(c) else 110.0 if _prefetch4(c) else 100.0
+
+    result, _ = _tune(search, again)
+    fastest = result.fastest_trial()
+    assert fastest != result.best_trial and _parallel(result.apply())
+    story = " ".join(result.story())
+    assert f"Trial #{fastest} had the fastest single window (900 examples/s)" in story
+    assert "re-measured at 110" in story and f"below trial #{result.best_trial} (300)" in story
+    # the headline's figures are the table's re-measured figures
+    rows = {r["trial"]: r for r in result.trials_table()}
+    assert rows[result.best_trial]["re-measured ex/s"] == result.best_examples_per_s
+
+
+def test_as_written_stays_when_nothing_beats_it_on_re_measurement():
+    def search(c):
+        return 130.0 if _parallel(c) else 100.0
+
+    def again(c):
+        return 101.0 if _parallel(c) else 100.0
+
+    result, _ = _tune(search, again)
+    assert not result.improved() and result.apply() == _one_map_spec()
+    assert result.best_examples_per_s == result.baseline_examples_per_s == 100.0
+    story = result.story()
+    assert story[0].startswith("The pipeline as written stays (100 examples/s")
+    assert any(
+        "re-measured at 101" in line and "within the 3% noise margin" in line for line in story
+    )
+    assert {r["outcome"] for r in result.trials_table()} >= {"kept (as written)"}
+
+
+def test_a_recommendation_seed_is_tried_first_and_re_measured():
+    def rate(c):
+        if _prefetch4(c) and _parallel(c):
+            return 400.0
+        return 300.0 if _parallel(c) else 100.0
+
+    result, _ = _tune(rate, rate, verify=(1, 2), seeds=[{"map[0].parallel": "autotune"}])
+    seed = result.search.trials[1]
+    assert seed.phase == "seed" and seed.settings["map[0].parallel"] == "autotune"
+    assert {r.trial for r in result.verified} >= {0, 1}
+
+
+def test_without_budget_for_verification_the_search_figures_stand():
+    from pipeline_core.analysis.tuner import verify_plan
+
+    assert verify_plan(3.0, 1.0) == (0, 0)
+    assert verify_plan(60.0, 1.0)[1] >= 2
+    result, seen = _tune(lambda c: 300.0 if _parallel(c) else 100.0, None, verify=(0, 0))
+    assert result.verified == () and all(n == 1 for n in seen.values())
+    assert result.speedup() == pytest.approx(3.0)

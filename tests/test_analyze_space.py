@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_core.analysis.space import realize, search_space
-from pipeline_core.spec import BatchStep, CacheStep, MapStep, PrefetchStep, load_spec
+from pipeline_core.analysis.space import (
+    SOURCE_PARALLEL_FIELD,
+    movable_suffix,
+    realize,
+    search_space,
+)
+from pipeline_core.spec import SOURCE_MODELS, BatchStep, CacheStep, MapStep, PrefetchStep, load_spec
 
 
 def always_fits(spec, position):
@@ -24,6 +29,8 @@ def make(steps, *, source=None, options=None):
 
 FLIP = {"name": "random_flip_left_right"}
 RESIZE = {"name": "resize", "height": 4, "width": 4}
+JPEG = {"name": "jpeg_quality"}  # works on single images only
+TO_FLOAT = {"name": "convert_dtype", "dtype": "float32"}
 EXAMPLE3 = make(
     [
         {"op": "map", "augmentations": [FLIP], "num_parallel_calls": "autotune"},
@@ -75,9 +82,30 @@ def test_knobs_of_a_decode_then_augment_pipeline():
     assert values["map[2].parallel"] == (None, 2, 4, "autotune")
     # only the map right before batch may move; only before the first random step may cache
     assert "map[2].vectorize" in values and "map[0].vectorize" not in values
+    assert values["map[2].vectorize"] == (0, 1)
     assert values["cache"] == ("none", -1, 0)
-    assert values["prefetch"] == ("none", 1, "autotune")
+    assert values["prefetch"] == ("none", 1, 4, "autotune")
+    assert values["batch.parallel"] == (None, "autotune")
+    assert values["options.max_intra_op_parallelism"] == (None, 1)
+    assert values["options.private_threadpool_size"] == (None, 4)
+    assert values["options.autotune"] == (None, False)
     assert "batch_size" not in values and "deterministic" not in values
+
+
+def test_options_knobs_realize_tf_data_options():
+    spec = realize(
+        EXAMPLE3,
+        {
+            "options.max_intra_op_parallelism": 1,
+            "options.private_threadpool_size": 4,
+            "options.autotune": False,
+            "batch.parallel": "autotune",
+        },
+    )
+    assert spec.options.max_intra_op_parallelism == 1
+    assert spec.options.private_threadpool_size == 4 and spec.options.autotune is False
+    assert spec.steps[1].num_parallel_calls == "autotune"
+    assert spec.steps[0] == EXAMPLE3.steps[0]
 
 
 def test_batch_size_and_reordering_only_when_allowed():
@@ -94,10 +122,49 @@ def test_cache_positions_that_do_not_fit_are_not_offered():
 
 
 def test_vectorize_moves_the_map_after_batch_and_keeps_its_parallelism():
-    spec = realize(EXAMPLE3, {"map[0].vectorize": True, "map[0].parallel": 4})
+    spec = realize(EXAMPLE3, {"map[0].vectorize": 1, "map[0].parallel": 4})
     ops = [s.op for s in spec.steps]
     assert ops == ["batch", "map", "prefetch"]
     assert isinstance(spec.steps[1], MapStep) and spec.steps[1].num_parallel_calls == 4
+
+
+def test_only_a_trailing_run_of_batch_augmentations_moves_after_batch():
+    spec = make(
+        [
+            {"op": "map", "augmentations": [JPEG, FLIP, TO_FLOAT], "num_parallel_calls": 2},
+            {"op": "shuffle", "buffer_size": 8},
+            {"op": "batch", "batch_size": 4},
+        ]
+    )
+    assert movable_suffix(spec, 0) == 2  # jpeg_quality works on single images: it stays
+    assert search_space(spec, cores=2, cache_fits=always_fits).values()["map[0].vectorize"] == (
+        0,
+        2,
+    )
+    out = realize(spec, {"map[0].vectorize": 2})
+    assert [s.op for s in out.steps] == ["map", "shuffle", "batch", "map"]
+    assert [a.name for a in out.steps[0].augmentations] == ["jpeg_quality"]
+    assert [a.name for a in out.steps[3].augmentations] == [
+        "random_flip_left_right",
+        "convert_dtype",
+    ]
+    assert out.steps[3].num_parallel_calls == 2
+    assert search_space(spec, cores=2, cache_fits=always_fits).describe(
+        {"map[0].vectorize": 2}
+    ) == {"map[0].vectorize": "last 2 after batch"}
+
+
+def test_no_vectorize_knob_when_another_map_sits_before_the_batch():
+    spec = make(
+        [
+            {"op": "map", "augmentations": [FLIP]},
+            {"op": "map", "augmentations": [JPEG]},
+            {"op": "batch", "batch_size": 4},
+        ]
+    )
+    names = search_space(spec, cores=2, cache_fits=always_fits).values()
+    assert movable_suffix(spec, 0) == 0 and movable_suffix(spec, 1) == 0
+    assert not any(n.endswith(".vectorize") for n in names)
 
 
 def test_cache_and_prefetch_settings_place_and_remove_steps():
@@ -113,7 +180,7 @@ def test_cache_after_a_moved_map_stays_where_the_map_was():
     spec = make(
         [{"op": "map", "augmentations": [RESIZE]}, {"op": "batch", "batch_size": 4}],
     )
-    out = realize(spec, {"cache": 0, "map[0].vectorize": True})
+    out = realize(spec, {"cache": 0, "map[0].vectorize": 1})
     assert [s.op for s in out.steps] == ["cache", "batch", "map"]
     assert isinstance(out.steps[1], BatchStep)
 
@@ -145,3 +212,52 @@ def test_no_cache_is_offered_before_a_leading_interleave(tmp_path):
     assert space.values()["cache"] == ("none", 0)
     for settings in space.grid():
         assert space.realize(settings).steps[0].op == "interleave"
+
+
+def test_an_interleave_is_offered_for_sharded_files_without_one(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.csv").write_text("x,label\n1.0,0\n")
+    spec = make(
+        [{"op": "batch", "batch_size": 2}],
+        source={"type": "csv", "path": str(tmp_path / "*.csv")},
+    )
+    space = search_space(spec, cores=2, cache_fits=always_fits)
+    assert space.values()["interleave.parallel"] == ("none", "autotune", 2)
+    assert space.describe({"interleave.parallel": "none"}) == {
+        "interleave.parallel": "no interleave"
+    }
+    out = realize(spec, {"interleave.parallel": "autotune", "cache": -1})
+    assert [s.op for s in out.steps] == ["interleave", "cache", "batch"]
+    assert out.steps[0].num_parallel_calls == "autotune"
+    for settings in space.grid():
+        assert space.realize(settings).steps[0].op in ("interleave", "cache", "batch")
+
+
+def test_one_file_gets_no_interleave_knob(tmp_path):
+    (tmp_path / "a.csv").write_text("x,label\n1.0,0\n")
+    spec = make(
+        [{"op": "batch", "batch_size": 2}],
+        source={"type": "csv", "path": str(tmp_path / "a.csv")},
+    )
+    assert "interleave.parallel" not in search_space(spec, cores=2).values()
+
+
+@pytest.mark.parametrize("source_type", ["image_folder", "tfrecord", "csv"])
+def test_parallel_decode_is_a_knob_once_the_source_has_the_field(source_type, tmp_path):
+    """The engine adds `num_parallel_calls` to the file sources; the knob follows the field."""
+    model = SOURCE_MODELS[source_type]
+    (tmp_path / "a.csv").write_text("x,label\n1.0,0\n")
+    source = {
+        "image_folder": {"type": "image_folder", "path": str(tmp_path)},
+        "tfrecord": {"type": "tfrecord", "files": str(tmp_path / "*.tfrecord")},
+        "csv": {"type": "csv", "path": str(tmp_path / "a.csv")},
+    }[source_type]
+    spec = make([{"op": "batch", "batch_size": 2}], source=source)
+    values = search_space(spec, cores=2, cache_fits=always_fits).values()
+    if SOURCE_PARALLEL_FIELD not in model.model_fields:
+        assert "source.parallel" not in values
+        return
+    assert values["source.parallel"][0] == getattr(spec.source, SOURCE_PARALLEL_FIELD)
+    assert set(values["source.parallel"]) >= {None, 2, 4, "autotune"}
+    out = realize(spec, {"source.parallel": None})
+    assert getattr(out.source, SOURCE_PARALLEL_FIELD) is None

@@ -14,19 +14,25 @@ _HEIGHT = 320
 _SLOW = "#d62728"
 _FAST = "#2ca02c"
 _NORMAL = "#1f77b4"
+_CONSUMER = "#7f7f7f"
+
+
+def _stage_color(stage, worst, added: float) -> str:
+    if stage.kind == "consumer":
+        return _CONSUMER
+    if stage is worst:
+        return _SLOW
+    return _FAST if added < 0 else _NORMAL
 
 
 def stage_waterfall(report: StageReport) -> go.Figure:
     """Horizontal bars of the µs per example each stage adds, in pipeline order (top to
-    bottom); the bottleneck in red, stages that save time in green. Labels stay readable
-    however many steps there are."""
+    bottom), then the consumer's own cost (grey); the bottleneck in red, stages that save
+    time in green. Labels stay readable however many steps there are."""
     worst = report.bottleneck()
-    stages = report.stages
+    stages = report.rows
     added = [s.added_us_per_example for s in stages]
-    colors = [
-        _SLOW if s is worst else (_FAST if a < 0 else _NORMAL)
-        for s, a in zip(stages, added, strict=True)
-    ]
+    colors = [_stage_color(s, worst, a) for s, a in zip(stages, added, strict=True)]
     low, high = min(0.0, *added), max(0.0, *added)
     pad = 0.35 * ((high - low) or 1.0)
     fig = go.Figure(
@@ -108,21 +114,32 @@ def trials_parallel_coordinates(result: TuneResult) -> go.Figure:
 
 
 def trials_progress(result: TuneResult) -> go.Figure:
-    """Examples/s of each trial in order, with the best so far."""
+    """Examples/s of each trial in order, the best window so far, and the re-measured
+    figures of the verified trials (diamonds: the figures the headline uses)."""
     trials = result.search.trials
     best, running = [], 0.0
     for t in trials:
         running = max(running, t.score or 0.0)
         best.append(running)
+    verified = result.verified
     fig = go.Figure(
         [
             go.Scatter(
                 x=[t.index for t in trials],
                 y=[t.score for t in trials],
                 mode="markers",
-                name="trial",
+                name="trial (one window)",
             ),
-            go.Scatter(x=[t.index for t in trials], y=best, mode="lines", name="best so far"),
+            go.Scatter(
+                x=[t.index for t in trials], y=best, mode="lines", name="best window so far"
+            ),
+            go.Scatter(
+                x=[r.trial for r in verified],
+                y=[r.median for r in verified],
+                mode="markers",
+                marker={"symbol": "diamond", "size": 12, "color": _SLOW},
+                name="re-measured (median)",
+            ),
         ]
     )
     fig.add_hline(y=result.baseline_examples_per_s, line_dash="dot", annotation_text="as written")

@@ -12,16 +12,24 @@ registry; `run_analysis` is the blocking form.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core.analysis.machine import MachineLimit
-from pipeline_core.analysis.stages import StageReport
+from pipeline_core.analysis.machine import MachineLimit, machine_limit
+from pipeline_core.analysis.measure import WINDOW_S, measure_peak_rss
+from pipeline_core.analysis.recommend import RULES, recommend
+from pipeline_core.analysis.space import search_space
+from pipeline_core.analysis.stages import StageReport, analyze_stages
+from pipeline_core.analysis.trace import capture_trace
+from pipeline_core.analysis.tuner import tune
+from pipeline_core.isolate import run_job, start_job
+from pipeline_core.run_settings import default_memory_limit_mb
 from pipeline_core.spec import PipelineSpec, load_spec
 
 START_S = 120.0  # child start-up: import TensorFlow and build (slow on a loaded machine)
 MEASURE_S = 15.0  # per measurement beyond its timed window: build, warm-up (≤ 10 s)
+TUNE_BUDGET_S = 60.0
 Report = Callable[[Any], None]
 
 
@@ -56,20 +64,22 @@ def _row_of_stage(stage) -> dict[str, Any]:
 # --- the job functions (run in the child) ------------------------------------------------
 
 
-def stages_job(spec_json: str, *, seconds: float = 0.5, progress: Report) -> StageAnalysis:
-    """Time every prefix of the spec, then its single-core rate (the machine limit)."""
-    from pipeline_core.analysis.machine import machine_limit  # noqa: PLC0415
-    from pipeline_core.analysis.stages import analyze_stages  # noqa: PLC0415
-
+def stages_job(
+    spec_json: str, *, seconds: float = WINDOW_S, rounds: int = 1, progress: Report
+) -> StageAnalysis:
+    """Time every prefix of the spec and the consumer, then its single-core rate."""
     spec = load_spec(spec_json)
-    total = len(spec.steps) + 2
+    measured = rounds * (len(spec.steps) + 2)
+    total = measured + 1
 
     def on_stage(stage, done: int, _total: int) -> None:
-        progress(Progress(done, total, done / total, f"timed {stage.label}", _row_of_stage(stage)))
+        text = f"timed {stage.label}" if stage else f"measurement {done} of {measured}"
+        row = _row_of_stage(stage) if stage else None
+        progress(Progress(done, total, done / total, text, row))
 
-    report = analyze_stages(spec, seconds=seconds, on_stage=on_stage)
-    progress(Progress(total - 1, total, (total - 1) / total, "measuring the single-core rate"))
-    limit = machine_limit(spec, seconds=seconds, examples_per_s=report.final.examples_per_s)
+    report = analyze_stages(spec, seconds=seconds, rounds=rounds, on_stage=on_stage)
+    progress(Progress(measured, total, measured / total, "measuring the single-core rate"))
+    limit = machine_limit(spec, seconds=seconds, examples_per_s=report.delivered.examples_per_s)
     progress(Progress(total, total, 1.0, "measured the machine limit"))
     return StageAnalysis(report=report, limit=limit)
 
@@ -77,39 +87,39 @@ def stages_job(spec_json: str, *, seconds: float = 0.5, progress: Report) -> Sta
 def recommend_job(
     spec_json: str,
     *,
-    seconds: float = 0.5,
+    seconds: float = WINDOW_S,
+    rounds: int = 2,
     stages: StageReport | None = None,
     progress: Report,
 ) -> tuple:
     """Measured recommendations (detached from their fix functions, so they can be sent)."""
-    from pipeline_core.analysis.recommend import recommend  # noqa: PLC0415
-
     spec = load_spec(spec_json)
 
-    def on_progress(rule: str, done: int, total: int) -> None:
-        progress(Progress(done, total, done / total, f"measured {rule}", {"rule": rule}))
+    def on_progress(what: str, done: int, total: int) -> None:
+        progress(Progress(done, total, done / total, f"measured {what}", {"measured": what}))
 
-    found = recommend(spec, stages=stages, seconds=seconds, on_progress=on_progress)
+    found = recommend(spec, stages=stages, seconds=seconds, rounds=rounds, on_progress=on_progress)
     return tuple(r.detached() for r in found)
 
 
 def tune_job(
     spec_json: str,
     *,
-    budget_s: float = 30.0,
-    trial_seconds: float = 0.4,
+    budget_s: float = TUNE_BUDGET_S,
+    trial_seconds: float = WINDOW_S,
     tune_batch_size: bool = False,
     allow_reorder: bool = False,
+    seeds: Sequence[Mapping[str, Any]] = (),
     progress: Report,
 ):
-    """Auto-tune the spec; one progress row per trial (knobs as text, examples/s)."""
-    from pipeline_core.analysis.space import search_space  # noqa: PLC0415
-    from pipeline_core.analysis.tuner import tune  # noqa: PLC0415
-
+    """Auto-tune the spec; one progress row per trial and per re-measurement."""
     spec = load_spec(spec_json)
     space = search_space(spec, tune_batch_size=tune_batch_size, allow_reorder=allow_reorder)
+    done = 0
 
     def on_trial(trial, used: float) -> None:
+        nonlocal done
+        done += 1
         rate = "failed" if trial.score is None else f"{trial.score:,.0f} examples/s"
         row = {
             "trial": trial.index,
@@ -118,21 +128,28 @@ def tune_job(
             "examples_per_s": None if trial.score is None else round(trial.score, 1),
             "error": trial.error,
         }
-        progress(Progress(trial.index + 1, None, used, f"trial {trial.index}: {rate}", row))
+        progress(Progress(done, None, used, f"trial {trial.index}: {rate}", row))
+
+    def on_verify(trial: int, round_: int, rate: float, used: float) -> None:
+        nonlocal done
+        done += 1
+        text = f"re-measuring trial {trial} (round {round_ + 1}): {rate:,.0f} examples/s"
+        row = {"trial": trial, "phase": "verify", "examples_per_s": round(rate, 1)}
+        progress(Progress(done, None, used, text, row))
 
     return tune(
         spec,
         budget_s=budget_s,
         trial_seconds=trial_seconds,
         space=space,
+        seeds=seeds,
         on_trial=on_trial,
+        on_verify=on_verify,
     )
 
 
 def trace_job(spec_json: str, *, max_elements: int = 50, logdir: str | None = None, progress):
     """Capture a TensorFlow profiler trace of a short run."""
-    from pipeline_core.analysis.trace import capture_trace  # noqa: PLC0415
-
     progress(Progress(0, 1, 0.0, f"tracing up to {max_elements} elements"))
     return capture_trace(load_spec(spec_json), logdir=logdir, max_elements=max_elements)
 
@@ -141,8 +158,6 @@ def memory_job(
     spec_json: str, *, max_batches: int = 50, max_seconds: float = 5.0, progress: Report
 ) -> float:
     """Peak resident memory (MB) of the child while it runs the spec briefly."""
-    from pipeline_core.analysis.measure import measure_peak_rss  # noqa: PLC0415
-
     progress(Progress(0, 1, 0.0, f"running up to {max_batches} batches"))
     return measure_peak_rss(load_spec(spec_json), max_batches=max_batches, max_seconds=max_seconds)
 
@@ -160,17 +175,17 @@ class JobKind:
 
 
 def _stages_timeout(spec: PipelineSpec, options: Mapping[str, Any]) -> float:
-    return START_S + (len(spec.steps) + 3) * (options.get("seconds", 0.5) + MEASURE_S)
+    measurements = options.get("rounds", 1) * (len(spec.steps) + 2) + 2
+    return START_S + measurements * (options.get("seconds", WINDOW_S) + MEASURE_S)
 
 
 def _recommend_timeout(spec: PipelineSpec, options: Mapping[str, Any]) -> float:
-    from pipeline_core.analysis.recommend import RULES  # noqa: PLC0415
-
-    return START_S + (len(RULES) + 1) * (options.get("seconds", 0.5) + MEASURE_S)
+    measurements = options.get("rounds", 2) * (len(RULES) + 1)
+    return START_S + measurements * (options.get("seconds", WINDOW_S) + MEASURE_S)
 
 
 def _tune_timeout(spec: PipelineSpec, options: Mapping[str, Any]) -> float:
-    budget = options.get("budget_s", 30.0)
+    budget = options.get("budget_s", TUNE_BUDGET_S)
     return START_S + 1.5 * budget + 2 * (MEASURE_S + max(1.0, budget / 6))
 
 
@@ -207,8 +222,6 @@ def start_analysis(
     Raises:
         ValueError: unknown kind; IsolateError: options that cannot be sent.
     """
-    from pipeline_core.isolate import start_job  # noqa: PLC0415
-
     return start_job(**_job_arguments(kind, spec, timeout_s, options))
 
 
@@ -225,8 +238,6 @@ def run_analysis(
     Raises:
         JobFailed: the job raised, crashed, ran out of time or memory (`.reason`).
     """
-    from pipeline_core.isolate import run_job  # noqa: PLC0415
-
     return run_job(**_job_arguments(kind, spec, timeout_s, options), on_progress=on_progress)
 
 
@@ -234,8 +245,6 @@ def _job_arguments(
     kind: str, spec: PipelineSpec, timeout_s: float | None, options: dict[str, Any]
 ) -> dict[str, Any]:
     """What `isolate.start_job`/`run_job` need for an analysis job of `kind` on `spec`."""
-    from pipeline_core.run_settings import default_memory_limit_mb  # noqa: PLC0415
-
     job = _kind(kind)
     return {
         "fn": job.fn,

@@ -11,13 +11,21 @@ the verdict then says the pipeline is not CPU-bound.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core.analysis.measure import measure_spec
-from pipeline_core.analysis.space import available_cores
+from pipeline_core.analysis.measure import WINDOW_S, measure_spec
 from pipeline_core.spec import InterleaveStep, MapStep, PipelineSpec, PrefetchStep
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (affinity-aware)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ def single_core_spec(spec: PipelineSpec) -> PipelineSpec:
 def machine_limit(
     spec: PipelineSpec,
     *,
-    seconds: float = 1.0,
+    seconds: float = WINDOW_S,
     cores: int | None = None,
     examples_per_s: float | None = None,
     measure: Callable[[PipelineSpec], float] | None = None,

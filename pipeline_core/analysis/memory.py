@@ -9,6 +9,7 @@ dashboard calls `memory_estimate(spec)` before starting a run and
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 from dataclasses import dataclass, field
@@ -17,7 +18,11 @@ from typing import Any
 
 import psutil
 
+from pipeline_core._tf import tf as _tf
+from pipeline_core.analysis.machine import available_cores
+from pipeline_core.build import build, cardinality
 from pipeline_core.paths import resolve_path
+from pipeline_core.sources import list_image_folder
 from pipeline_core.spec import (
     BatchStep,
     CacheStep,
@@ -157,8 +162,6 @@ def _tensor_bytes(tensor_spec, batch_sizes: list[int]) -> int | None:
 
 
 def _sample_bytes(dataset) -> int | None:
-    from pipeline_core._tf import tf as _tf  # noqa: PLC0415
-
     tf = _tf()
     for element in dataset.take(1):
         return int(
@@ -173,9 +176,6 @@ def _sample_bytes(dataset) -> int | None:
 @lru_cache(maxsize=32)
 def _stage_bytes(spec_json: str) -> tuple[int | None, ...]:
     """Bytes of one element after the source (index 0) and after each step."""
-    from pipeline_core._tf import tf as _tf  # noqa: PLC0415
-    from pipeline_core.build import build  # noqa: PLC0415
-
     spec = _probe(load_spec(spec_json))
     out: list[int | None] = []
     batch_sizes: list[int] = []
@@ -201,14 +201,10 @@ def _source_count(spec_json: str) -> int | None:
         isinstance(source, NumpySource) and source.path is None
     ):
         return source.num_examples
-    from pipeline_core.build import build, cardinality  # noqa: PLC0415
-
     known = cardinality(build(spec.replace(steps=[])))
     if known is not None:
         return known
     if isinstance(source, ImageFolderSource):
-        from pipeline_core.sources import list_image_folder  # noqa: PLC0415
-
         return len(list_image_folder(str(resolve_path(source.path)))[1])
     if isinstance(source, TFRecordSource):
         return _count_records(source)
@@ -217,10 +213,6 @@ def _source_count(spec_json: str) -> int | None:
 
 def _count_records(source: TFRecordSource) -> int | None:
     """Records in the TFRecord files (read without parsing), if they total under 1 GiB."""
-    import glob  # noqa: PLC0415
-
-    from pipeline_core._tf import tf as _tf  # noqa: PLC0415
-
     files = sorted(glob.glob(str(resolve_path(source.files))))
     if not files or sum(os.path.getsize(f) for f in files) > _COUNT_LIMIT_BYTES:
         return None
@@ -298,8 +290,6 @@ def memory_estimate(spec: PipelineSpec, *, available: int | None = None) -> Memo
     Returns:
         A `MemoryEstimate` with `.total_bytes`, `.parts` and `.exceeds_available()`.
     """
-    from pipeline_core.analysis.space import available_cores  # noqa: PLC0415
-
     sizes = stage_bytes(spec)
     counts = stage_counts(spec)
     parts = _parts(spec, sizes, counts, available_cores())

@@ -2,23 +2,36 @@
 
 A rule is a pure function `(spec, facts) -> Proposal | None`: it looks at the
 spec and the measured facts (stage costs, element counts, memory) and, when
-its pattern is present, proposes a change as a function `spec -> spec`.
-`recommend` then measures each proposed spec against the pipeline as written
-and keeps those whose measured gain reaches `min_gain` — so every
-recommendation carries the gain it was seen to bring, and a pipeline that is
-already tuned gets none. Quality rules (the shuffle buffer) are kept when
-they cost little throughput; their benefit is stated, their cost measured.
+its pattern is present, proposes a change as a function `spec -> spec`. Every
+speed fix is a point of the tuner's space (`Proposal.settings`, applied with
+`space.realize`), so the tuner can start from the recommendations and the
+page can put a recommendation's figure beside the tuner's for the same spec.
+`recommend` then measures the pipeline as written and each proposed spec in
+rounds, alternately (a slow spell of a shared machine touches all alike), and
+keeps the fixes whose median gain reaches `min_gain` — so every
+recommendation carries the gain it was seen to bring, its baseline is
+measured as the tuner's is (a consumer pulling the whole pipeline), and a
+pipeline that is already tuned gets none. Quality rules (the shuffle buffer)
+are kept when they cost little throughput; their benefit is stated, their
+cost measured.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+import statistics
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pipeline_core.analysis.memory import cache_bytes, format_bytes, stage_counts
-from pipeline_core.analysis.space import leading_deterministic, realize, vectorizable_maps
+from pipeline_core.analysis.measure import WINDOW_S, measure_spec
+from pipeline_core.analysis.memory import (
+    available_bytes,
+    cache_bytes,
+    format_bytes,
+    stage_counts,
+)
+from pipeline_core.analysis.space import leading_deterministic, movable_suffix, realize
 from pipeline_core.analysis.stages import StageReport
 from pipeline_core.spec import (
     CacheStep,
@@ -50,7 +63,7 @@ class Facts:
 
 @dataclass(frozen=True)
 class Proposal:
-    """What a rule found and the change it proposes."""
+    """What a rule found and the change it proposes (a speed fix also as tuner settings)."""
 
     rule: str
     title: str
@@ -58,6 +71,12 @@ class Proposal:
     transform: Transform
     kind: str = "speed"  # "speed" or "quality"
     benefit: str = ""
+    settings: Mapping[str, Any] | None = None
+
+
+def _knob_proposal(rule: str, title: str, reason: str, settings: dict[str, Any]) -> Proposal:
+    """A speed fix that is a point of the tuner's space."""
+    return Proposal(rule, title, reason, lambda s: realize(s, settings), settings=settings)
 
 
 @dataclass(frozen=True)
@@ -73,6 +92,8 @@ class Recommendation:
     examples_per_s: float
     spec: PipelineSpec
     transform: Transform | None = None
+    settings: Mapping[str, Any] | None = None
+    rounds: tuple[tuple[float, float], ...] = field(default_factory=tuple)
 
     def gain(self) -> float:
         """Measured examples/s with the fix ÷ without it."""
@@ -109,6 +130,8 @@ class Recommendation:
             "gain": self.gain(),
             "baseline_examples_per_s": self.baseline_examples_per_s,
             "examples_per_s": self.examples_per_s,
+            "settings": None if self.settings is None else dict(self.settings),
+            "rounds": [list(r) for r in self.rounds],
             "spec": self.spec.to_dict(),
         }
 
@@ -140,26 +163,30 @@ def parallel_map(spec: PipelineSpec, facts: Facts) -> Proposal | None:
     if not candidates:
         return None
     share, i = max(candidates)
-    return Proposal(
+    return _knob_proposal(
         "parallel_map",
         f"Run steps[{i}] map in parallel",
         f"steps[{i}] map runs sequentially and adds {share:.0%} of the time per example",
-        _set_step(i, num_parallel_calls="autotune"),
+        {f"map[{i}].parallel": "autotune"},
     )
 
 
 def vectorize_map(spec: PipelineSpec, facts: Facts) -> Proposal | None:
-    """A per-element map whose augmentations all work on batches -> run it after batch."""
-    eligible = vectorizable_maps(spec)
+    """A per-element map ending in augmentations that work on batches -> run those after batch."""
+    eligible = [(i, movable_suffix(spec, i)) for i in range(len(spec.steps))]
+    eligible = [(i, n) for i, n in eligible if n]
     if not eligible:
         return None
-    i = eligible[-1]
-    return Proposal(
+    i, count = eligible[-1]
+    total = len(spec.steps[i].augmentations)
+    what = "it" if count == total else f"its last {count} augmentation{'s' * (count > 1)}"
+    which = "all its augmentations work" if count == total else "those work"
+    return _knob_proposal(
         "vectorize_map",
-        f"Vectorize steps[{i}] map: run it after batch",
-        f"steps[{i}] map runs once per example, and all its augmentations work on whole "
-        "batches; one call per batch saves the per-call overhead",
-        lambda s: realize(s, {f"map[{i}].vectorize": True}),
+        f"Vectorize steps[{i}] map: run {what} after batch",
+        f"steps[{i}] map runs once per example, and {which} on whole batches; one call "
+        "per batch saves the per-call overhead",
+        {f"map[{i}].vectorize": count},
     )
 
 
@@ -176,12 +203,12 @@ def cache_after_decode(spec: PipelineSpec, facts: Facts) -> Proposal | None:
     if need > 0.5 * facts.available_bytes:
         return None
     where = "the source" if position == -1 else f"steps[{position}]"
-    return Proposal(
+    return _knob_proposal(
         "cache_after_decode",
         f"Cache in memory after {where}",
         f"reading/decoding up to {where} takes {share:.0%} of the time, and its output "
         f"({format_bytes(need)}) fits in memory; later epochs read the cache",
-        lambda s: realize(s, {"cache": position}),
+        {"cache": position},
     )
 
 
@@ -189,15 +216,11 @@ def prefetch_at_end(spec: PipelineSpec, facts: Facts) -> Proposal | None:
     """No prefetch at the end -> prefetch(autotune) overlaps producer and consumer."""
     if spec.steps and isinstance(spec.steps[-1], PrefetchStep):
         return None
-
-    def add(s: PipelineSpec) -> PipelineSpec:
-        return s.replace(steps=[*s.steps, PrefetchStep()])
-
-    return Proposal(
+    return _knob_proposal(
         "prefetch_at_end",
         "Prefetch at the end",
         "the last step is not a prefetch, so the consumer waits for every batch to be made",
-        add,
+        {"prefetch": "autotune"},
     )
 
 
@@ -238,16 +261,12 @@ def nondeterministic(spec: PipelineSpec, facts: Facts) -> Proposal | None:
     ]
     if not parallel:
         return None
-
-    def relax(s: PipelineSpec) -> PipelineSpec:
-        return s.replace(options=s.options.model_copy(update={"deterministic": False}))
-
-    return Proposal(
+    return _knob_proposal(
         "nondeterministic",
         "Allow out-of-order elements (deterministic = false)",
         f"parallel steps {parallel} keep element order, so one slow element holds back "
         "the ones finished after it",
-        relax,
+        {"deterministic": False},
     )
 
 
@@ -257,11 +276,11 @@ def parallel_interleave(spec: PipelineSpec, facts: Facts) -> Proposal | None:
         return None
     if spec.steps[0].num_parallel_calls not in (None, 1):
         return None
-    return Proposal(
+    return _knob_proposal(
         "parallel_interleave",
         "Read files in parallel (interleave num_parallel_calls = autotune)",
         f"interleave reads {spec.steps[0].cycle_length or 'several'} files one call at a time",
-        _set_step(0, num_parallel_calls="autotune"),
+        {"interleave.parallel": "autotune"},
     )
 
 
@@ -290,8 +309,6 @@ def gather_facts(
     spec: PipelineSpec, *, stages: StageReport | None = None, available: float | None = None
 ) -> Facts:
     """Facts for the rules: stage costs (as given), counts and cache sizes from the spec."""
-    from pipeline_core.analysis.memory import available_bytes  # noqa: PLC0415
-
     front = leading_deterministic(spec)
     position = front[-1] if front else -1
     return Facts(
@@ -306,7 +323,8 @@ def recommend(
     spec: PipelineSpec,
     *,
     stages: StageReport | None = None,
-    seconds: float = 0.5,
+    seconds: float = WINDOW_S,
+    rounds: int = 2,
     min_gain: float = 1.10,
     max_quality_cost: float = 0.9,
     measure: Callable[[PipelineSpec], float] | None = None,
@@ -319,14 +337,15 @@ def recommend(
         stages: a stage report of `spec` (from `analyze_stages`); without it the
             rules that need stage costs stay silent.
         seconds: timed window of each measurement.
+        rounds: the pipeline as written and every fix are measured this many
+            times, alternately; gains are ratios of the medians.
         min_gain: a speed recommendation is kept when fix ÷ baseline reaches this.
         max_quality_cost: a quality recommendation is kept when it keeps at least
             this share of the throughput.
-        measure: spec -> examples/s (default: in-process `measure_spec`).
-        on_progress: callback `(rule, done, total)`.
+        measure: spec -> examples/s (default: `measure_spec`, a consumer's loop).
+        on_progress: callback `(what was measured, done, total)`.
     """
     if measure is None:
-        from pipeline_core.analysis.measure import measure_spec  # noqa: PLC0415
 
         def measure(s: PipelineSpec) -> float:
             return measure_spec(s, seconds=seconds).examples_per_s
@@ -334,11 +353,21 @@ def recommend(
     found = proposals(spec, gather_facts(spec, stages=stages))
     if not found:
         return []
-    baseline = measure(spec)
+    specs = [spec, *(p.transform(spec) for p in found)]
+    names = ["as written", *(p.rule for p in found)]
+    figures: list[list[float]] = [[] for _ in specs]
+    total, done = rounds * len(specs), 0
+    for round_ in range(rounds):
+        order = range(len(specs)) if round_ % 2 == 0 else reversed(range(len(specs)))
+        for k in order:
+            figures[k].append(measure(specs[k]))
+            done += 1
+            if on_progress is not None:
+                on_progress(names[k], done, total)
+    baseline = statistics.median(figures[0])
     out = []
-    for done, proposal in enumerate(found, start=1):
-        fixed = proposal.transform(spec)
-        rate = measure(fixed)
+    for proposal, fixed, seen in zip(found, specs[1:], figures[1:], strict=True):
+        rate = statistics.median(seen)
         ratio = rate / baseline if baseline > 0 else 0.0
         keep = ratio >= min_gain if proposal.kind == "speed" else ratio >= max_quality_cost
         if keep:
@@ -353,8 +382,8 @@ def recommend(
                     examples_per_s=rate,
                     spec=fixed,
                     transform=proposal.transform,
+                    settings=proposal.settings,
+                    rounds=tuple(zip(figures[0], seen, strict=True)),
                 )
             )
-        if on_progress is not None:
-            on_progress(proposal.rule, done, len(found))
     return sorted(out, key=lambda r: (r.kind != "speed", -r.gain()))

@@ -1,11 +1,14 @@
 """Adaptive search over a discrete knob space with a time budget.
 
 `coordinate_search` is cyclic coordinate descent: starting from the
-pipeline as written, it tries every value of one knob while the others stay
+pipeline as written (and any seed points, such as measured
+recommendations), it tries every value of one knob while the others stay
 at the best settings so far, keeps a value only when it beats the incumbent
-by `min_gain`, and moves on; it stops once a whole cycle of knobs brings no
-improvement, or the budget runs out. `grid_search` tries every combination
-(the reference the benchmarks compare against). Both take any objective
+by `min_gain`, and moves on. When a whole cycle of knobs brings no
+improvement it keeps using the budget while untried points remain: points
+two knob changes away from the best, then the rest of the grid, descending
+again from any point that wins. `grid_search` tries every combination (the
+reference the benchmarks compare against). Both take any objective
 `settings -> score` (higher is better), so they are tested on synthetic
 landscapes without TensorFlow.
 """
@@ -14,9 +17,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 Settings = Mapping[str, Any]
@@ -51,6 +55,10 @@ class SearchResult:
     elapsed_s: float
     stopped_by_budget: bool = False
     knobs: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def untried(self) -> int:
+        """Grid points never evaluated (0 once the search has tried them all)."""
+        return max(0, grid_size(self.knobs) - len(self.trials)) if self.knobs else 0
 
     def speedup(self) -> float | None:
         """Best score ÷ baseline score (None when either is missing)."""
@@ -138,18 +146,30 @@ def coordinate_search(
     budget_s: float | None = 30.0,
     max_trials: int | None = None,
     min_gain: float = 0.03,
+    seeds: Sequence[Settings] = (),
+    explore: bool = True,
     clock: Callable[[], float] = time.monotonic,
     on_trial: Callable[[Trial], None] | None = None,
 ) -> SearchResult:
-    """Cyclic coordinate descent from `start` over `knobs` (name -> values).
+    """Cyclic coordinate descent from `start` over `knobs` (name -> values), then exploration.
+
+    Once a whole cycle of knobs brings no improvement, the budget is not
+    handed back while untried points remain: the search tries the points two
+    knob changes away from the best so far (interactions one knob at a time
+    cannot see, e.g. vectorizing pays only with more parallelism), then the
+    rest of the grid in a seeded random order, and starts descending again
+    from any point that beats the best.
 
     Args:
         knobs: the values each setting may take; `start` must hold a value for each.
         start: the baseline settings (the pipeline as written); always evaluated first.
         objective: settings -> score, higher is better; an exception marks the trial failed.
-        budget_s: wall-clock budget (the baseline is evaluated even past it).
+        budget_s: wall-clock budget (the baseline is evaluated even past it); None: no limit.
         max_trials: optional cap on evaluated points.
         min_gain: relative improvement a move must bring to be kept (noise guard).
+        seeds: settings to try right after the baseline (e.g. measured recommendations);
+            knobs they leave out keep their `start` value, unknown knobs are ignored.
+        explore: keep searching after the descent converges (see above).
         clock: injectable monotonic clock.
         on_trial: called after each evaluation (progress reporting).
 
@@ -170,10 +190,31 @@ def coordinate_search(
     names = [n for n in knobs if len(knobs[n]) > 1]
     stopped = False
     try:
+        current = _try_seeds(runner, knobs, current, seeds, min_gain)
         current = _descend(runner, knobs, names, current, min_gain)
+        if explore:
+            current = _explore(runner, knobs, names, current, min_gain)
     except _Budget as spent:
         current, stopped = spent.args[0], True
-    return runner.result(start, current, stopped=stopped)
+    result = runner.result(start, current, stopped=stopped)
+    return replace(result, knobs={n: tuple(v) for n, v in knobs.items()})
+
+
+def _try_seeds(runner, knobs, current, seeds, min_gain):
+    """Evaluate each seed (restricted to known knobs and values); the best so far."""
+    best, best_score = current, runner.scores[_key(current)]
+    for seed in seeds:
+        point = {
+            **current,
+            **{k: v for k, v in seed.items() if k in knobs and v in tuple(knobs[k])},
+        }
+        try:
+            score = runner.score(point, phase="seed")
+        except _Budget:
+            raise _Budget(best) from None
+        if _better(score, best_score, min_gain):
+            best, best_score = point, score
+    return best
 
 
 def _best_value(runner, knobs, name, current, min_gain):
@@ -206,6 +247,55 @@ def _descend(runner, knobs, names, current, min_gain):
     return current
 
 
+def _pairs(knobs, names, current):
+    """Untried-or-not points two knob changes away from `current`, in a fixed order."""
+    for a, b in itertools.combinations(names, 2):
+        for va in knobs[a]:
+            for vb in knobs[b]:
+                if va != current[a] and vb != current[b]:
+                    yield {**current, a: va, b: vb}
+
+
+def _rest_of_grid(knobs, names, current, *, seed: int = 0, limit: int = 20_000):
+    """Grid points in a seeded random order (sampled when the grid is huge)."""
+    rng = random.Random(seed)
+    if grid_size({n: knobs[n] for n in names}) <= limit:
+        points = [
+            {**current, **dict(zip(names, combo, strict=True))}
+            for combo in itertools.product(*(knobs[n] for n in names))
+        ]
+        rng.shuffle(points)
+        yield from points
+        return
+    for _ in range(limit):
+        yield {**current, **{n: rng.choice(tuple(knobs[n])) for n in names}}
+
+
+def _explore(runner, knobs, names, current, min_gain):
+    """After convergence: pairs around the best, then the rest of the grid; re-descend on gains."""
+    while True:
+        improved = False
+        for phase, points in (
+            ("explore", _pairs(knobs, names, current)),
+            ("explore", _rest_of_grid(knobs, names, current)),
+        ):
+            for point in points:
+                if _key(point) in runner.scores:
+                    continue
+                try:
+                    score = runner.score(point, phase=phase)
+                except _Budget:
+                    raise _Budget(current) from None
+                if _better(score, runner.scores[_key(current)], min_gain):
+                    current = _descend(runner, knobs, names, point, min_gain)
+                    improved = True
+                    break
+            if improved:
+                break
+        if not improved:
+            return current
+
+
 def grid_search(
     knobs: Mapping[str, Sequence[Any]],
     start: Settings,
@@ -222,7 +312,8 @@ def grid_search(
         runner.score({**start, **dict(zip(names, combo, strict=True))}, phase="grid")
     ok = [t for t in runner.trials if t.ok]
     best = max(ok, key=lambda t: t.score).settings if ok else dict(start)
-    return runner.result(start, best, stopped=False)
+    result = runner.result(start, best, stopped=False)
+    return replace(result, knobs={n: tuple(v) for n, v in knobs.items()})
 
 
 def grid_size(knobs: Mapping[str, Sequence[Any]]) -> int:

@@ -1,18 +1,34 @@
 """The tuner's candidate space: which knobs a spec offers and how settings become a spec.
 
-Knobs (each only where the spec has the step it needs):
+Knobs (each only where the spec has what it needs), the moves an expert tries:
 
 - ``map[i].parallel``: `num_parallel_calls` of map step i (null, cores, 2×cores, autotune);
-- ``map[i].vectorize``: move map step i to just after the batch step (only
-  when all its augmentations work on batches and no other map sits between);
-- ``interleave.parallel``: `num_parallel_calls` of the interleave step;
-- ``batch_size``: only when the user allows it;
+- ``map[i].vectorize``: how many of map step i's trailing augmentations run
+  after the next batch step instead, as one call per batch (0 = none). Only
+  augmentations that work on batches may move, only a trailing run of them
+  (order is kept), and only when no other map sits between the map and the batch;
 - ``cache``: none, or a memory cache after the source / after step k, only
   among the leading deterministic steps (caching after a random augmentation
-  would freeze it), never before an interleave (it must stay the first step)
-  and only where the cached data fits in memory;
-- ``prefetch``: the buffer of a final prefetch step (none, 1, autotune);
-- ``deterministic``: `options.deterministic` (only when reordering is allowed).
+  would freeze it), never before an interleave, and only where the cached data
+  fits in memory — after the expensive deterministic part (decode, resize);
+- ``prefetch``: the buffer of a final prefetch step (none, 1, 4, autotune);
+- ``batch.parallel``: `num_parallel_calls` of the batch step (copying large
+  examples into a batch in parallel);
+- ``interleave.parallel``: `num_parallel_calls` of the leading interleave; for
+  TFRecord and CSV sources with several files and no interleave, "none" (as
+  written) or an interleave added with that parallelism;
+- ``source.parallel``: parallel decode of a file source (`num_parallel_calls`
+  of the image_folder/tfrecord/csv source model) — offered as soon as the
+  source model has that field (`SOURCE_PARALLEL_FIELD`);
+- ``options.max_intra_op_parallelism`` (1: one thread per op, the TF guide's
+  advice for many small ops), ``options.private_threadpool_size`` (2×cores),
+  ``options.autotune`` (off: AUTOTUNE values fall back to fixed defaults) and
+  ``deterministic`` (`options.deterministic` false, only when reordering is allowed);
+- ``batch_size``: only when the user allows it.
+
+`options.autotune_ram_budget_mb` is not a knob: it caps the memory the
+autotuner may give buffers, so it can only hold throughput back; the memory
+guard (`memory`) is where buffers' memory is judged.
 
 Settings are a plain dict knob -> value; `SearchSpace.realize(settings)` turns
 them into a validated `PipelineSpec`, always starting from the spec as written.
@@ -20,21 +36,27 @@ them into a validated `PipelineSpec`, always starting from the spec as written.
 
 from __future__ import annotations
 
-import os
+import glob
+import itertools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_core.analysis.machine import available_cores
+from pipeline_core.analysis.memory import cache_fits as default_cache_fits
 from pipeline_core.analysis.search import grid_size
 from pipeline_core.augment import AUGMENTATIONS
+from pipeline_core.paths import resolve_path
 from pipeline_core.spec import (
     BatchStep,
     CacheStep,
+    CsvSource,
     InterleaveStep,
     MapStep,
     PipelineSpec,
     PrefetchStep,
     RepeatStep,
+    TFRecordSource,
 )
 
 # Augmentations whose output depends only on the input (safe to cache after).
@@ -44,14 +66,11 @@ DETERMINISTIC_AUGMENTATIONS = frozenset(
 
 NO_CACHE = "none"
 NO_PREFETCH = "none"
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (affinity-aware)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
+NO_INTERLEAVE = "none"
+# The field a file source gets for parallel decode (pipeline_core/spec.py, being added by
+# the engine): the `source.parallel` knob appears once the source model has it.
+SOURCE_PARALLEL_FIELD = "num_parallel_calls"
+SHARDED_SOURCES = (TFRecordSource, CsvSource)
 
 
 @dataclass(frozen=True)
@@ -88,23 +107,30 @@ def leading_deterministic(spec: PipelineSpec) -> list[int]:
     return out
 
 
+def movable_suffix(spec: PipelineSpec, index: int) -> int:
+    """How many trailing augmentations of map step `index` may run after the next batch."""
+    step = spec.steps[index]
+    if not isinstance(step, MapStep):
+        return 0
+    later = spec.steps[index + 1 :]
+    batch_at = next((j for j, s in enumerate(later) if isinstance(s, BatchStep)), None)
+    if batch_at is None or any(isinstance(s, MapStep) for s in later[:batch_at]):
+        return 0
+    count = 0
+    for aug in reversed(step.augmentations):
+        if not AUGMENTATIONS[aug.name].batch_ok:
+            break
+        count += 1
+    return count
+
+
 def vectorizable_maps(spec: PipelineSpec) -> list[int]:
-    """Map steps that may move to just after the next batch step."""
-    out = []
-    steps = spec.steps
-    for i, step in enumerate(steps):
-        if not isinstance(step, MapStep):
-            continue
-        later = steps[i + 1 :]
-        batch_at = next((j for j, s in enumerate(later) if isinstance(s, BatchStep)), None)
-        if batch_at is None:
-            continue
-        between = later[:batch_at]
-        if any(isinstance(s, MapStep) for s in between):
-            continue
-        if all(AUGMENTATIONS[a.name].batch_ok for a in step.augmentations):
-            out.append(i)
-    return out
+    """Map steps whose augmentations may all move to just after the next batch step."""
+    return [
+        i
+        for i, s in enumerate(spec.steps)
+        if isinstance(s, MapStep) and movable_suffix(spec, i) == len(s.augmentations)
+    ]
 
 
 def cache_label(value: Any, spec: PipelineSpec) -> str:
@@ -127,6 +153,16 @@ def _final_prefetch(spec: PipelineSpec) -> Any:
     return NO_PREFETCH
 
 
+def _leading_interleave(spec: PipelineSpec) -> InterleaveStep | None:
+    first = spec.steps[0] if spec.steps else None
+    return first if isinstance(first, InterleaveStep) else None
+
+
+def _batch(spec: PipelineSpec) -> BatchStep | None:
+    batches = [s for s in spec.steps if isinstance(s, BatchStep)]
+    return batches[0] if len(batches) == 1 else None
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """The knobs of one spec, its baseline settings, and `realize` to a spec."""
@@ -145,8 +181,6 @@ class SearchSpace:
         return grid_size(self.values())
 
     def grid(self) -> Iterator[dict[str, Any]]:
-        import itertools  # noqa: PLC0415
-
         names = [k.name for k in self.knobs]
         for combo in itertools.product(*(k.values for k in self.knobs)):
             yield dict(zip(names, combo, strict=True))
@@ -163,6 +197,13 @@ class SearchSpace:
 def describe_value(spec: PipelineSpec, name: str, value: Any) -> str:
     if name == "cache":
         return cache_label(value, spec)
+    if name.endswith(".vectorize"):
+        total = len(spec.steps[_index(name)].augmentations)
+        if not value:
+            return "no"
+        return "all after batch" if value == total else f"last {value} after batch"
+    if name == "interleave.parallel" and value == NO_INTERLEAVE:
+        return "no interleave"
     if value is None:
         return "sequential" if name.endswith("parallel") else "null"
     return str(value)
@@ -170,22 +211,31 @@ def describe_value(spec: PipelineSpec, name: str, value: Any) -> str:
 
 def baseline_settings(spec: PipelineSpec, names) -> dict[str, Any]:
     """Current value in `spec` of every knob in `names`."""
+    options = spec.options
+    current: dict[str, Callable[[], Any]] = {
+        "cache": lambda: _cache_position(spec),
+        "prefetch": lambda: _final_prefetch(spec),
+        "deterministic": lambda: options.deterministic,
+        "batch_size": lambda: _batch(spec).batch_size,
+        "batch.parallel": lambda: _batch(spec).num_parallel_calls,
+        "interleave.parallel": lambda: (
+            _leading_interleave(spec).num_parallel_calls
+            if _leading_interleave(spec) is not None
+            else NO_INTERLEAVE
+        ),
+        "source.parallel": lambda: getattr(spec.source, SOURCE_PARALLEL_FIELD),
+        "options.max_intra_op_parallelism": lambda: options.max_intra_op_parallelism,
+        "options.private_threadpool_size": lambda: options.private_threadpool_size,
+        "options.autotune": lambda: options.autotune,
+    }
     out: dict[str, Any] = {}
     for name in names:
         if name.startswith("map[") and name.endswith(".parallel"):
             out[name] = spec.steps[_index(name)].num_parallel_calls
-        elif name.endswith(".vectorize"):
-            out[name] = False
-        elif name == "interleave.parallel":
-            out[name] = spec.steps[0].num_parallel_calls
-        elif name == "batch_size":
-            out[name] = next(s for s in spec.steps if isinstance(s, BatchStep)).batch_size
-        elif name == "cache":
-            out[name] = _cache_position(spec)
-        elif name == "prefetch":
-            out[name] = _final_prefetch(spec)
-        elif name == "deterministic":
-            out[name] = spec.options.deterministic
+        elif name.startswith("map[") and name.endswith(".vectorize"):
+            out[name] = 0
+        elif name in current:
+            out[name] = current[name]()
         else:
             raise ValueError(f"unknown knob {name!r}")
     return out
@@ -193,6 +243,20 @@ def baseline_settings(spec: PipelineSpec, names) -> dict[str, Any]:
 
 def _index(name: str) -> int:
     return int(name[name.index("[") + 1 : name.index("]")])
+
+
+def _has_autotune(spec: PipelineSpec) -> bool:
+    text = spec.to_json(indent=None)
+    return '"autotune"' in text
+
+
+def _shard_count(spec: PipelineSpec) -> int:
+    """Files a TFRecord/CSV source reads (0 for other sources or a bad pattern)."""
+    source = spec.source
+    if not isinstance(source, SHARDED_SOURCES):
+        return 0
+    pattern = source.files if isinstance(source, TFRecordSource) else source.path
+    return len(glob.glob(str(resolve_path(pattern))))
 
 
 def search_space(
@@ -213,39 +277,47 @@ def search_space(
         cache_fits: `(spec, position) -> bool`; cache positions where it is
             false are not offered (default: `memory.cache_fits`).
     """
-    if cache_fits is None:
-        from pipeline_core.analysis.memory import cache_fits as _fits  # noqa: PLC0415
-
-        cache_fits = _fits
+    cache_fits = cache_fits or default_cache_fits
     cores = cores or available_cores()
     base = baseline_settings
     knobs: list[Knob] = []
     parallel = (None, cores, 2 * cores, "autotune")
+
+    def add(name: str, values, description: str) -> None:
+        values = _dedupe((base(spec, [name])[name], *values))
+        if len(values) > 1:
+            knobs.append(Knob(name, values, description))
+
+    if hasattr(spec.source, SOURCE_PARALLEL_FIELD):
+        add("source.parallel", parallel, "parallel decode of the source files")
+    interleave = _leading_interleave(spec)
+    if interleave is not None:
+        add("interleave.parallel", (None, cores, "autotune"), "num_parallel_calls of interleave")
+    elif _shard_count(spec) > 1:
+        add("interleave.parallel", ("autotune", cores), "read the source's files in parallel")
     for i, step in enumerate(spec.steps):
         if isinstance(step, MapStep):
-            name = f"map[{i}].parallel"
-            values = _dedupe((base(spec, [name])[name], *parallel))
-            knobs.append(Knob(name, values, f"num_parallel_calls of steps[{i}] map"))
-    for i in vectorizable_maps(spec):
-        knobs.append(Knob(f"map[{i}].vectorize", (False, True), f"run steps[{i}] map after batch"))
+            add(f"map[{i}].parallel", parallel, f"num_parallel_calls of steps[{i}] map")
+    for i in range(len(spec.steps)):
+        movable = movable_suffix(spec, i)
+        if movable:
+            add(f"map[{i}].vectorize", (movable,), f"run steps[{i}] map's tail after batch")
     cache_knob = _cache_knob(spec, cache_fits)
     if cache_knob is not None:
         knobs.append(cache_knob)
-    if spec.steps and isinstance(spec.steps[0], InterleaveStep):
-        values = _dedupe((spec.steps[0].num_parallel_calls, None, cores, "autotune"))
-        knobs.append(Knob("interleave.parallel", values, "num_parallel_calls of interleave"))
-    batches = [s for s in spec.steps if isinstance(s, BatchStep)]
-    if tune_batch_size and len(batches) == 1:
-        b = batches[0].batch_size
-        values = _dedupe((b, *(v for v in (b // 2, 2 * b, 4 * b) if v >= 1)))
-        knobs.append(Knob("batch_size", values, "batch_size of the batch step"))
-    knobs.append(
-        Knob("prefetch", _dedupe((_final_prefetch(spec), NO_PREFETCH, 1, "autotune")), "prefetch")
-    )
+    batch = _batch(spec)
+    if batch is not None:
+        add("batch.parallel", ("autotune",), "num_parallel_calls of the batch step")
+    if tune_batch_size and batch is not None:
+        b = batch.batch_size
+        add("batch_size", (v for v in (b // 2, 2 * b, 4 * b) if v >= 1), "batch_size")
+    add("prefetch", (NO_PREFETCH, 1, 4, "autotune"), "prefetch buffer at the end")
+    add("options.max_intra_op_parallelism", (1,), "threads one op may use")
+    add("options.private_threadpool_size", (2 * cores,), "threads of a private pool")
+    if _has_autotune(spec) or any(k.name.endswith("parallel") for k in knobs):
+        add("options.autotune", (False,), "tf.data autotuning")
     if allow_reorder and spec.options.deterministic is not False:
-        knobs.append(
-            Knob("deterministic", (spec.options.deterministic, False), "options.deterministic")
-        )
+        add("deterministic", (False,), "options.deterministic")
     return SearchSpace(spec=spec, knobs=tuple(knobs))
 
 
@@ -255,7 +327,7 @@ def _cache_knob(spec: PipelineSpec, cache_fits) -> Knob | None:
         return None  # several caches or a file cache: leave the user's choice alone
     current = _cache_position(spec)
     # interleave must stay the first step, so nothing (a cache included) may go before it
-    first = [] if spec.steps and isinstance(spec.steps[0], InterleaveStep) else [-1]
+    first = [] if _leading_interleave(spec) is not None else [-1]
     positions = [*first, *(i for i in leading_deterministic(spec) if not _is_cache(spec, i))]
     fitting = [p for p in positions if p == current or cache_fits(spec, p)]
     values = _dedupe((current, NO_CACHE, *fitting))
@@ -274,25 +346,49 @@ def realize(spec: PipelineSpec, settings: Mapping[str, Any]) -> PipelineSpec:
     if "prefetch" in settings and spec.steps and isinstance(spec.steps[-1], PrefetchStep):
         steps = steps[:-1]
     steps = [(i, _tuned_step(i, s, settings)) for i, s in steps]
+    interleave = settings.get("interleave.parallel", NO_INTERLEAVE)
+    if _leading_interleave(spec) is None and interleave != NO_INTERLEAVE:
+        steps.insert(0, ("interleave", InterleaveStep(num_parallel_calls=interleave)))
     cache_at = settings.get("cache", NO_CACHE)
     if cache_at != NO_CACHE:
-        slot = 0 if cache_at == -1 else 1 + [i for i, _ in steps].index(cache_at)
+        if cache_at == -1:
+            slot = 1 if steps and isinstance(steps[0][1], InterleaveStep) else 0
+        else:
+            slot = 1 + [i for i, _ in steps].index(cache_at)
         steps.insert(slot, ("cache", CacheStep()))
-    for i in sorted(_vectorized(settings), reverse=True):
-        steps = _move_after_batch(steps, i)
+    for name, count in sorted(_vectorized(settings), reverse=True):
+        steps = _move_after_batch(steps, name, count)
     prefetch = settings.get("prefetch", NO_PREFETCH)
     if prefetch != NO_PREFETCH:
         steps.append(("prefetch", PrefetchStep(buffer_size=prefetch)))
     changes: dict[str, Any] = {"steps": [s for _, s in steps]}
-    if "deterministic" in settings:
-        changes["options"] = spec.options.model_copy(
-            update={"deterministic": settings["deterministic"]}
+    options = _tuned_options(spec, settings)
+    if options != spec.options:
+        changes["options"] = options
+    if "source.parallel" in settings:
+        changes["source"] = spec.source.model_copy(
+            update={SOURCE_PARALLEL_FIELD: settings["source.parallel"]}
         )
     return spec.replace(**changes)
 
 
-def _vectorized(settings: Mapping[str, Any]) -> list[int]:
-    return [_index(k) for k, v in settings.items() if k.endswith(".vectorize") and v]
+def _tuned_options(spec: PipelineSpec, settings: Mapping[str, Any]):
+    update = {
+        field: settings[f"options.{field}"]
+        for field in ("max_intra_op_parallelism", "private_threadpool_size", "autotune")
+        if f"options.{field}" in settings
+    }
+    if "deterministic" in settings:
+        update["deterministic"] = settings["deterministic"]
+    return spec.options.model_copy(update=update) if update else spec.options
+
+
+def _vectorized(settings: Mapping[str, Any]) -> list[tuple[int, int]]:
+    return [
+        (_index(k), int(v))
+        for k, v in settings.items()
+        if k.startswith("map[") and k.endswith(".vectorize") and v
+    ]
 
 
 def _tuned_step(i: int, step, settings: Mapping[str, Any]):
@@ -301,14 +397,24 @@ def _tuned_step(i: int, step, settings: Mapping[str, Any]):
         update["num_parallel_calls"] = settings[f"map[{i}].parallel"]
     elif isinstance(step, InterleaveStep) and "interleave.parallel" in settings:
         update["num_parallel_calls"] = settings["interleave.parallel"]
-    elif isinstance(step, BatchStep) and "batch_size" in settings:
-        update["batch_size"] = settings["batch_size"]
+    elif isinstance(step, BatchStep):
+        if "batch_size" in settings:
+            update["batch_size"] = settings["batch_size"]
+        if "batch.parallel" in settings:
+            update["num_parallel_calls"] = settings["batch.parallel"]
     return step.model_copy(update=update) if update else step
 
 
-def _move_after_batch(steps, original_index: int):
+def _move_after_batch(steps, original_index: int, count: int):
+    """Move the last `count` augmentations of map `original_index` to just after the batch."""
     at = [i for i, _ in steps].index(original_index)
-    item = steps.pop(at)
+    key, step = steps[at]
+    head, tail = step.augmentations[:-count], step.augmentations[-count:]
+    moved = step.model_copy(update={"augmentations": tail})
+    if head:
+        steps[at] = (key, step.model_copy(update={"augmentations": head}))
+    else:
+        steps.pop(at)
     batch_at = next(j for j in range(at, len(steps)) if isinstance(steps[j][1], BatchStep))
-    steps.insert(batch_at + 1, item)
+    steps.insert(batch_at + 1, (f"vectorized {key}", moved))
     return steps

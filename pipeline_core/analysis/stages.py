@@ -2,38 +2,52 @@
 
 The source alone is timed, then source + steps[0], source + steps[0..1], and
 so on. Everything is compared in examples per second (a batch counts its
-examples), so batch, take and repeat compare fairly. The cost a step adds is
-the difference in microseconds per example between its prefix and the one
-before; the step adding the most is the bottleneck. Parallel steps and
-prefetch can make a prefix faster than the one before (a negative cost).
+examples), so batch, take and repeat compare fairly. Each prefix is timed
+*drained* (`measure`: pulled inside TensorFlow in chunks), so Python's cost of
+pulling one element (~100-250 µs, more than many augmentations) is not charged
+to whichever prefix still yields single elements — without that, a prefix
+before `batch` pays it per example and a cheap source looks like the
+bottleneck. Python's cost is then measured once, where a training loop pays
+it: the whole pipeline pulled by a `for` loop (the *consumer* row). That
+figure is what the pipeline delivers, what a profile run and the tuner's
+baseline measure.
+
+The cost a step adds is the difference in microseconds per example between
+its prefix and the one before; the step adding the most is the bottleneck.
+Parallel steps and prefetch can make a prefix faster than the one before (a
+negative cost).
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core.analysis.measure import Throughput, measure_spec
+from pipeline_core.analysis.measure import WINDOW_S, Throughput, measure_spec
 from pipeline_core.spec import PipelineSpec
 
-Measure = Callable[[PipelineSpec], Throughput]
+Measure = Callable[[PipelineSpec, str], Throughput]
+CONSUMER_LABEL = "consumer (Python for loop)"
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One prefix: the source (`step_index` None) or the pipeline up to a step."""
+    """One row: the source (`step_index` None), a prefix up to a step, or the consumer."""
 
     step_index: int | None
     label: str
     examples_per_s: float
     us_per_example: float
     added_us_per_example: float
+    kind: str = "step"  # "source", "step" or "consumer"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "step_index": self.step_index,
             "label": self.label,
+            "kind": self.kind,
             "examples_per_s": self.examples_per_s,
             "us_per_example": self.us_per_example,
             "added_us_per_example": self.added_us_per_example,
@@ -42,26 +56,44 @@ class Stage:
 
 @dataclass(frozen=True)
 class StageReport:
-    """Every stage of one spec, in order; derived figures as methods."""
+    """Every stage of one spec in order, then the consumer; derived figures as methods."""
 
     spec: PipelineSpec
     stages: tuple[Stage, ...]
+    consumer: Stage | None = None
+
+    @property
+    def rows(self) -> tuple[Stage, ...]:
+        """The stages, then the consumer row when measured."""
+        return self.stages + ((self.consumer,) if self.consumer is not None else ())
 
     def bottleneck(self) -> Stage:
-        """The stage that adds the most time per example."""
+        """The pipeline stage that adds the most time per example (never the consumer)."""
         return max(self.stages, key=lambda s: s.added_us_per_example)
 
+    def consumer_bound(self) -> bool:
+        """The consumer's per-element cost exceeds what any stage adds."""
+        worst = self.bottleneck().added_us_per_example
+        return self.consumer is not None and self.consumer.added_us_per_example > worst
+
     def share(self, stage: Stage) -> float:
-        """Share of the positive per-example cost that `stage` adds (0..1)."""
-        total = sum(max(s.added_us_per_example, 0.0) for s in self.stages)
+        """Share of the positive per-example cost (stages and consumer) `stage` adds (0..1)."""
+        total = sum(max(s.added_us_per_example, 0.0) for s in self.rows)
         return max(stage.added_us_per_example, 0.0) / total if total > 0 else 0.0
 
     def step(self, index: int | None) -> Stage:
+        """The stage of steps[index] (None: the source)."""
         return next(s for s in self.stages if s.step_index == index)
 
     @property
     def final(self) -> Stage:
+        """The whole pipeline, drained (its own work, no consumer)."""
         return self.stages[-1]
+
+    @property
+    def delivered(self) -> Stage:
+        """The rate a training loop sees: the consumer row (the final stage without one)."""
+        return self.consumer if self.consumer is not None else self.final
 
     def to_dict(self) -> dict[str, Any]:
         worst = self.bottleneck()
@@ -70,8 +102,10 @@ class StageReport:
             "bottleneck_step": worst.step_index,
             "bottleneck_label": worst.label,
             "bottleneck_share": self.share(worst),
-            "examples_per_s": self.final.examples_per_s,
-            "stages": [{**s.to_dict(), "share": self.share(s)} for s in self.stages],
+            "consumer_bound": self.consumer_bound(),
+            "examples_per_s": self.delivered.examples_per_s,
+            "drained_examples_per_s": self.final.examples_per_s,
+            "stages": [{**s.to_dict(), "share": self.share(s)} for s in self.rows],
         }
 
 
@@ -96,51 +130,77 @@ def prefixes(spec: PipelineSpec) -> list[tuple[int | None, PipelineSpec]]:
 def analyze_stages(
     spec: PipelineSpec,
     *,
-    seconds: float = 0.5,
+    seconds: float = WINDOW_S,
+    rounds: int = 1,
+    consumer: bool = True,
     measure: Measure | None = None,
-    on_stage: Callable[[Stage, int, int], None] | None = None,
+    on_stage: Callable[[Stage | None, int, int], None] | None = None,
 ) -> StageReport:
-    """Time every prefix of `spec` and attribute cost to each step.
+    """Time every prefix of `spec` (drained), then the whole of it as a consumer pulls it.
 
     Args:
         spec: the pipeline.
-        seconds: timed window per prefix.
-        measure: spec -> Throughput (default: `measure_spec` with `seconds`).
-        on_stage: progress callback `(stage, done, total)`.
+        seconds: timed window of each measurement.
+        rounds: measure every row this many times, round after round (so a slow
+            spell of a shared machine touches every row alike), and keep the median.
+        consumer: also time the whole pipeline through a Python loop (the consumer row).
+        measure: `(spec, mode) -> Throughput` (default: `measure_spec` with `seconds`).
+        on_stage: progress callback `(stage, done, total)` after each measurement;
+            `stage` is the finished row in the last round, else None.
 
     Raises:
         MeasureError, BuildError: a prefix cannot be built or iterated.
+        ValueError: rounds < 1.
     """
+    if rounds < 1:
+        raise ValueError(f"The `rounds` argument should be >= 1. Received: rounds={rounds}")
     if measure is None:
 
-        def measure(s: PipelineSpec) -> Throughput:
-            return measure_spec(s, seconds=seconds)
+        def measure(s: PipelineSpec, mode: str) -> Throughput:
+            return measure_spec(s, seconds=seconds, mode=mode)
 
-    stages: list[Stage] = []
-    previous_us = 0.0
-    todo = prefixes(spec)
-    for done, (index, prefix) in enumerate(todo, start=1):
-        result = measure(prefix)
-        us = result.us_per_example
-        stage = Stage(
-            step_index=index,
-            label=stage_label(spec, index),
-            examples_per_s=result.examples_per_s,
-            us_per_example=us,
-            added_us_per_example=us - previous_us,
-        )
-        stages.append(stage)
-        previous_us = us
-        if on_stage is not None:
-            on_stage(stage, done, len(todo))
-    return StageReport(spec=spec, stages=tuple(stages))
+    todo: list[tuple[int | None, PipelineSpec, str]] = [
+        (index, prefix, "drained") for index, prefix in prefixes(spec)
+    ]
+    if consumer:
+        todo.append((None, spec, "consumer"))
+    us: list[list[float]] = [[] for _ in todo]
+    total = rounds * len(todo)
+    rows: list[Stage] = []
+    done = 0
+    for round_ in range(rounds):
+        previous_us = 0.0
+        for k, (index, prefix, mode) in enumerate(todo):
+            us[k].append(measure(prefix, mode).us_per_example)
+            done += 1
+            stage = None
+            if round_ == rounds - 1:
+                figure = statistics.median(us[k])
+                kind = "consumer" if mode == "consumer" else "step"
+                if mode == "drained" and index is None:
+                    kind = "source"
+                stage = Stage(
+                    step_index=index,
+                    label=CONSUMER_LABEL if kind == "consumer" else stage_label(spec, index),
+                    examples_per_s=1e6 / figure if figure > 0 else 0.0,
+                    us_per_example=figure,
+                    added_us_per_example=figure - previous_us,
+                    kind=kind,
+                )
+                rows.append(stage)
+                previous_us = figure
+            if on_stage is not None:
+                on_stage(stage, done, total)
+    stages = tuple(r for r in rows if r.kind != "consumer")
+    row = next((r for r in rows if r.kind == "consumer"), None)
+    return StageReport(spec=spec, stages=stages, consumer=row)
 
 
 def format_stage_table(report: StageReport) -> str:
-    """A plain-text table of the stages with the bottleneck marked."""
+    """A plain-text table of the stages and the consumer, the bottleneck marked."""
     worst = report.bottleneck()
     rows = [f"{'stage':<48} {'examples/s':>12} {'µs/example':>11} {'added µs':>10} {'share':>6}"]
-    for s in report.stages:
+    for s in report.rows:
         mark = "  <- bottleneck" if s is worst else ""
         rows.append(
             f"{s.label[:48]:<48} {s.examples_per_s:>12,.0f} {s.us_per_example:>11.1f} "

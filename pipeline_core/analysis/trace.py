@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline_core._tf import tf as _tf
-from pipeline_core.analysis.measure import is_batched
+from pipeline_core.analysis.examples import examples_in, is_batched
+from pipeline_core.build import build
 from pipeline_core.paths import data_dir
 from pipeline_core.spec import PipelineSpec
 
@@ -56,8 +57,6 @@ def capture_trace(
     Raises:
         TraceError: the profiler is already running or failed to write the trace.
     """
-    from pipeline_core.build import build  # noqa: PLC0415
-
     tf = _tf()
     logdir = Path(logdir) if logdir is not None else default_logdir()
     logdir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +74,7 @@ def capture_trace(
     try:
         for element in dataset:
             elements += 1
-            examples += int(tf.nest.flatten(element)[-1].shape[0]) if batched else 1
+            examples += examples_in(element, batched=batched)
     finally:
         seconds = time.perf_counter() - start
         tf.profiler.experimental.stop()
