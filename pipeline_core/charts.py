@@ -28,16 +28,20 @@ class RunSeries:
         name: legend name.
         batches: column name (`BATCH_COLUMNS`) -> list, one entry per batch.
         readings: flat reading dicts (`metrics.Reading.to_dict()`), each with `t`.
+        baseline_mb: private memory of the process with TensorFlow loaded, before the
+            pipeline was built (None when unknown, e.g. runs stored before it was measured).
     """
 
     name: str
     batches: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     readings: Sequence[Mapping[str, Any]] = ()
+    baseline_mb: float | None = None
 
     @classmethod
     def from_record(cls, record: Any, *, name: str | None = None) -> RunSeries:
         """From a stored `RunRecord`."""
-        return cls(name or f"#{record.id} {record.name}", record.batches, record.readings)
+        baseline = (record.summary or {}).get("private_baseline_mb")
+        return cls(name or f"#{record.id} {record.name}", record.batches, record.readings, baseline)
 
     @classmethod
     def from_snapshot(cls, snapshot: Any, *, name: str = "live run") -> RunSeries:
@@ -51,6 +55,7 @@ class RunSeries:
                 "examples": list(snapshot.batch_examples),
             },
             [r.to_dict() for r in snapshot.readings],
+            _baseline_mb(snapshot),
         )
 
     @classmethod
@@ -66,6 +71,7 @@ class RunSeries:
                 "step_ms": [s / 1e6 for s in result.steps_ns],
             },
             [r.to_dict() for r in result.readings],
+            _baseline_mb(result),
         )
 
     def column(self, name: str) -> np.ndarray:
@@ -79,19 +85,34 @@ class RunSeries:
         return np.array([np.nan if v is None else v for v in values], dtype=float)
 
     @property
+    def has_memory_kinds(self) -> bool:
+        """Whether the readings tell private memory apart (runs stored before did not)."""
+        return any(r.get("private_mb") is not None for r in self.readings)
+
+    @property
     def has_gpu(self) -> bool:
         """Whether any reading holds a GPU value."""
         return any(r.get("gpu_utilization_percent") is not None for r in self.readings)
 
 
-def _figure(title: str, x: str, y: str, *, height: int = _HEIGHT) -> go.Figure:
+def _baseline_mb(run: Any) -> float | None:
+    baseline = getattr(run, "baseline", None)
+    return None if baseline is None else baseline.private_mb
+
+
+def _figure(
+    title: str, x: str, y: str, *, height: int = _HEIGHT, subtitle: str | None = None
+) -> go.Figure:
     fig = go.Figure()
+    heading: dict[str, Any] = {"text": title, "font": {"size": 14}}
+    if subtitle:
+        heading["subtitle"] = {"text": subtitle, "font": {"size": 11, "color": "#52606d"}}
     fig.update_layout(
-        title={"text": title, "font": {"size": 14}},
+        title=heading,
         xaxis_title=x,
         yaxis_title=y,
         height=height,
-        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        margin={"l": 50, "r": 10, "t": 58 if subtitle else 40, "b": 40},
         legend={"orientation": "h", "y": -0.25, "x": 0},
         template="plotly_white",
         uirevision=title,  # keep zoom/legend state while a live chart updates
@@ -172,18 +193,46 @@ def cpu(runs: Sequence[RunSeries], *, per_core: bool = True) -> go.Figure:
     return fig
 
 
+MEMORY_SUBTITLE = (
+    "private: what the pipeline process holds (the ceiling applies) · "
+    "file-backed: mapped files, reclaimable · RSS: both"
+)
+
+
 def memory(runs: Sequence[RunSeries]) -> go.Figure:
-    """Resident memory of the pipeline process and memory still available."""
-    fig = _figure("Memory", "time (s)", "RSS (MB)")
+    """The pipeline process's memory by kind, TensorFlow's baseline and memory available.
+
+    Private memory (what the process holds) is drawn apart from file-backed pages
+    (mapped libraries and data files, which the system can reclaim) and their sum,
+    the RSS. Runs stored before the kinds were measured show their RSS alone.
+    """
+    single = len(runs) == 1
+    fig = _figure("Memory", "time (s)", "MB", subtitle=MEMORY_SUBTITLE)
     for run in runs:
         t = run.reading("t")
-        fig.add_scatter(x=t, y=run.reading("rss_mb"), mode="lines", name=_label(run, "RSS", runs))
-        fig.add_scatter(x=t, y=run.reading("available_mb"), mode="lines", yaxis="y2",
-                        name=_label(run, "available (right)", runs), line={"dash": "dash"})  # fmt: skip
-    # Available memory is often 100x the RSS: its own axis keeps both readable.
-    fig.update_layout(yaxis={"tickformat": ",.0f"}, margin={"r": 60},
-                      yaxis2={"title": "available (MB)", "overlaying": "y", "side": "right",
-                              "tickformat": ",.0f"})  # fmt: skip
+        if not run.has_memory_kinds:
+            fig.add_scatter(x=t, y=run.reading("rss_mb"), mode="lines",
+                            name=_label(run, "RSS (kinds not measured)", runs))  # fmt: skip
+        else:
+            fig.add_scatter(x=t, y=run.reading("private_mb"), mode="lines",
+                            name=_label(run, "private", runs), line={"width": 2.5})  # fmt: skip
+            fig.add_scatter(x=t, y=run.reading("file_mb"), mode="lines",
+                            name=_label(run, "file-backed", runs), line={"dash": "dashdot"})  # fmt: skip
+            if single:
+                fig.add_scatter(x=t, y=run.reading("rss_mb"), mode="lines", name="RSS",
+                                line={"dash": "dot", "width": 1})  # fmt: skip
+        if single and run.baseline_mb is not None and len(t):
+            fig.add_scatter(x=[t[0], t[-1]], y=[run.baseline_mb] * 2, mode="lines",
+                            name="TensorFlow baseline (private)",
+                            line={"dash": "dash", "width": 1, "color": "#9aa5b1"})  # fmt: skip
+        if single:
+            fig.add_scatter(x=t, y=run.reading("available_mb"), mode="lines", yaxis="y2",
+                            name="available (right)", line={"dash": "dash"})  # fmt: skip
+    fig.update_layout(yaxis={"tickformat": ",.0f", "rangemode": "tozero"})
+    if single:  # available memory is often 100x the process's: its own axis keeps both readable
+        fig.update_layout(margin={"r": 60},
+                          yaxis2={"title": "available (MB)", "overlaying": "y", "side": "right",
+                                  "tickformat": ",.0f"})  # fmt: skip
     return fig
 
 

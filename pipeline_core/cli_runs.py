@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline_core.metrics import MEMORY_NOTE
+
 EXIT_FAILED_RUN = 1
 
 
@@ -46,11 +48,17 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("simulated step", summary.get("step")),
         ("input-bound", _fmt(summary.get("input_bound_percent"), "%", 1)),
         ("process CPU (mean)", _fmt(summary.get("cpu_percent_mean"), "% of a core", 0)),
+        ("held by the pipeline", _fmt(summary.get("held_by_pipeline_mb"), "MB", 0)),
+        ("private memory peak", _fmt(summary.get("private_peak_mb"), "MB", 0)),
+        ("TensorFlow baseline", _fmt(summary.get("private_baseline_mb"), "MB private", 0)),
+        ("file-backed peak", _fmt(summary.get("file_peak_mb"), "MB", 0)),
         ("RSS peak", _fmt(summary.get("rss_peak_mb"), "MB", 0)),
         ("GPU utilisation", _fmt(summary.get("gpu_utilization_mean"), "%", 0)),
     ]
     width = max(len(label) for label, _ in rows)
     lines = [f"{label:<{width}}  {value if value is not None else 'n/a'}" for label, value in rows]
+    if summary.get("private_peak_mb") is not None:
+        lines.append(f"(memory: {MEMORY_NOTE})")
     if summary.get("verdict"):
         lines.append(f"\n{summary['verdict']}")
     return "\n".join(lines)
@@ -119,7 +127,8 @@ def _runs_list(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet; profile a spec with `python -m pipeline_core profile SPEC.json`")
         return 0
-    header = ("id", "created", "status", "batches", "examples/s", "p50 ms", "input-bound", "name")
+    header = ("id", "created", "status", "batches", "examples/s", "p50 ms", "input-bound", "held MB",
+              "name")  # fmt: skip
     rows = [
         (
             str(r.id),
@@ -129,6 +138,7 @@ def _runs_list(args: argparse.Namespace) -> int:
             _fmt(r.examples_per_s, digits=1),
             _fmt(r.latency_p50_ms, digits=3),
             _fmt(r.input_bound_percent, "%", 1),
+            _fmt(r.held_by_pipeline_mb, digits=0),
             r.name,
         )
         for r in runs
@@ -213,7 +223,12 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="path of a pipeline spec JSON file")
     p.add_argument("--batches", type=_positive_int, default=200, help="batch limit (200)")
     p.add_argument("--seconds", type=_positive_float, default=30.0, help="time limit (30 s)")
-    p.add_argument("--memory-mb", type=_positive_int, help="RSS ceiling (default: half the RAM)")
+    p.add_argument(
+        "--memory-mb",
+        type=_positive_int,
+        help="ceiling on the run's private memory; pages of memory-mapped files do not count "
+        "(default: half the available memory)",
+    )
     step = p.add_mutually_exclusive_group()
     step.add_argument("--step-ms", type=float, help="simulate a training step of M ms")
     step.add_argument(

@@ -23,6 +23,7 @@ from typing import Any
 import plotly.io as pio
 
 from pipeline_core import charts
+from pipeline_core.metrics import MEMORY_NOTE
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,12 @@ FIGURES: tuple[Figure, ...] = (
     Figure("input_bound", "input-bound", "%", False, _get("input_bound_percent")),
     Figure("stalls", "stalls", "batches", False, _get("stalls")),
     Figure("cpu", "process CPU (mean)", "% of a core", False, _get("cpu_percent_mean")),
-    Figure("rss", "peak RSS", "MB", False, _get("rss_peak_mb")),
+    Figure("held", "held by the pipeline", "MB", False, _get("held_by_pipeline_mb")),
+    Figure("private", "private memory peak", "MB", False, _get("private_peak_mb")),
+    Figure("baseline", "TensorFlow baseline (private)", "MB", None, _get("private_baseline_mb")),
+    # File pages and RSS are not "worse" when larger: the system reclaims file pages.
+    Figure("file", "file-backed peak", "MB", None, _get("file_peak_mb")),
+    Figure("rss", "peak RSS", "MB", None, _get("rss_peak_mb")),
     Figure("batches", "batches", "", None, _get("batches")),
 )
 
@@ -254,6 +260,7 @@ def html_report(
         f"<h1>{html.escape(title)}</h1><p class='muted'>Generated {stamp} by Pipeline Lab.</p>",
         "<h2>Key figures</h2>",
         _table(figures_table(records, baseline_id=baseline_id), empty="No figures."),
+        f"<p class='muted'>Memory: {html.escape(MEMORY_NOTE)}.</p>",
     ]
     if len(records) > 1:
         parts += [

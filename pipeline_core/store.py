@@ -82,7 +82,11 @@ class StoreError(ValueError):
 
 @dataclass(frozen=True)
 class RunInfo:
-    """One line of `list_runs()`: identity and key figures."""
+    """One line of `list_runs()`: identity and key figures.
+
+    `held_by_pipeline_mb` is the private memory peak above TensorFlow's own
+    (None for runs stored before memory kinds were measured).
+    """
 
     id: int
     name: str
@@ -93,6 +97,7 @@ class RunInfo:
     examples_per_s: float | None
     latency_p50_ms: float | None
     input_bound_percent: float | None
+    held_by_pipeline_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,9 @@ class RunRecord:
     """A stored run with its series.
 
     `batches` maps column name (`BATCH_COLUMNS`) to a list, and `readings` is a
-    list of flat dicts: both go straight into `pandas.DataFrame(...)`.
+    list of flat dicts: both go straight into `pandas.DataFrame(...)`. Summaries
+    and readings are JSON, so figures added later (memory by kind) need no
+    migration: a run stored before them simply lacks the keys (read as unknown).
     """
 
     id: int
@@ -474,6 +481,7 @@ def _info(row: sqlite3.Row) -> RunInfo:
         examples_per_s=summary.get("examples_per_s"),
         latency_p50_ms=latency.get("p50"),
         input_bound_percent=summary.get("input_bound_percent"),
+        held_by_pipeline_mb=summary.get("held_by_pipeline_mb"),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,9 @@ from pipeline_core.charts import RunSeries, rolling_throughput
 from pipeline_core.metrics import GpuReading, Reading
 
 
-def _series(name="run", *, n=20, every_s=0.1, examples=10, gpu=False) -> RunSeries:
+def _series(
+    name="run", *, n=20, every_s=0.1, examples=10, gpu=False, kinds=True, baseline=None
+) -> RunSeries:
     batches = {
         "index": list(range(n)),
         "t_s": [0.5 + i * every_s for i in range(n)],
@@ -27,10 +31,12 @@ def _series(name="run", *, n=20, every_s=0.1, examples=10, gpu=False) -> RunSeri
             rss_mb=100.0 + i,
             available_mb=1000.0,
             gpu=GpuReading(40.0, 500.0, 1000.0) if gpu else None,
+            private_mb=40.0 + i if kinds else None,
+            file_mb=60.0 if kinds else None,
         ).to_dict()
         for i in range(8)
     ]
-    return RunSeries(name, batches, readings)
+    return RunSeries(name, batches, readings, baseline)
 
 
 def test_rolling_throughput_is_exact_for_a_steady_pipeline():
@@ -56,8 +62,23 @@ def test_single_run_figures_have_per_core_and_first_batch_traces():
     cpu_names = [t.name for t in figures["cpu"].data]
     assert cpu_names == ["process (100 = 1 core)", "core 0", "core 1"]
     assert list(figures["wait_histogram"].data[0].x) == [100.0] * 19  # first batch left out
-    rss = figures["memory"].data[0]
-    assert list(rss.y) == [100.0 + i for i in range(8)]
+
+
+def test_the_memory_chart_keeps_private_memory_apart_from_file_pages():
+    figure = charts.run_figures([_series(baseline=35.0)])["memory"]
+    traces = {t.name: t for t in figure.data}
+    assert list(traces) == [
+        "private", "file-backed", "RSS", "TensorFlow baseline (private)", "available (right)"
+    ]  # fmt: skip
+    assert list(traces["private"].y) == [40.0 + i for i in range(8)]
+    assert list(traces["file-backed"].y) == [60.0] * 8
+    assert list(traces["RSS"].y) == [100.0 + i for i in range(8)]
+    assert list(traces["TensorFlow baseline (private)"].y) == [35.0, 35.0]
+    assert "private" in figure.layout.title.subtitle.text  # the one-line explanation
+    compared = charts.memory([_series("a"), _series("b", kinds=False)])
+    assert [t.name for t in compared.data] == [
+        "a · private", "a · file-backed", "b · RSS (kinds not measured)"
+    ]  # fmt: skip
 
 
 def test_compared_runs_overlay_one_trace_each_and_gpu_only_when_measured():
@@ -87,7 +108,13 @@ def test_series_from_a_live_snapshot_and_a_result():
         settings=RunSettings(), waits_ns=(2_000_000, 1_000_000), examples=(4, 4),
         ends_ns=(10_000_000, 20_000_000), steps_ns=(0, 0), readings=(reading,),
     )  # fmt: skip
+    assert RunSeries.from_snapshot(snap).baseline_mb is None
     series = RunSeries.from_result(result)
+    assert series.baseline_mb is None
+    from pipeline_core.metrics import ProcessMemory
+
+    based = RunSeries.from_result(replace(result, baseline=ProcessMemory(700.0, 250.0, 450.0)))
+    assert based.baseline_mb == 250.0
     assert list(series.column("t_s")) == [0.01, 0.02]
     assert list(series.column("wait_ms")) == [2.0, 1.0]
 

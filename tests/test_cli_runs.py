@@ -66,6 +66,12 @@ def test_profile_prints_a_table_and_writes_the_json_summary(profiled):
     assert set(summary["latency_ms"]) >= {"p50", "p90", "p99"}
     assert 0 <= summary["input_bound_percent"] <= 100
     assert summary["cpu_percent_mean"] is not None and summary["rss_peak_mb"] > 0
+    # memory by kind: private beside RSS, TensorFlow's baseline, what the pipeline held
+    assert 0 < summary["private_baseline_mb"] <= summary["private_peak_mb"] < summary["rss_peak_mb"]
+    assert summary["held_by_pipeline_mb"] == pytest.approx(
+        summary["private_peak_mb"] - summary["private_baseline_mb"]
+    )
+    assert "held by the pipeline" in text and "(memory: private = anonymous memory" in text
 
 
 def test_runs_list_show_export_import_rename_delete(profiled, workdir, capsys):

@@ -65,6 +65,25 @@ def test_figures_table_marks_the_baseline_and_shows_ratios():
         figures_table([a, b], baseline_id=9)
 
 
+def test_memory_figures_compare_private_memory_and_leave_file_pages_without_verdict():
+    a = _record(1, "old run", rate=1.0, p50=1.0)  # stored before memory kinds: n/a
+    b = _record(2, "b", rate=1.0, p50=1.0)
+    c = _record(3, "c", rate=1.0, p50=1.0)
+    b.summary.update(private_peak_mb=500.0, held_by_pipeline_mb=250.0, private_baseline_mb=250.0,
+                     file_peak_mb=900.0, rss_peak_mb=1400.0)  # fmt: skip
+    c.summary.update(private_peak_mb=350.0, held_by_pipeline_mb=100.0, private_baseline_mb=250.0,
+                     file_peak_mb=1800.0, rss_peak_mb=2150.0)  # fmt: skip
+    rows = {row.figure.key: row for row in compare_figures([a, b, c], baseline_id=2)}
+    assert rows["held"].values == (None, 250.0, 100.0)
+    assert rows["held"].verdicts() == ("", "same", "better")
+    assert rows["private"].verdicts()[2] == "better"
+    assert rows["file"].verdicts() == ("", "", "")  # page cache is neither better nor worse
+    assert rows["rss"].verdicts() == ("", "", "")
+    table = {r["figure"]: r for r in figures_table([a, b, c], baseline_id=2)}
+    assert table["held by the pipeline"]["#1 old run"] == "n/a"
+    assert table["held by the pipeline"]["#3 c"] == "100  (×0.40 better)"
+
+
 def test_spec_differences_list_only_changed_fields_by_path():
     a = _record(1, "a", rate=1.0, p50=1.0)
     b = _record(2, "b", rate=1.0, p50=1.0, spec=_faster_spec())
@@ -89,6 +108,7 @@ def test_html_report_is_self_contained_and_escapes_names():
     assert page.count("Plotly.newPlot") == 5  # wait, histogram, throughput, cpu, memory
     assert "steps[2].batch_size" in page and "Failed: out of memory" in page
     assert "×2.50 better" in page
+    assert "Memory: private = anonymous memory only the pipeline process holds" in page
     single = html_report([a])
     assert "Spec differences" not in single and single.count("Plotly.newPlot") == 5
     with pytest.raises(ValueError, match="at least one run"):

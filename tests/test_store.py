@@ -96,6 +96,7 @@ def test_an_old_file_is_migrated_keeping_its_runs(db):
     assert (info.name, info.status) == ("old", "completed")
     # columns added by migration 2 work
     assert s.get_run(info.id).batches["index"] == []
+    assert info.held_by_pipeline_mb is None  # stored before memory kinds: unknown, not 0
     new = s.create_run(name="new")
     assert {r.name for r in s.list_runs()} == {"old", "new"} and new != info.id
 
@@ -159,6 +160,27 @@ def test_two_processes_writing_at_once_both_succeed(db):
         assert rec.status == "completed"
         assert len(rec.batches["index"]) == 300
         assert len(rec.readings) == 5
+
+
+def test_a_run_stored_before_memory_kinds_still_charts_and_compares(db):
+    from pipeline_core import charts, report
+
+    s = RunStore(db)
+    old = s.get_run(_full_run(s))  # readings hold RSS only, the summary no private figures
+    new_id = s.create_run(name="new")
+    s.append_readings(new_id, [{"t": 0.0, "rss_mb": 900.0, "private_mb": 300.0, "file_mb": 600.0}])
+    s.finish_run(new_id, status="completed",
+                 summary={"held_by_pipeline_mb": 50.0, "private_baseline_mb": 250.0})  # fmt: skip
+    new = s.get_run(new_id)
+    figure = charts.memory([charts.RunSeries.from_record(r) for r in (old, new)])
+    assert [t.name for t in figure.data] == [
+        "#1 baseline · RSS (kinds not measured)", f"#{new_id} new · private",
+        f"#{new_id} new · file-backed",
+    ]  # fmt: skip
+    assert charts.RunSeries.from_record(new).baseline_mb == 250.0
+    table = {r["figure"]: r for r in report.figures_table([old, new])}
+    assert table["held by the pipeline"]["#1 baseline [baseline]"] == "n/a"
+    assert {i.id: i.held_by_pipeline_mb for i in s.list_runs()} == {old.id: None, new_id: 50.0}
 
 
 # --- managing runs -------------------------------------------------------------------------
