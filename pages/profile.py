@@ -11,7 +11,7 @@ from pages import _state
 from pages._widgets import page_header, short_number
 from pipeline_core import charts
 from pipeline_core.analysis import check_memory, format_bytes
-from pipeline_core.metrics import MB
+from pipeline_core.metrics import MEMORY_NOTE
 from pipeline_core.profile import RunSettings, default_memory_limit_mb, start_profile
 from pipeline_core.spec import SpecError
 from pipeline_core.store import RunStore
@@ -40,8 +40,10 @@ def _settings() -> RunSettings:
                                   key="profile.step_ms", disabled=step != STEPS[1])  # fmt: skip
     memory = mem_col.number_input("Memory ceiling (MB)", min_value=64, step=256,
                                   value=_default_memory(), key="profile.memory_mb",
-                                  help="The run is stopped as failed when the pipeline "
-                                  "process goes above this resident memory.")  # fmt: skip
+                                  help="The run is stopped when the pipeline process holds "
+                                  "more private memory than this. Pages of memory-mapped "
+                                  "files do not count: the system can drop and re-read them, "
+                                  "so a file larger than the ceiling streams to the end.")  # fmt: skip
     return RunSettings(
         max_batches=int(amount) if limit == "batches" else None,
         max_seconds=float(amount) if limit == "seconds" else None,
@@ -169,21 +171,35 @@ def _gpu_note(gpu: str) -> str:
     return f"No GPU readings{detail}. CPU and memory are measured above."
 
 
+def _mb(value: float | None) -> str:
+    return f"{value:,.0f} MiB" if value is not None else "—"
+
+
 def _memory_after(handle) -> None:
-    """The estimate made before the run beside the peak RSS the run measured."""
+    """The estimate made before the run beside what the run measured, by kind."""
     estimate = handle.summary_extra.get("memory_estimate")
-    peak = handle.result(timeout=0).readings_summary().get("rss_peak_mb")
-    if estimate is None and peak is None:
+    memory = handle.result(timeout=0).memory_summary()
+    if estimate is None and memory["rss_peak_mb"] is None:
         return
     total = None if estimate is None else estimate["total_bytes"]
     total = float("inf") if total == "inf" else total
-    left, right, note = st.columns([1, 1, 3])
-    left.metric("estimated buffers", format_bytes(total) if estimate else "—", border=True,
-                help="Cache, shuffle, prefetch and in-flight maps, estimated before the run.")  # fmt: skip
-    right.metric("peak RSS (measured)", format_bytes(peak * MB) if peak else "—", border=True,
-                 help="Resident memory of the pipeline process at its highest.")  # fmt: skip
-    note.caption("The measured RSS also holds TensorFlow itself (about 0.5-1 GB) and the "
-                 "source's working memory; the estimate counts only the buffers.")  # fmt: skip
+    tiles = st.columns(5)
+    tiles[0].metric("estimated buffers", format_bytes(total) if estimate else "—", border=True,
+                    help="Source arrays, cache, shuffle, prefetch and in-flight maps, "
+                    "estimated before the run.")  # fmt: skip
+    tiles[1].metric("held by pipeline", _mb(memory["held_by_pipeline_mb"]), border=True,
+                    help="Private memory peak minus TensorFlow's own (measured before the "
+                    "pipeline was built): compare it with the estimate.")  # fmt: skip
+    tiles[2].metric("private peak", _mb(memory["private_peak_mb"]), border=True,
+                    help="Anonymous memory the pipeline process held at its highest, "
+                    "TensorFlow included; the memory ceiling applies to it.")  # fmt: skip
+    tiles[3].metric("TF baseline", _mb(memory["private_baseline_mb"]), border=True,
+                    help="Private memory of the process with TensorFlow loaded, before the "
+                    "pipeline was built.")  # fmt: skip
+    tiles[4].metric("peak RSS", _mb(memory["rss_peak_mb"]), border=True,
+                    help="Every resident page: private memory plus pages of mapped files "
+                    "(libraries, memory-mapped data), which the system can reclaim.")  # fmt: skip
+    st.caption(f"Memory: {MEMORY_NOTE}.")
 
 
 def _outcome(snap, handle) -> None:

@@ -9,13 +9,16 @@ import streamlit as st
 
 from pages._widgets import page_header, short_number
 from pipeline_core import charts, report
+from pipeline_core.metrics import MEMORY_NOTE
 from pipeline_core.store import STATUSES, RunStore, StoreError
 
 SELECTED = "runs.selected"
 LINK = "runs.link"  # the ?run= value last applied to the selection
 MISSING = "—"  # a figure the run did not produce (failed early, no step, ...)
 NUMBER_FORMATS = {"batches": "{:,.0f}", "examples/s": "{:,.0f}", "p50 wait (ms)": "{:.2f}",
-                  "input-bound %": "{:.0f}"}  # fmt: skip
+                  "input-bound %": "{:.0f}", "held (MB)": "{:,.0f}"}  # fmt: skip
+# report.FIGURES keys of the memory tiles, one tile each
+MEMORY_FIGURES = ("held", "private", "baseline", "file", "rss")
 SORTS = {"newest": ("id", False), "oldest": ("id", True), "fastest": ("examples/s", False),
          "lowest p50 wait": ("p50 wait (ms)", True), "name": ("name", True)}  # fmt: skip
 
@@ -31,13 +34,15 @@ def _history(store: RunStore) -> pd.DataFrame:
             "examples/s": r.examples_per_s,
             "p50 wait (ms)": r.latency_p50_ms,
             "input-bound %": r.input_bound_percent,
+            "held (MB)": r.held_by_pipeline_mb,
             "reason": r.error or "",
         }  # fmt: skip
         for r in store.list_runs()
     ]
     table = pd.DataFrame(rows, columns=["id", "name", "created", "status", "batches", "examples/s",
-                                       "p50 wait (ms)", "input-bound %", "reason"])  # fmt: skip
-    for column in ("batches", "examples/s", "p50 wait (ms)", "input-bound %"):
+                                       "p50 wait (ms)", "input-bound %", "held (MB)",
+                                       "reason"])  # fmt: skip
+    for column in ("batches", "examples/s", "p50 wait (ms)", "input-bound %", "held (MB)"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     return table
 
@@ -125,10 +130,18 @@ def _settings_text(settings: dict) -> str:
 
 
 def _figure_tiles(summary: dict) -> None:
-    tiles = st.columns(5)
-    for tile, (figure, value) in zip(tiles, report.key_figures(summary)[:5], strict=True):
-        label = f"{figure.label} ({figure.unit})" if figure.unit else figure.label
-        tile.metric(label, short_number(value), border=True)
+    figures = report.key_figures(summary)
+    memory = [(f, v) for f, v in figures if f.key in MEMORY_FIGURES]
+    for row in (figures[:5], memory):
+        tiles = st.columns(5)
+        for tile, (figure, value) in zip(tiles, row, strict=True):
+            label = f"{figure.label} ({figure.unit})" if figure.unit else figure.label
+            tile.metric(label, short_number(value), border=True)
+    if summary.get("private_peak_mb") is not None:
+        st.caption(f"Memory: {MEMORY_NOTE}.")
+    else:
+        st.caption("Memory by kind was not measured for this run (stored before it was); "
+                   "its peak RSS includes pages of mapped files.")  # fmt: skip
 
 
 def _charts(records: list, *, key: str) -> None:
@@ -165,8 +178,10 @@ def _compare(store: RunStore, records: list) -> None:
     labels = {r.id: report.run_label(r) for r in records}
     baseline = st.selectbox("Baseline", list(labels), format_func=labels.get, key="runs.baseline")
     st.markdown("**Key figures** (ratio against the baseline)")
-    st.dataframe(report.figures_table(records, baseline_id=baseline), hide_index=True,
-                 width="stretch")  # fmt: skip
+    table = report.figures_table(records, baseline_id=baseline)
+    # Tall enough for every figure: no scrolling inside the table.
+    st.dataframe(table, hide_index=True, width="stretch", height=38 + 35 * len(table))
+    st.caption(f"Memory: {MEMORY_NOTE}.")
     st.markdown("**Spec differences**")
     diffs = report.spec_differences(records)
     if diffs:

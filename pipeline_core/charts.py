@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 BATCH_COLUMNS = ("index", "t_s", "wait_ms", "examples", "step_ms")
 THROUGHPUT_WINDOW_S = 1.0
 _HEIGHT = 280
+_COLORS = plotly.colors.qualitative.Plotly
 
 
 @dataclass(frozen=True)
@@ -193,46 +195,66 @@ def cpu(runs: Sequence[RunSeries], *, per_core: bool = True) -> go.Figure:
     return fig
 
 
-MEMORY_SUBTITLE = (
-    "private: what the pipeline process holds (the ceiling applies) · "
-    "file-backed: mapped files, reclaimable · RSS: both"
+MEMORY_SUBTITLE = "private: held by the process (the ceiling applies) · file-backed: reclaimable"
+COMPARE_MEMORY_SUBTITLE = (
+    "solid: private, held by the process (the ceiling applies) · dotted: file-backed, reclaimable"
 )
+_MEMORY_HEIGHT = 330
 
 
 def memory(runs: Sequence[RunSeries]) -> go.Figure:
     """The pipeline process's memory by kind, TensorFlow's baseline and memory available.
 
     Private memory (what the process holds) is drawn apart from file-backed pages
-    (mapped libraries and data files, which the system can reclaim) and their sum,
-    the RSS. Runs stored before the kinds were measured show their RSS alone.
+    (mapped libraries and data files, which the system can reclaim). One run also
+    shows their sum (the RSS), TensorFlow's baseline and the memory available;
+    compared runs get one colour each, solid private and dotted file-backed. Runs
+    stored before the kinds were measured show their RSS alone.
     """
-    single = len(runs) == 1
-    fig = _figure("Memory", "time (s)", "MB", subtitle=MEMORY_SUBTITLE)
-    for run in runs:
+    if len(runs) != 1:
+        return _compared_memory(runs)
+    [run] = runs
+    fig = _figure("Memory", "time (s)", "MB", height=_MEMORY_HEIGHT, subtitle=MEMORY_SUBTITLE)
+    t = run.reading("t")
+    if not run.has_memory_kinds:
+        fig.add_scatter(x=t, y=run.reading("rss_mb"), mode="lines",
+                        name="RSS (kinds not measured)")  # fmt: skip
+    else:
+        fig.add_scatter(x=t, y=run.reading("private_mb"), mode="lines", name="private",
+                        line={"width": 2.5})  # fmt: skip
+        fig.add_scatter(x=t, y=run.reading("file_mb"), mode="lines", name="file-backed",
+                        line={"dash": "dot"})  # fmt: skip
+        fig.add_scatter(x=t, y=run.reading("rss_mb"), mode="lines", name="RSS",
+                        line={"width": 1})  # fmt: skip
+    if run.baseline_mb is not None and len(t):
+        fig.add_scatter(x=[t[0], t[-1]], y=[run.baseline_mb] * 2, mode="lines",
+                        name="TF baseline", line={"dash": "dash", "width": 1, "color": "#9aa5b1"})  # fmt: skip
+    fig.add_scatter(x=t, y=run.reading("available_mb"), mode="lines", yaxis="y2",
+                    name="available (right)", line={"dash": "dash", "width": 1})  # fmt: skip
+    # Available memory is often 100x the process's: its own axis keeps both readable.
+    fig.update_layout(yaxis={"tickformat": ",.0f", "rangemode": "tozero"}, margin={"r": 60},
+                      legend={"y": -0.3},
+                      yaxis2={"title": "available (MB)", "overlaying": "y", "side": "right",
+                              "tickformat": ",.0f", "showgrid": False})  # fmt: skip
+    return fig
+
+
+def _compared_memory(runs: Sequence[RunSeries]) -> go.Figure:
+    fig = _figure("Memory", "time (s)", "MB", height=_MEMORY_HEIGHT,
+                  subtitle=COMPARE_MEMORY_SUBTITLE)  # fmt: skip
+    for i, run in enumerate(runs):
+        color = _COLORS[i % len(_COLORS)]
         t = run.reading("t")
         if not run.has_memory_kinds:
-            fig.add_scatter(x=t, y=run.reading("rss_mb"), mode="lines",
-                            name=_label(run, "RSS (kinds not measured)", runs))  # fmt: skip
-        else:
-            fig.add_scatter(x=t, y=run.reading("private_mb"), mode="lines",
-                            name=_label(run, "private", runs), line={"width": 2.5})  # fmt: skip
-            fig.add_scatter(x=t, y=run.reading("file_mb"), mode="lines",
-                            name=_label(run, "file-backed", runs), line={"dash": "dashdot"})  # fmt: skip
-            if single:
-                fig.add_scatter(x=t, y=run.reading("rss_mb"), mode="lines", name="RSS",
-                                line={"dash": "dot", "width": 1})  # fmt: skip
-        if single and run.baseline_mb is not None and len(t):
-            fig.add_scatter(x=[t[0], t[-1]], y=[run.baseline_mb] * 2, mode="lines",
-                            name="TensorFlow baseline (private)",
-                            line={"dash": "dash", "width": 1, "color": "#9aa5b1"})  # fmt: skip
-        if single:
-            fig.add_scatter(x=t, y=run.reading("available_mb"), mode="lines", yaxis="y2",
-                            name="available (right)", line={"dash": "dash"})  # fmt: skip
-    fig.update_layout(yaxis={"tickformat": ",.0f", "rangemode": "tozero"})
-    if single:  # available memory is often 100x the process's: its own axis keeps both readable
-        fig.update_layout(margin={"r": 60},
-                          yaxis2={"title": "available (MB)", "overlaying": "y", "side": "right",
-                                  "tickformat": ",.0f"})  # fmt: skip
+            fig.add_scatter(x=t, y=run.reading("rss_mb"), mode="lines", line={"color": color},
+                            name=f"{run.name} (RSS: kinds not measured)")  # fmt: skip
+            continue
+        fig.add_scatter(x=t, y=run.reading("private_mb"), mode="lines", name=run.name,
+                        legendgroup=run.name, line={"color": color, "width": 2.5})  # fmt: skip
+        fig.add_scatter(x=t, y=run.reading("file_mb"), mode="lines", legendgroup=run.name,
+                        name=f"{run.name} · file-backed", showlegend=False,
+                        line={"color": color, "dash": "dot"})  # fmt: skip
+    fig.update_layout(yaxis={"tickformat": ",.0f", "rangemode": "tozero"}, legend={"y": -0.3})
     return fig
 
 

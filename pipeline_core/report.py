@@ -57,9 +57,9 @@ FIGURES: tuple[Figure, ...] = (
     Figure("input_bound", "input-bound", "%", False, _get("input_bound_percent")),
     Figure("stalls", "stalls", "batches", False, _get("stalls")),
     Figure("cpu", "process CPU (mean)", "% of a core", False, _get("cpu_percent_mean")),
-    Figure("held", "held by the pipeline", "MB", False, _get("held_by_pipeline_mb")),
-    Figure("private", "private memory peak", "MB", False, _get("private_peak_mb")),
-    Figure("baseline", "TensorFlow baseline (private)", "MB", None, _get("private_baseline_mb")),
+    Figure("held", "held by pipeline", "MB", False, _get("held_by_pipeline_mb")),
+    Figure("private", "private peak", "MB", False, _get("private_peak_mb")),
+    Figure("baseline", "TF baseline", "MB", None, _get("private_baseline_mb")),
     # File pages and RSS are not "worse" when larger: the system reclaims file pages.
     Figure("file", "file-backed peak", "MB", None, _get("file_peak_mb")),
     Figure("rss", "peak RSS", "MB", None, _get("rss_peak_mb")),

@@ -64,12 +64,16 @@ def test_short_profile_run_ends_with_a_result_and_is_stored():
     assert "No GPU readings" in _texts(at) or len(at.get("plotly_chart")) == 6
     assert "no GPU: " not in _texts(at)  # the reason is not prefixed twice
     assert tiles["estimated buffers"].endswith("MiB")  # the estimate made before the run ...
-    assert tiles["peak RSS (measured)"].endswith("iB")  # ... beside what the run measured
+    assert tiles["peak RSS"].endswith("iB")  # ... beside what the run measured
+    assert tiles["held by pipeline"].endswith("iB") and tiles["private peak"].endswith("iB")
+    assert "Memory: private = anonymous memory" in _texts(at)
     run = RunStore().list_runs()[0]
     assert (run.status, run.batches) == ("completed", 12)
     stored = RunStore().get_run(run.id).summary
     assert stored["memory_estimate"]["level"] in ("ok", "warn")
     assert stored["memory_estimate"]["total_bytes"] > 0 and stored["rss_peak_mb"] > 0
+    assert stored["held_by_pipeline_mb"] is not None and stored["private_baseline_mb"] > 0
+    assert run.held_by_pipeline_mb == stored["held_by_pipeline_mb"]
     link = at.get("page_link")[0]
     assert f"#{run.id}" in link.proto.label and f"run={run.id}" in link.proto.query_string
 
@@ -103,6 +107,9 @@ def test_shareable_link_opens_the_run_with_exports(two_runs):
     at = _app("pages/runs.py", run=str(two_runs[0]))
     assert at.multiselect(key="runs.selected").value == [two_runs[0]]
     assert f"#{two_runs[0]} baseline-b32" in _texts(at)
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["held by pipeline (MB)"] == "—"  # stored without memory kinds
+    assert "Memory by kind was not measured for this run" in _texts(at)
     assert "baseline-b32 delivers" in _texts(at)
     labels = {b.label for b in at.get("download_button")}
     assert {"HTML report", "CSV", "JSON"} <= labels
@@ -202,6 +209,7 @@ def test_missing_figures_show_a_dash_in_the_history(two_runs):
         assert list(table.value["name"]) == ["failed-early"]
         row = dict(zip(table.value.columns, _display_values(table)[0], strict=True))
         assert row["examples/s"] == row["p50 wait (ms)"] == row["input-bound %"] == "—"
+        assert row["held (MB)"] == "—"  # not measured: never a made-up 0
         assert row["batches"] == "0"
         at.text_input(key="runs.filter").set_value("baseline-b32").run()
         shown = dict(zip(at.dataframe[0].value.columns, _display_values(at.dataframe[0])[0],

@@ -67,18 +67,20 @@ def test_single_run_figures_have_per_core_and_first_batch_traces():
 def test_the_memory_chart_keeps_private_memory_apart_from_file_pages():
     figure = charts.run_figures([_series(baseline=35.0)])["memory"]
     traces = {t.name: t for t in figure.data}
-    assert list(traces) == [
-        "private", "file-backed", "RSS", "TensorFlow baseline (private)", "available (right)"
-    ]  # fmt: skip
+    assert list(traces) == ["private", "file-backed", "RSS", "TF baseline", "available (right)"]
     assert list(traces["private"].y) == [40.0 + i for i in range(8)]
     assert list(traces["file-backed"].y) == [60.0] * 8
     assert list(traces["RSS"].y) == [100.0 + i for i in range(8)]
-    assert list(traces["TensorFlow baseline (private)"].y) == [35.0, 35.0]
+    assert list(traces["TF baseline"].y) == [35.0, 35.0]
     assert "private" in figure.layout.title.subtitle.text  # the one-line explanation
     compared = charts.memory([_series("a"), _series("b", kinds=False)])
     assert [t.name for t in compared.data] == [
-        "a · private", "a · file-backed", "b · RSS (kinds not measured)"
-    ]  # fmt: skip
+        "a",
+        "a · file-backed",
+        "b (RSS: kinds not measured)",
+    ]
+    assert compared.data[0].line.color == compared.data[1].line.color  # one colour per run
+    assert compared.data[1].line.dash == "dot" and not compared.data[1].showlegend
 
 
 def test_compared_runs_overlay_one_trace_each_and_gpu_only_when_measured():

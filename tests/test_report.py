@@ -80,8 +80,8 @@ def test_memory_figures_compare_private_memory_and_leave_file_pages_without_verd
     assert rows["file"].verdicts() == ("", "", "")  # page cache is neither better nor worse
     assert rows["rss"].verdicts() == ("", "", "")
     table = {r["figure"]: r for r in figures_table([a, b, c], baseline_id=2)}
-    assert table["held by the pipeline"]["#1 old run"] == "n/a"
-    assert table["held by the pipeline"]["#3 c"] == "100  (×0.40 better)"
+    assert table["held by pipeline"]["#1 old run"] == "n/a"
+    assert table["held by pipeline"]["#3 c"] == "100  (×0.40 better)"
 
 
 def test_spec_differences_list_only_changed_fields_by_path():

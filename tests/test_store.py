@@ -174,12 +174,11 @@ def test_a_run_stored_before_memory_kinds_still_charts_and_compares(db):
     new = s.get_run(new_id)
     figure = charts.memory([charts.RunSeries.from_record(r) for r in (old, new)])
     assert [t.name for t in figure.data] == [
-        "#1 baseline · RSS (kinds not measured)", f"#{new_id} new · private",
-        f"#{new_id} new · file-backed",
+        "#1 baseline (RSS: kinds not measured)", f"#{new_id} new", f"#{new_id} new · file-backed"
     ]  # fmt: skip
     assert charts.RunSeries.from_record(new).baseline_mb == 250.0
     table = {r["figure"]: r for r in report.figures_table([old, new])}
-    assert table["held by the pipeline"]["#1 baseline [baseline]"] == "n/a"
+    assert table["held by pipeline"]["#1 baseline [baseline]"] == "n/a"
     assert {i.id: i.held_by_pipeline_mb for i in s.list_runs()} == {old.id: None, new_id: 50.0}
 
 
