@@ -63,6 +63,12 @@ def rec(gain: float, baseline: float, settings=None) -> Recommendation:
     )
 
 
+def test_agreeing_means_highest_and_lowest_within_the_tolerance():
+    assert agreement(stages=stages(170.0), tune=tuned(141.0, 141.0)).spread() > 0.2
+    assert not agreement(stages=stages(170.0), tune=tuned(141.0, 141.0)).agree()
+    assert agreement(stages=stages(150.0), tune=tuned(141.0, 141.0)).agree()
+
+
 def test_figures_measured_alike_agree_and_say_so():
     found = agreement(
         stages=stages(1000.0), tune=tuned(1040.0, 3000.0), recommendations=[rec(2.9, 980.0)]
@@ -80,7 +86,7 @@ def test_figures_measured_alike_agree_and_say_so():
 def test_a_figure_off_the_others_is_named_with_a_reason():
     found = agreement(stages=stages(2459.0), tune=tuned(1307.0, 3000.0))
     assert not found.agree()
-    assert "differ by more than 10%" in found.summary()
+    assert "differ by 88% (more than 10%)" in found.summary()
     lines = found.explanations()
     assert len(lines) == 2 and all(
         "measured at another time on a shared machine" in x for x in lines

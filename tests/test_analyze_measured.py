@@ -195,3 +195,26 @@ def test_cli_tune_and_bad_input(tmp_path, capsys):
     bad.write_text('{"steps": [{"op": "bogus"}]}')
     assert main(["analyze", str(bad)]) == 2
     assert "unknown op" in capsys.readouterr().err
+
+
+def test_a_cached_pipeline_warms_up_over_one_pass_even_when_it_repeats():
+    from pipeline_core.analysis.measure import cache_pass_examples
+
+    source = {"type": "synthetic", "num_examples": 40, "shape": [2]}
+    cached = load_spec(
+        {
+            "source": source,
+            "steps": [
+                {"op": "map", "augmentations": [{"name": "sleep", "ms": 5}]},
+                {"op": "cache"},
+                {"op": "repeat"},
+                {"op": "batch", "batch_size": 8},
+            ],
+        }
+    )
+    assert cache_pass_examples(cached) == 40
+    batched_first = cached.replace(steps=[{"op": "batch", "batch_size": 8}, {"op": "cache"}])
+    assert cache_pass_examples(batched_first) == 40
+    assert cache_pass_examples(cached.replace(steps=[])) == 1
+    # the window reads the cache: far above one 5 ms sleep per example (200 examples/s)
+    assert measure_spec(cached, seconds=0.2).examples_per_s > 2000

@@ -6,13 +6,8 @@ import math
 
 import pytest
 
-from pipeline_core.analysis.memory import (
-    check_memory,
-    format_bytes,
-    memory_estimate,
-    stage_bytes,
-    stage_counts,
-)
+from pipeline_core.analysis.examples import stage_counts
+from pipeline_core.analysis.memory import check_memory, format_bytes, memory_estimate, stage_bytes
 from pipeline_core.spec import load_spec
 
 

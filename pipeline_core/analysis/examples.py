@@ -1,19 +1,42 @@
-"""How many examples an element holds: the one home of "is this element a batch".
+"""Counting: how many examples an element holds, and how many elements each stage yields.
 
-A spec's elements are batches exactly when a batch step is in it (no step
-unbatches), so batching is read from the spec, not guessed from shapes (an
-image `[H, W, C]` and a batch of vectors `[N, D]` look alike). A batch counts
-the leading dimension of its label (every element is `(features, label)`,
-docs/ARCHITECTURE.md), so the short last batch of an epoch counts what it
-holds. Measurement, stage analysis and the trace all count through here.
+The one home of "is this element a batch". A spec's elements are batches
+exactly when a batch step is in it (no step unbatches), so batching is read
+from the spec, not guessed from shapes (an image `[H, W, C]` and a batch of
+vectors `[N, D]` look alike). A batch counts the leading dimension of its
+label (every element is `(features, label)`, docs/ARCHITECTURE.md), so the
+short last batch of an epoch counts what it holds. Measurement, stage
+analysis and the trace count examples here; the memory estimate, the
+recommendations and the cache warm-up count elements per pass here
+(`stage_counts`).
 """
 
 from __future__ import annotations
 
+import glob
+import math
+import os
+from functools import lru_cache
 from typing import Any
 
 from pipeline_core._tf import tf as _tf
-from pipeline_core.spec import BatchStep, PipelineSpec
+from pipeline_core.build import build, cardinality
+from pipeline_core.paths import resolve_path
+from pipeline_core.sources import list_image_folder
+from pipeline_core.spec import (
+    BatchStep,
+    GeneratorSource,
+    ImageFolderSource,
+    NumpySource,
+    PipelineSpec,
+    RepeatStep,
+    SyntheticSource,
+    TakeStep,
+    TFRecordSource,
+    load_spec,
+)
+
+_COUNT_LIMIT_BYTES = 1 << 30
 
 
 def is_batched(spec: PipelineSpec) -> bool:
@@ -41,3 +64,58 @@ def examples_tensor(element: Any, *, batched: bool) -> Any:
     if label.shape.rank == 0:
         return tf.constant(1, tf.int64)
     return tf.cast(tf.shape(label)[0], tf.int64)
+
+
+# --- elements per pass ------------------------------------------------------------
+
+
+@lru_cache(maxsize=32)
+def _source_count(spec_json: str) -> int | None:
+    spec = load_spec(spec_json)
+    source = spec.source
+    if isinstance(source, SyntheticSource | GeneratorSource) or (
+        isinstance(source, NumpySource) and source.path is None
+    ):
+        return source.num_examples
+    known = cardinality(build(spec.replace(steps=[])))
+    if known is not None:
+        return known
+    if isinstance(source, ImageFolderSource):
+        return len(list_image_folder(str(resolve_path(source.path)))[1])
+    if isinstance(source, TFRecordSource):
+        return _count_records(source)
+    return None
+
+
+def _count_records(source: TFRecordSource) -> int | None:
+    """Records in the TFRecord files (read without parsing), if they total under 1 GiB."""
+    files = sorted(glob.glob(str(resolve_path(source.files))))
+    if not files or sum(os.path.getsize(f) for f in files) > _COUNT_LIMIT_BYTES:
+        return None
+    records = _tf().data.TFRecordDataset(files, compression_type=source.compression or None)
+    return int(records.reduce(0, lambda n, _: n + 1))
+
+
+def stage_counts(spec: PipelineSpec) -> tuple[float | None, ...]:
+    """Elements the source yields (index 0) and each step yields (index k+1) per pass.
+
+    inf means unbounded (an endless repeat), None unknown.
+    """
+    count: float | None = _source_count(spec.replace(steps=[]).to_json(indent=None))
+    out = [count]
+    for step in spec.steps:
+        if isinstance(step, BatchStep) and count is not None and not math.isinf(count):
+            count = (
+                count // step.batch_size
+                if step.drop_remainder
+                else math.ceil(count / step.batch_size)
+            )
+        elif isinstance(step, TakeStep):
+            count = step.count if count is None else min(count, step.count)
+        elif isinstance(step, RepeatStep):
+            if step.count is None:
+                count = math.inf if count != 0 else 0
+            elif count is not None:
+                count = count * step.count
+        out.append(count)
+    return tuple(out)

@@ -86,15 +86,46 @@ def machine_gauge(limit: MachineLimit) -> go.Figure:
     return fig
 
 
-def trials_parallel_coordinates(result: TuneResult) -> go.Figure:
-    """One line per successful trial across the knobs, colored by examples/s."""
-    rows = [r for r in result.trials_table() if r["examples_per_s"] is not None]
-    dims: list[dict[str, Any]] = []
+_SHORT = {
+    "options.max_intra_op_parallelism": "intra-op threads",
+    "options.private_threadpool_size": "thread pool",
+    "options.autotune": "autotune",
+    "interleave.parallel": "interleave",
+    "source.parallel": "decode",
+}
+
+
+def knob_label(name: str) -> str:
+    """A short axis label for a knob (`options.max_intra_op_parallelism` -> intra-op threads)."""
+    return _SHORT.get(name, name)
+
+
+def knob_influence(result: TuneResult) -> dict[str, float]:
+    """Per knob: best examples/s over its values, highest minus lowest (how much it matters)."""
+    out = {}
     for knob in result.space.knobs:
+        best: dict[str, float] = {}
+        for t in result.search.trials:
+            if t.ok:
+                key = repr(t.settings[knob.name])
+                best[key] = max(best.get(key, 0.0), t.score)
+        out[knob.name] = (max(best.values()) - min(best.values())) if len(best) > 1 else 0.0
+    return out
+
+
+def trials_parallel_coordinates(result: TuneResult, *, max_knobs: int = 4) -> go.Figure:
+    """One line per successful trial across the knobs that matter most (the winner's changes
+    first, then by influence, at most `max_knobs`), colored by examples/s."""
+    rows = [r for r in result.trials_table() if r["examples_per_s"] is not None]
+    influence = knob_influence(result)
+    changed = set(result.changes())
+    ranked = sorted(result.space.knobs, key=lambda k: (k.name not in changed, -influence[k.name]))
+    dims: list[dict[str, Any]] = []
+    for knob in ranked[:max_knobs]:
         labels = list(result.space.describe({knob.name: v})[knob.name] for v in knob.values)
         dims.append(
             {
-                "label": knob.name,
+                "label": knob_label(knob.name),
                 "values": [labels.index(r[knob.name]) for r in rows],
                 "tickvals": list(range(len(labels))),
                 "ticktext": labels,
@@ -109,7 +140,13 @@ def trials_parallel_coordinates(result: TuneResult) -> go.Figure:
             dimensions=dims,
         )
     )
-    fig.update_layout(height=_HEIGHT + 40, margin={"l": 60, "r": 40, "t": 50, "b": 20})
+    hidden = len(result.space.knobs) - min(len(result.space.knobs), max_knobs)
+    title = f"{hidden} knobs that mattered less hidden" if hidden else None
+    fig.update_layout(
+        height=_HEIGHT + 40,
+        margin={"l": 60, "r": 40, "t": 60, "b": 20},
+        title={"text": title, "font": {"size": 12}} if title else None,
+    )
     return fig
 
 

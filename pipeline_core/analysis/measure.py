@@ -32,10 +32,15 @@ import time
 from dataclasses import dataclass
 
 from pipeline_core._tf import tf as _tf
-from pipeline_core.analysis.examples import examples_in, examples_tensor, is_batched
+from pipeline_core.analysis.examples import (
+    examples_in,
+    examples_tensor,
+    is_batched,
+    stage_counts,
+)
 from pipeline_core.build import build
 from pipeline_core.metrics import Sampler
-from pipeline_core.spec import CacheStep, PipelineSpec, RepeatStep
+from pipeline_core.spec import BatchStep, CacheStep, PipelineSpec, RepeatStep
 
 WARMUP_S = 0.5  # autotune settles; buffers fill
 WINDOW_S = 1.0  # timed window of a figure that decides something
@@ -96,14 +101,11 @@ class Throughput:
 
 
 def _drained(dataset, *, batched: bool):
-    """`dataset` pulled in chunks inside TensorFlow: (dataset of chunks, examples of one).
-
-    A chunk's example count is returned by `_chunk_examples`.
-    """
+    """`dataset` pulled in chunks inside TensorFlow (`_chunk_examples` counts a chunk)."""
     if batched:
         counts = dataset.map(lambda *element: examples_tensor(element, batched=True))
-        return counts.batch(DRAIN_BATCHES), DRAIN_BATCHES
-    return dataset.shard(DRAIN_ELEMENTS, DRAIN_ELEMENTS - 1), DRAIN_ELEMENTS
+        return counts.batch(DRAIN_BATCHES)
+    return dataset.shard(DRAIN_ELEMENTS, DRAIN_ELEMENTS - 1)
 
 
 def _chunk_examples(chunk, *, batched: bool) -> tuple[int, int]:
@@ -120,7 +122,7 @@ def measure_dataset(
     batched: bool,
     seconds: float = WINDOW_S,
     warmup_s: float = WARMUP_S,
-    warmup_elements: int = 1,
+    warmup_examples: int = 1,
     max_warmup_s: float = 10.0,
     mode: str = "consumer",
 ) -> Throughput:
@@ -131,7 +133,7 @@ def measure_dataset(
         batched: elements are batches (count their leading dimension).
         seconds: length of the timed window.
         warmup_s: minimum warm-up time (buffers fill, autotune settles).
-        warmup_elements: minimum warm-up elements (e.g. one epoch to fill a cache).
+        warmup_examples: minimum warm-up examples (e.g. one pass to fill a cache).
         max_warmup_s: warm-up never lasts longer than this.
         mode: "consumer" (a Python loop pulls each element) or "drained" (pulled
             inside TensorFlow in chunks; see the module docstring).
@@ -144,18 +146,22 @@ def measure_dataset(
         raise ValueError(f"The `mode` argument should be one of {MODES}. Received: mode={mode!r}")
     drained = mode == "drained"
     if drained:
-        dataset, per_pull = _drained(dataset, batched=batched)
-        warmup_pulls = max(1, math.ceil(warmup_elements / per_pull))
-    else:
-        warmup_pulls = max(1, warmup_elements)
+        dataset = _drained(dataset, batched=batched)
+
+    def count(element) -> tuple[int, int]:
+        if drained:
+            return _chunk_examples(element, batched=batched)
+        return examples_in(element, batched=batched), 1
+
     iterator = iter(dataset)
     start = time.perf_counter()
-    seen = 0
+    seen = warm_examples = 0
     try:
-        for _ in iterator:
+        for element in iterator:
             seen += 1
+            warm_examples += count(element)[0]
             elapsed = time.perf_counter() - start
-            warm = elapsed >= warmup_s and seen >= warmup_pulls
+            warm = elapsed >= warmup_s and warm_examples >= warmup_examples
             if warm or elapsed >= max_warmup_s:
                 break
         else:
@@ -171,12 +177,9 @@ def measure_dataset(
         t0 = time.perf_counter()
         next_mark = _MARK_EVERY_S
         for element in iterator:
-            if drained:
-                got, count = _chunk_examples(element, batched=batched)
-            else:
-                got, count = examples_in(element, batched=batched), 1
+            got, pulled = count(element)
             examples += got
-            elements += count
+            elements += pulled
             now = time.perf_counter() - t0
             if now >= next_mark:
                 marks.append((now, examples))
@@ -205,6 +208,20 @@ def measure_dataset(
     )
 
 
+def cache_pass_examples(spec: PipelineSpec) -> int:
+    """Examples one pass through the spec's first memory cache holds (1 without a cache,
+    or when the count cannot be known without reading the data)."""
+    caches = [i for i, s in enumerate(spec.steps) if isinstance(s, CacheStep) and not s.filename]
+    if not caches:
+        return 1
+    counts = stage_counts(spec)
+    passed = counts[caches[0] + 1]
+    if passed is None or math.isinf(passed):
+        return 1
+    batch = math.prod(s.batch_size for s in spec.steps[: caches[0]] if isinstance(s, BatchStep))
+    return int(passed) * batch
+
+
 def measure_spec(
     spec: PipelineSpec,
     *,
@@ -215,14 +232,12 @@ def measure_spec(
 ) -> Throughput:
     """Build `spec` and measure its steady state, repeating it so epochs never end early.
 
-    When the spec caches, the warm-up covers one epoch (up to `max_warmup_s`)
-    so the measurement sees the cache being read, as in training.
+    When the spec caches in memory, the warm-up covers one pass of what the cache
+    holds (up to `max_warmup_s`), so the window sees the cache being read, as in
+    training — also when the spec repeats after the cache.
     """
     dataset = build(spec)
     count = int(dataset.cardinality())
-    warmup_elements = 1
-    if count > 0 and any(isinstance(s, CacheStep) for s in spec.steps):
-        warmup_elements = count
     infinite = count == _tf().data.INFINITE_CARDINALITY or any(
         isinstance(s, RepeatStep) and s.count is None for s in spec.steps
     )
@@ -233,7 +248,7 @@ def measure_spec(
         batched=is_batched(spec),
         seconds=seconds,
         warmup_s=warmup_s,
-        warmup_elements=warmup_elements,
+        warmup_examples=cache_pass_examples(spec),
         max_warmup_s=max_warmup_s,
         mode=mode,
     )

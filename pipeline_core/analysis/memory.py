@@ -9,9 +9,7 @@ dashboard calls `memory_estimate(spec)` before starting a run and
 
 from __future__ import annotations
 
-import glob
 import math
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -19,24 +17,19 @@ from typing import Any
 import psutil
 
 from pipeline_core._tf import tf as _tf
+from pipeline_core.analysis.examples import stage_counts
 from pipeline_core.analysis.machine import available_cores
-from pipeline_core.build import build, cardinality
-from pipeline_core.paths import resolve_path
-from pipeline_core.sources import list_image_folder
+from pipeline_core.build import build
 from pipeline_core.spec import (
     BatchStep,
     CacheStep,
     GeneratorSource,
-    ImageFolderSource,
     MapStep,
     NumpySource,
     PipelineSpec,
     PrefetchStep,
-    RepeatStep,
     ShuffleStep,
     SyntheticSource,
-    TakeStep,
-    TFRecordSource,
     load_spec,
 )
 
@@ -44,7 +37,6 @@ AUTOTUNE_PREFETCH_ELEMENTS = 16  # what an autotuned prefetch buffer is assumed 
 WARN_SHARE = 0.5  # warn above this share of available memory
 CACHE_SHARE = 0.5  # the tuner offers a memory cache only below this share
 _PROBE_EXAMPLES = 4
-_COUNT_LIMIT_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -191,58 +183,6 @@ def _stage_bytes(spec_json: str) -> tuple[int | None, ...]:
 def stage_bytes(spec: PipelineSpec) -> tuple[int | None, ...]:
     """Bytes of one element after the source (index 0) and after each step k (index k+1)."""
     return _stage_bytes(spec.to_json(indent=None))
-
-
-@lru_cache(maxsize=32)
-def _source_count(spec_json: str) -> int | None:
-    spec = load_spec(spec_json)
-    source = spec.source
-    if isinstance(source, SyntheticSource | GeneratorSource) or (
-        isinstance(source, NumpySource) and source.path is None
-    ):
-        return source.num_examples
-    known = cardinality(build(spec.replace(steps=[])))
-    if known is not None:
-        return known
-    if isinstance(source, ImageFolderSource):
-        return len(list_image_folder(str(resolve_path(source.path)))[1])
-    if isinstance(source, TFRecordSource):
-        return _count_records(source)
-    return None
-
-
-def _count_records(source: TFRecordSource) -> int | None:
-    """Records in the TFRecord files (read without parsing), if they total under 1 GiB."""
-    files = sorted(glob.glob(str(resolve_path(source.files))))
-    if not files or sum(os.path.getsize(f) for f in files) > _COUNT_LIMIT_BYTES:
-        return None
-    records = _tf().data.TFRecordDataset(files, compression_type=source.compression or None)
-    return int(records.reduce(0, lambda n, _: n + 1))
-
-
-def stage_counts(spec: PipelineSpec) -> tuple[float | None, ...]:
-    """Elements the source yields (index 0) and each step yields (index k+1) per pass.
-
-    inf means unbounded (an endless repeat), None unknown.
-    """
-    count: float | None = _source_count(spec.replace(steps=[]).to_json(indent=None))
-    out = [count]
-    for step in spec.steps:
-        if isinstance(step, BatchStep) and count is not None and not math.isinf(count):
-            count = (
-                count // step.batch_size
-                if step.drop_remainder
-                else math.ceil(count / step.batch_size)
-            )
-        elif isinstance(step, TakeStep):
-            count = step.count if count is None else min(count, step.count)
-        elif isinstance(step, RepeatStep):
-            if step.count is None:
-                count = math.inf if count != 0 else 0
-            elif count is not None:
-                count = count * step.count
-        out.append(count)
-    return tuple(out)
 
 
 # --- the estimate ---------------------------------------------------------------

@@ -24,13 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pipeline_core.analysis.examples import stage_counts
 from pipeline_core.analysis.measure import WINDOW_S, measure_spec
-from pipeline_core.analysis.memory import (
-    available_bytes,
-    cache_bytes,
-    format_bytes,
-    stage_counts,
-)
+from pipeline_core.analysis.memory import available_bytes, cache_bytes, format_bytes
 from pipeline_core.analysis.space import leading_deterministic, movable_suffix, realize
 from pipeline_core.analysis.stages import StageReport
 from pipeline_core.spec import (
