@@ -3,16 +3,33 @@
 Every measurement runs as a job in a child process (`pipeline_core.analysis.jobs`):
 a pipeline that crashes, runs out of memory or hangs ends as a failure with its
 reason, and the dashboard keeps serving. A timed fragment shows the running job.
+The tuner's headline, its table and the recommendations come from one result
+each and are cross-checked by the core (`analysis.agreement`); the page shows
+what it says.
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 import pandas as pd
 import streamlit as st
 
 from pages import _state
 from pages._widgets import page_header
-from pipeline_core.analysis import JOBS, check_memory, figures, format_bytes, start_analysis
+from pipeline_core.analysis import (
+    JOBS,
+    WINDOW_S,
+    agreement,
+    check_memory,
+    figures,
+    format_bytes,
+    latest_profile_run,
+    recommendation_checks,
+    seeds_of,
+    start_analysis,
+)
+from pipeline_core.store import RunStore, StoreError
 
 KEY = "analyze."
 REFRESH_S = 0.5
@@ -56,18 +73,19 @@ def _results() -> dict:
 def _options(kind: str, results: dict) -> dict:
     """The job's options, read from this page's widgets."""
     ss = st.session_state
-    seconds = float(ss.get(KEY + "seconds", 0.5))
+    seconds = float(ss.get(KEY + "seconds", WINDOW_S))
     if kind == "stages":
-        return {"seconds": seconds}
+        return {"seconds": seconds, "rounds": int(ss.get(KEY + "rounds", 1))}
     if kind == "recommend":
         stages = results.get("stages")
         return {"seconds": seconds, "stages": stages.report if stages else None}
     if kind == "tune":
         return {
-            "budget_s": float(ss.get(KEY + "budget", 30)),
-            "trial_seconds": float(ss.get(KEY + "trial_s", 0.4)),
+            "budget_s": float(ss.get(KEY + "budget", 60)),
+            "trial_seconds": float(ss.get(KEY + "trial_s", WINDOW_S)),
             "tune_batch_size": bool(ss.get(KEY + "batch", False)),
             "allow_reorder": bool(ss.get(KEY + "reorder", False)),
+            "seeds": seeds_of(results.get("recommend") or ()),
         }
     return {}
 
@@ -162,10 +180,15 @@ def _apply(spec, message: str) -> None:
 
 def _stages_section(results: dict, running: bool) -> None:
     st.subheader("Stages: where the time goes")
-    slider, button = st.columns([3, 1], vertical_alignment="bottom")
+    slider, rounds, button = st.columns([3, 1, 1], vertical_alignment="bottom")
     slider.slider(
-        "Seconds timed per stage", 0.1, 3.0, 0.5, 0.1, key=KEY + "seconds",
-        help="Each prefix of the pipeline (source, + each step) is timed this long.",
+        "Seconds timed per stage", 0.1, 3.0, WINDOW_S, 0.1, key=KEY + "seconds",
+        help="Each prefix of the pipeline (source, + each step) is timed this long, "
+        "pulled inside TensorFlow; then the whole pipeline as a Python loop pulls it.",
+    )  # fmt: skip
+    rounds.number_input(
+        "Rounds", 1, 5, 1, key=KEY + "rounds",
+        help="Time every row this many times, round after round, and keep the median.",
     )  # fmt: skip
     with button:
         _start_button("stages", "Analyze stages", running, type="primary", width="stretch")
@@ -180,10 +203,23 @@ def _stages_section(results: dict, running: bool) -> None:
     st.markdown(
         f"**Slowest stage: {worst.label}** — adds {worst.added_us_per_example:,.0f} µs per "
         f"example, {report.share(worst):.0%} of the time. The pipeline delivers "
-        f"{report.final.examples_per_s:,.0f} examples/s."
+        f"{report.delivered.examples_per_s:,.0f} examples/s to a Python loop "
+        f"({report.final.examples_per_s:,.0f} examples/s of its own work, drained)."
     )
+    if report.consumer_bound():
+        st.warning(
+            f"The consumer's Python loop adds {report.consumer.added_us_per_example:,.0f} µs "
+            "per example, more than any stage: batch the data (or use a larger batch) so "
+            "each pull carries more examples.",
+            icon=":material/warning:",
+        )
     chart, gauge = st.columns([2, 1])
     chart.plotly_chart(figures.stage_waterfall(report), key=KEY + "waterfall")
+    chart.caption(
+        "Each prefix is timed drained (pulled inside TensorFlow), so Python's cost of "
+        "pulling an element is not charged to the steps before batch; the grey row is that "
+        "cost, paid once, where a training loop pays it."
+    )
     gauge.plotly_chart(figures.machine_gauge(limit), key=KEY + "gauge")
     gauge.markdown(f"**Machine limit:** {limit.verdict()}.")
     gauge.caption(
@@ -207,12 +243,18 @@ def _recommendations_section(results: dict, running: bool) -> None:
     for i, rec in enumerate(recs):
         text, action = st.columns([5, 1], vertical_alignment="center")
         gain = f"{rec.gain():.2f}× examples/s" if rec.kind == "speed" else rec.benefit
-        text.markdown(f"**{rec.title}** — {gain}  \n{rec.reason}.")
+        text.markdown(
+            f"**{rec.title}** — {gain}  \n{rec.reason}. "
+            f"*Measured {rec.examples_per_s:,.0f} vs {rec.baseline_examples_per_s:,.0f} "
+            "examples/s as written.*"
+        )
         if rec.kind == "quality":
             text.caption(f"Measured throughput with the fix: {rec.gain():.2f}×.")
         if action.button("Apply", key=f"{KEY}apply_rec_{i}", disabled=running, width="stretch"):
             _apply(rec.apply(), f"Applied: {rec.title}.")
             st.rerun()
+    if recs and results.get("tune") is None:
+        st.caption("Tune next: the tuner starts from these fixes and re-measures the best.")
 
 
 def _tuner_section(results: dict, running: bool) -> None:
@@ -220,8 +262,12 @@ def _tuner_section(results: dict, running: bool) -> None:
     budget_col, trial_col, batch_col, order_col, button = st.columns(
         [2, 2, 1.2, 1.2, 1.2], vertical_alignment="bottom"
     )
-    budget_col.slider("Budget (s)", 2, 300, 30, key=KEY + "budget")
-    trial_col.slider("Seconds per trial", 0.1, 2.0, 0.4, 0.1, key=KEY + "trial_s")
+    budget_col.slider("Budget (s)", 5, 300, 60, key=KEY + "budget",
+                      help="Search and re-measurement together.")  # fmt: skip
+    trial_col.slider(
+        "Seconds per trial", 0.1, 3.0, WINDOW_S, 0.1, key=KEY + "trial_s",
+        help="Timed window of each trial and re-measurement, after a warm-up.",
+    )  # fmt: skip
     batch_col.checkbox("Tune batch size", key=KEY + "batch")
     order_col.checkbox("Allow reordering", key=KEY + "reorder")
     with button:
@@ -230,16 +276,23 @@ def _tuner_section(results: dict, running: bool) -> None:
         return
     result = results.get("tune")
     if result is None:
-        st.info("Coordinate descent over parallelism, vectorized maps, cache and prefetch.")
+        st.info(
+            "Searches map parallelism, vectorizing after batch, cache placement, prefetch, "
+            "parallel reads and tf.data options; the best settings and the pipeline as "
+            "written are then re-measured alternately."
+        )
         return
+    headline, *details, budget = result.story()
     a, b, c = st.columns(3)
-    a.metric("As written", f"{result.baseline_examples_per_s:,.0f} ex/s", border=True)
-    b.metric("Tuned", f"{result.best_examples_per_s:,.0f} ex/s", f"{result.speedup():.2f}×",
+    a.metric("As written (re-measured)", f"{result.baseline_examples_per_s:,.0f} ex/s",
              border=True)  # fmt: skip
-    c.metric("Trials", f"{len(result.search.trials)} of {result.space.size()}", border=True)
+    b.metric("Tuned (re-measured)", f"{result.best_examples_per_s:,.0f} ex/s",
+             f"{result.speedup():.2f}×", border=True)  # fmt: skip
+    c.metric("Trials", f"{len(result.search.trials)} of {result.space.size():,}", border=True)
     changes = result.changes()
-    if changes:
+    if result.improved():
         text, action = st.columns([5, 1], vertical_alignment="center")
+        text.success(headline, icon=":material/speed:")
         text.markdown(
             "Changes: " + "; ".join(f"`{k}` {old} → **{new}**" for k, (old, new) in changes.items())
         )
@@ -248,11 +301,52 @@ def _tuner_section(results: dict, running: bool) -> None:
             _apply(result.apply(), f"Applied the tuned settings ({result.speedup():.2f}×).")
             st.rerun()
     else:
-        st.success("The pipeline as written was the fastest setting found.")
+        st.info(headline, icon=":material/check:")
+    for line in details:
+        st.warning(line, icon=":material/info:")
+    st.caption(budget)
     left, right = st.columns(2)
     left.plotly_chart(figures.trials_progress(result), key=KEY + "trials_progress")
     right.plotly_chart(figures.trials_parallel_coordinates(result), key=KEY + "parcoords")
     st.dataframe(pd.DataFrame(result.trials_table()), hide_index=True, key=KEY + "trials")
+
+
+def _profile_run(spec):
+    """The newest stored profile run of exactly this spec, if the run store can be read."""
+    try:
+        return latest_profile_run(spec, RunStore())
+    except (StoreError, OSError, sqlite3.Error):
+        return None
+
+
+def _agreement_section(spec, results: dict) -> None:
+    st.subheader("One pipeline, one number")
+    recs = results.get("recommend") or ()
+    stages, tuned = results.get("stages"), results.get("tune")
+    agreed = agreement(
+        stages=stages.report if stages else None,
+        tune=tuned,
+        recommendations=recs,
+        profile_run=_profile_run(spec),
+        spec=spec,
+    )
+    if not agreed.figures:
+        st.info(
+            "Analyze, recommend, tune or profile this pipeline: their figures for it are "
+            "compared here."
+        )
+        return
+    show = st.success if agreed.agree() else st.warning
+    show(agreed.summary())
+    st.dataframe(pd.DataFrame(agreed.rows()), hide_index=True, key=KEY + "agreement")
+    for line in agreed.explanations():
+        st.markdown(f"- {line}")
+    if tuned is not None and recs:
+        checks = recommendation_checks(recs, tuned)
+        for line in checks:
+            st.markdown(f"- {line}")
+        if not checks:
+            st.caption("The recommendations and the tuner agree on every change they share.")
 
 
 def _memory_section(spec, results: dict, running: bool) -> None:
@@ -318,6 +412,7 @@ def main() -> None:
     _stages_section(results, running)
     _recommendations_section(results, running)
     _tuner_section(results, running)
+    _agreement_section(spec, results)
     _memory_section(spec, results, running)
     _trace_section(results, running)
 

@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipeline_core.analysis import JOBS
@@ -110,17 +111,77 @@ def test_recommendations_apply_changes_the_design(analyze_page):
     analyze_page.session_state["lab.spec"] = PLANTED
 
 
-def test_tuner_shows_trials_and_applies_the_best(analyze_page):
+def _frame(at: AppTest, column: str):
+    """The dataframe on the page that has `column`."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def _ex_per_s(text: str) -> float:
+    return float(text.split(" ")[0].replace(",", ""))
+
+
+def assert_one_story(at: AppTest) -> None:
+    """The tuner's headline, metrics, table and the recommendations agree (or say why not)."""
+    trials = _frame(at, "outcome")
+    as_written, tuned = at.metric[0], at.metric[1]
+    base, best = _ex_per_s(as_written.value), _ex_per_s(tuned.value)
+    outcome = dict(zip(trials["outcome"], trials["re-measured ex/s"], strict=True))
+    remeasured = trials["re-measured ex/s"].dropna()
+    if "tuned" in outcome:
+        headline = next(s.value for s in at.success if s.value.startswith("Tuned: "))
+        # the headline, the metrics and the table show the same re-measured figures
+        assert round(outcome["tuned"]) == best and round(outcome["as written"]) == base
+        assert f"{best:,.0f} examples/s, {tuned.delta}" in headline
+        assert f"({base:,.0f} examples/s)" in headline
+        assert best == max(round(x) for x in remeasured)  # nothing re-measured faster
+    else:
+        headline = next(i.value for i in at.info if "as written stays" in i.value)
+        assert best == base == round(outcome["kept (as written)"])
+        assert f"({base:,.0f} examples/s" in headline
+        assert all(x <= base * 1.03 + 1 for x in remeasured)  # none beat it by the margin
+    fastest = int(trials.loc[trials["examples_per_s"].idxmax(), "trial"])
+    winner = trials.loc[trials["outcome"].isin(["tuned", "kept (as written)"]), "trial"]
+    if fastest != int(winner.iloc[0]) and not pd.isna(
+        trials.loc[trials["trial"] == fastest, "re-measured ex/s"].iloc[0]
+    ):
+        assert any(f"Trial #{fastest} had the fastest single window" in w.value for w in at.warning)
+    # a recommendation that claims more than the tuned speedup is explained on the page
+    speedup = best / base
+    text = _text(at)
+    for line in text.splitlines():
+        if line.startswith("**") and "× examples/s" in line:
+            title = line.split("**")[1]
+            gain = float(line.split("— ")[1].split("×")[0])
+            if gain > speedup * 1.1:
+                assert f"“{title}” measured {gain:.2f}×" in text, (title, gain, speedup)
+
+
+def test_tuner_headline_table_and_recommendations_tell_one_story(analyze_page):
     analyze_page.session_state["lab.spec"] = PLANTED
-    analyze_page.slider(key="analyze.budget").set_value(3)
-    analyze_page.slider(key="analyze.trial_s").set_value(0.1)
+    analyze_page.run()
+    for job in ("stages", "recommend"):  # stage costs feed the rules
+        analyze_page.button(key=f"analyze.run_{job}").click().run()
+        _finish(analyze_page)
+        _ok(analyze_page)
+    assert "Run steps[1] map in parallel" in _text(analyze_page)
+    analyze_page.slider(key="analyze.budget").set_value(14)
+    analyze_page.slider(key="analyze.trial_s").set_value(0.2)
     analyze_page.button(key="analyze.run_tune").click().run()
     _finish(analyze_page)
     _ok(analyze_page)
-    assert analyze_page.metric[1].label == "Tuned"
-    trials = analyze_page.dataframe[0].value
-    assert len(trials) >= 2 and "examples_per_s" in trials
+    assert analyze_page.metric[1].label == "Tuned (re-measured)"
+    trials = _frame(analyze_page, "outcome")
+    assert len(trials) >= 3 and trials["phase"].iloc[1] == "seed"  # starts from the fixes
+    assert trials["re-measured ex/s"].notna().sum() >= 2  # baseline + candidates verified
     assert len(analyze_page.get("plotly_chart")) >= 2
+    assert_one_story(analyze_page)
+    # one pipeline, one number: the figures of this spec side by side
+    figures = _frame(analyze_page, "measured by")
+    assert list(figures["measured by"])[:3] == [
+        "stage analysis",
+        "tuner, as written",
+        "recommendations, as written",
+    ]
     analyze_page.button(key="analyze.apply_best").click().run()
     _ok(analyze_page)
     tuned = analyze_page.session_state["lab.spec"]

@@ -1,9 +1,11 @@
 """Analyze & tune in real headless Chromium: stages, live progress, cancel, apply a fix.
 
 A small synthetic pipeline with a planted slow `sleep` map is loaded on the
-Design page; stage analysis (in a child process) must name that step, the
-tuner shows live progress and can be cancelled, and applying the measured
-recommendation must show up in the Design page's spec. Screenshots go to
+Design page; stage analysis (in a child process) must name that step; a short
+tuning run must tell one story (the headline's figures are the metrics' re-measured
+figures, and the figures of this spec are compared under "One pipeline, one
+number"); a long one shows live progress and can be cancelled; and applying the
+measured recommendation must show up in the Design page's spec. Screenshots go to
 test-artifacts/screenshots/analyze-*.png.
 """
 
@@ -50,11 +52,12 @@ def test_find_the_planted_bottleneck_and_apply_the_fix(app, screenshots):
     expect(app.get_by_test_id("stException")).to_have_count(0)
     shot(app, screenshots, "analyze-stages")
 
-    expect(app.get_by_test_id("stDataFrame")).to_have_count(0)
-    app.get_by_role("button", name="Tune", exact=True).click()  # the default 30 s budget
+    _tune_briefly_and_check_one_story(app, screenshots)
+    _slider(app, "Budget (s)", "End")  # 300 s: long enough to cancel while it runs
+    app.get_by_role("button", name="Tune", exact=True).click()
     progress = app.get_by_test_id("stProgress").first
     expect(progress).to_contain_text(re.compile(r"trial \d+"))  # trials stream in
-    expect(app.get_by_test_id("stDataFrame")).to_have_count(1)  # the live trials table
+    expect(app.get_by_test_id("stDataFrame").first).to_be_visible()  # the live trials table
     before = progress.inner_text()
     expect(progress).not_to_have_text(before)  # refreshed by the timer, without a click
     shot(app, screenshots, "analyze-tune-live")
@@ -70,3 +73,42 @@ def test_find_the_planted_bottleneck_and_apply_the_fix(app, screenshots):
 
     nav(app, "Design")
     expect(_spec_json(app)).to_contain_text('"num_parallel_calls": "autotune"')
+
+
+def _slider(page: Page, label: str, *keys: str) -> None:
+    """Move a Streamlit slider with the keyboard (Home/End, arrows)."""
+    handle = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
+    handle.focus()
+    for key in keys:
+        handle.press(key)
+    page.keyboard.press("Tab")  # commit the value
+
+
+def _number(text: str) -> str:
+    return re.search(r"[\d,]+", text).group(0)
+
+
+def _tune_briefly_and_check_one_story(app: Page, screenshots) -> None:
+    """A 15 s tuning run with 0.2 s trials: room for the search and the re-measurement."""
+    _slider(app, "Budget (s)", "Home", *["ArrowRight"] * 10)
+    _slider(app, "Seconds per trial", "Home")
+    app.get_by_role("button", name="Tune", exact=True).click()
+    tuned = app.get_by_test_id("stMetric").filter(has_text="Tuned (re-measured)")
+    expect(tuned).to_be_visible(timeout=120_000)
+    written = app.get_by_test_id("stMetric").filter(has_text="As written (re-measured)")
+    best = _number(tuned.get_by_test_id("stMetricValue").inner_text())
+    base = _number(written.get_by_test_id("stMetricValue").inner_text())
+    alerts = app.get_by_test_id("stAlert")
+    headline = alerts.filter(has_text=re.compile(r"Tuned: |The pipeline as written stays"))
+    expect(headline).to_have_count(1)
+    text = headline.inner_text()
+    if "Tuned: " in text:
+        delta = tuned.get_by_test_id("stMetricDelta").inner_text().strip()
+        assert f"{best} examples/s, {delta}" in text and f"({base} examples/s)" in text
+    else:
+        assert best == base and f"({base} examples/s" in text
+    expect(app.get_by_text(re.compile(r"\d+ trials of a [\d,]+-point space"))).to_be_visible()
+    expect(app.get_by_role("heading", name="One pipeline, one number")).to_be_visible()
+    expect(alerts.filter(has_text=re.compile(r"The figures (agree|differ)"))).to_have_count(1)
+    expect(app.get_by_test_id("stException")).to_have_count(0)
+    shot(app, screenshots, "analyze-tune-story")
