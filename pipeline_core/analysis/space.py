@@ -288,6 +288,15 @@ def search_space(
         if len(values) > 1:
             knobs.append(Knob(name, values, description))
 
+    # The order is the coordinate descent's: the moves that change what work is done
+    # (cache, vectorize) first, then the parallelism that work gets, then the rest.
+    cache_knob = _cache_knob(spec, cache_fits)
+    if cache_knob is not None:
+        knobs.append(cache_knob)
+    for i in range(len(spec.steps)):
+        movable = movable_suffix(spec, i)
+        if movable:
+            add(f"map[{i}].vectorize", (movable,), f"run steps[{i}] map's tail after batch")
     if hasattr(spec.source, SOURCE_PARALLEL_FIELD):
         add("source.parallel", parallel, "parallel decode of the source files")
     interleave = _leading_interleave(spec)
@@ -298,13 +307,6 @@ def search_space(
     for i, step in enumerate(spec.steps):
         if isinstance(step, MapStep):
             add(f"map[{i}].parallel", parallel, f"num_parallel_calls of steps[{i}] map")
-    for i in range(len(spec.steps)):
-        movable = movable_suffix(spec, i)
-        if movable:
-            add(f"map[{i}].vectorize", (movable,), f"run steps[{i}] map's tail after batch")
-    cache_knob = _cache_knob(spec, cache_fits)
-    if cache_knob is not None:
-        knobs.append(cache_knob)
     batch = _batch(spec)
     if batch is not None:
         add("batch.parallel", ("autotune",), "num_parallel_calls of the batch step")
