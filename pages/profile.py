@@ -59,8 +59,8 @@ def _default_memory() -> int:
 
 
 def _largest(estimate):
-    """The part of a memory estimate that holds the most (None when none is sized)."""
-    sized = [p for p in estimate.parts if p.bytes is not None]
+    """The part of a memory estimate that holds the most (None when none holds bytes)."""
+    sized = [p for p in estimate.parts if p.bytes]
     return max(sized, key=lambda p: p.bytes, default=None)
 
 
@@ -84,7 +84,7 @@ def _memory_guard(spec) -> tuple[bool, dict | None]:
         return False, None
     estimate = verdict.estimate
     largest = _largest(estimate)
-    text = (f"Memory estimate: **{format_bytes(estimate.total_bytes)}** held by buffers, "
+    text = (f"Memory estimate: **{format_bytes(estimate.total_bytes)}** held by the source and buffers, "
             f"{format_bytes(estimate.available_bytes)} available")  # fmt: skip
     if largest is not None:
         text += f" · largest: {largest.what} at `{_where(largest)}` ({format_bytes(largest.bytes)})"
@@ -189,7 +189,8 @@ def _memory_after(handle) -> None:
                     "estimated before the run.")  # fmt: skip
     tiles[1].metric("held by pipeline", _mb(memory["held_by_pipeline_mb"]), border=True,
                     help="Private memory peak minus TensorFlow's own (measured before the "
-                    "pipeline was built): compare it with the estimate.")  # fmt: skip
+                    "pipeline was built): compare it with the estimate. It also holds "
+                    "TensorFlow's working memory while iterating (tens of MB).")  # fmt: skip
     tiles[2].metric("private peak", _mb(memory["private_peak_mb"]), border=True,
                     help="Anonymous memory the pipeline process held at its highest, "
                     "TensorFlow included; the memory ceiling applies to it.")  # fmt: skip

@@ -58,35 +58,90 @@ def test_cache_shuffle_and_prefetch_parts():
     )
     estimate = memory_estimate(spec, available=10**9)
     parts = {p.what: p for p in estimate.parts}
+    assert parts["synthetic source data"].bytes == 1000 * element  # its cached chunks
     assert parts["memory cache"].bytes == 1000 * element
     assert parts["shuffle buffer"].bytes == 100 * element
     assert parts["prefetch buffer"].bytes == 3 * 10 * element
-    assert estimate.total_bytes == (1000 + 100 + 30) * element
+    assert estimate.total_bytes == (1000 + 1000 + 100 + 30) * element
     assert not estimate.exceeds_available()
     assert estimate.to_dict()["total_bytes"] == estimate.total_bytes
 
 
 def test_shuffle_buffer_holds_at_most_the_dataset():
     spec = make([{"op": "shuffle", "buffer_size": 5000}], num_examples=50)
-    assert memory_estimate(spec).parts[0].elements == 50
+    parts = {p.what: p for p in memory_estimate(spec).parts}
+    assert parts["shuffle buffer"].elements == 50
 
 
-def test_in_memory_numpy_arrays_count_fully():
+def test_in_memory_numpy_arrays_count_twice():
     spec = load_spec(
         {"source": {"type": "numpy", "num_examples": 200, "shape": [4, 4], "dtype": "float64"}}
     )
     (part,) = memory_estimate(spec).parts
-    assert part.bytes == 200 * (4 * 4 * 8 + 8)
+    assert part.bytes == 2 * 200 * (4 * 4 * 8 + 8)  # the arrays and TensorFlow's copy
+    assert "TensorFlow's copy" in part.note
+
+
+def test_a_synthetic_source_above_1_gib_is_not_held():
+    spec = make([], num_examples=1_000_000, shape=[64, 64, 3])  # 12 GiB: made chunk by chunk
+    assert memory_estimate(spec, available=10**9).parts == ()
+
+
+def _numpy(steps, shape=(8, 8, 4)):
+    source = {"type": "numpy", "num_examples": 1000, "shape": list(shape), "dtype": "float32"}
+    return load_spec({"source": source, "steps": steps})
+
+
+def test_buffers_over_a_numpy_source_share_its_memory_until_a_map_or_batch():
+    shuffle, cache = {"op": "shuffle", "buffer_size": 500}, {"op": "cache"}
+    brighten = {"op": "map", "augmentations": [{"name": "random_brightness"}]}
+    parts = memory_estimate(_numpy([shuffle, cache, {"op": "prefetch", "buffer_size": 4}])).parts
+    shared = {p.what: p for p in parts if p.step_index is not None}
+    assert {what: p.bytes for what, p in shared.items()} == {
+        "shuffle buffer": 0.0, "memory cache": 0.0, "prefetch buffer": 0.0
+    }  # fmt: skip
+    assert all("shares the source's memory" in p.note for p in shared.values())
+    copied = {p.what: p for p in memory_estimate(_numpy([brighten, cache])).parts}
+    assert copied["memory cache"].bytes == 1000 * (8 * 8 * 4 * 4 + 8)
+    assert "shares" not in copied["memory cache"].note
+    # 8x8x3 float32 = 768 bytes: a multiple of 64, shared; 5x5x3 = 300 bytes: copied
+    unaligned = {p.what: p for p in memory_estimate(_numpy([cache], shape=(5, 5, 3))).parts}
+    assert unaligned["memory cache"].bytes == 1000 * (5 * 5 * 3 * 4 + 8)
+
+
+def test_maps_hold_their_calls_in_flight():
+    def maps(parallel):
+        step = {"op": "map", "augmentations": [{"name": "random_brightness"}],
+                "num_parallel_calls": parallel}  # fmt: skip
+        return {p.what: p for p in memory_estimate(make([step])).parts}
+
+    element = 8 * 8 * 3 * 4 + 8
+    assert maps(None)["map output"].bytes == element  # input and output alive together
+    assert maps(8)["parallel map in flight"].bytes == 8 * element
+    autotuned = maps("autotune")["parallel map in flight"]
+    assert autotuned.note.startswith("autotune: assumed") and autotuned.elements >= 1
+
+
+def test_a_memory_mapped_file_is_named_and_not_counted(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.zeros((100, 8, 8, 3), np.float32))
+    spec = load_spec({"source": {"type": "npy", "features_path": str(tmp_path / "x.npy")}})
+    estimate = memory_estimate(spec)
+    (part,) = estimate.parts
+    assert (part.what, part.bytes) == ("memory-mapped file", 0.0)
+    assert "file-backed" in part.note and estimate.unknown == ()
 
 
 def test_memory_guard_warns_and_blocks():
-    spec = make([{"op": "cache"}], num_examples=10_000, shape=[32, 32, 3])
-    need = 10_000 * (32 * 32 * 3 * 4 + 8)
+    spec = make([{"op": "repeat", "count": 2}, {"op": "cache"}], num_examples=10_000,
+                shape=[32, 32, 3])  # fmt: skip
+    need = 3 * 10_000 * (32 * 32 * 3 * 4 + 8)  # the synthetic source's data, the cache twice
     assert check_memory(spec, available=need * 4).level == "ok"
     assert check_memory(spec, available=int(need * 1.5)).level == "warn"
     blocked = check_memory(spec, available=need // 2)
     assert blocked.level == "block"
-    assert "memory cache at steps[0]" in blocked.message and "confirm" in blocked.message
+    assert "memory cache at steps[1]" in blocked.message and "confirm" in blocked.message
     assert blocked.estimate.exceeds_available()
 
 

@@ -1,8 +1,9 @@
 """AppTest: the Profile page's memory guard, with a small "available memory" injected.
 
-The default spec's shuffle buffer (1024 elements of 32x32x3 float32, about 12 MiB)
-is the largest holder of its ~18 MiB estimate. `available_bytes` is patched
-where `check_memory` reads it, so the verdict does not depend on this machine.
+The default spec's synthetic source holds its 2,048 generated 32x32x3 float32
+examples (24 MiB), the largest holder of its ~42 MiB estimate (with the 12 MiB
+shuffle buffer and the prefetch). `available_bytes` is patched where
+`check_memory` reads it, so the verdict does not depend on this machine.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def _guard_errors(at: AppTest) -> list[str]:
 
 def test_an_estimate_above_available_memory_blocks_start_until_confirmed(monkeypatch):
     at = _profile_page(monkeypatch, available_mib=8)
-    assert "largest: shuffle buffer at `steps[0]`" in _captions(at)
+    assert "largest: synthetic source data at `source`" in _captions(at)
     assert "8.0 MiB available" in _captions(at)
     assert any("would exhaust memory" in e for e in _guard_errors(at))
     assert at.button(key="profile.start").disabled is True
@@ -54,7 +55,7 @@ def test_an_estimate_above_available_memory_blocks_start_until_confirmed(monkeyp
 
 
 def test_an_estimate_above_half_of_available_memory_warns_but_allows_start(monkeypatch):
-    at = _profile_page(monkeypatch, available_mib=30)  # ~18 MiB estimated: over half
+    at = _profile_page(monkeypatch, available_mib=60)  # ~42 MiB estimated: over half
     assert any("more than half of what is free" in w.value for w in at.warning)
     assert not _guard_errors(at) and not [c for c in at.checkbox if c.label == "Run anyway"]
     assert at.button(key="profile.start").disabled is False
@@ -62,7 +63,7 @@ def test_an_estimate_above_half_of_available_memory_warns_but_allows_start(monke
 
 def test_plenty_of_memory_shows_the_estimate_only(monkeypatch):
     at = _profile_page(monkeypatch, available_mib=64 * 1024)
-    assert "Memory estimate: **18.1 MiB**" in _captions(at)
+    assert "Memory estimate: **42.1 MiB**" in _captions(at)
     assert not at.warning and not _guard_errors(at)
     assert at.button(key="profile.start").disabled is False
 

@@ -1,10 +1,27 @@
-"""Memory guard: bytes that cache, shuffle buffer, prefetch and in-flight maps will hold.
+"""Memory guard: bytes that sources, cache, shuffle, prefetch and maps will hold.
 
 Estimated before a run from the element spec after each step (shapes ×
 dtype sizes; the batch dimension from the batch step) and the element count
 at that point (the source's size carried through batch/take/repeat). The
 dashboard calls `memory_estimate(spec)` before starting a run and
 `check_memory(spec)` to decide whether to warn or to block until confirmed.
+
+Calibrated against the private memory a profile run holds above TensorFlow's
+own (`benchmarks/bench_memory.py`, each buffer with and without it):
+
+- a memory cache, a shuffle buffer and a prefetch buffer hold one copy of each
+  element they keep; a parallel map holds `num_parallel_calls` results, a
+  sequential one about one (its input and output are alive together; TensorFlow
+  may also parallelize it itself);
+- an in-memory `numpy` source holds its arrays twice once iterated (the arrays
+  and TensorFlow's copy of them); the `synthetic` source caches its generated
+  chunks (up to 1 GiB), once;
+- TensorFlow shares memory with a `from_tensor_slices` source instead of
+  copying it: until a map or a batch makes new tensors, a cache, shuffle or
+  prefetch buffer over a `numpy` source holds views of its arrays (when an
+  element's features are a multiple of 64 bytes, TensorFlow's alignment; other
+  slices are copied). Those parts count 0 bytes and say so;
+- `npy`/`npz` sources are memory-mapped: file-backed pages, not counted.
 """
 
 from __future__ import annotations
@@ -25,15 +42,25 @@ from pipeline_core.spec import (
     CacheStep,
     GeneratorSource,
     MapStep,
+    NpySource,
+    NpzSource,
     NumpySource,
     PipelineSpec,
     PrefetchStep,
+    RepeatStep,
     ShuffleStep,
     SyntheticSource,
+    TakeStep,
     load_spec,
 )
 
 AUTOTUNE_PREFETCH_ELEMENTS = 16  # what an autotuned prefetch buffer is assumed to grow to
+SYNTHETIC_CACHE_BYTES = 1 << 30  # sources.synthetic_dataset caches its chunks up to this
+NUMPY_COPIES = 2  # the arrays and TensorFlow's copy (measured 2.07x with 4,000 examples)
+TF_ALIGNMENT = 64  # bytes: a slice of a source tensor at this alignment is a view, not a copy
+_LABEL_BYTES = 8  # the int64 label of every in-memory source
+# Steps that pass a from_tensor_slices element on without making a new tensor.
+_PASS_THROUGH = (CacheStep, ShuffleStep, PrefetchStep, RepeatStep, TakeStep)
 WARN_SHARE = 0.5  # warn above this share of available memory
 CACHE_SHARE = 0.5  # the tuner offers a memory cache only below this share
 _PROBE_EXAMPLES = 4
@@ -48,12 +75,15 @@ class MemoryPart:
     elements: float | None  # None = unknown count; inf = unbounded
     bytes_per_element: int | None
     note: str = ""
+    copies: float = 1.0  # 0: shares memory it does not own (the source's, a mapped file's)
 
     @property
     def bytes(self) -> float | None:
+        if self.copies == 0:
+            return 0.0  # also for an unknown or unbounded count: a view holds nothing
         if self.elements is None or self.bytes_per_element is None:
             return None
-        return self.elements * self.bytes_per_element
+        return self.elements * self.bytes_per_element * self.copies
 
 
 @dataclass(frozen=True)
@@ -89,6 +119,7 @@ class MemoryEstimate:
                     "elements": _json_num(p.elements),
                     "bytes_per_element": p.bytes_per_element,
                     "bytes": _json_num(p.bytes),
+                    "copies": p.copies,
                     "note": p.note,
                 }
                 for p in self.parts
@@ -193,35 +224,71 @@ def available_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def _parts(spec: PipelineSpec, sizes, counts, cores: int) -> list[MemoryPart]:
-    parts = []
-    source = spec.source
+def _source_parts(source, sizes, counts) -> list[MemoryPart]:
     if isinstance(source, NumpySource):
-        parts.append(MemoryPart("in-memory source arrays", None, counts[0], sizes[0]))
+        note = "the arrays and TensorFlow's copy of them, once the pipeline is iterated"
+        return [MemoryPart("in-memory source arrays", None, counts[0], sizes[0], note,
+                           NUMPY_COPIES)]  # fmt: skip
+    if isinstance(source, SyntheticSource):
+        count, size = counts[0], sizes[0]
+        if count is None or size is None or count * size > SYNTHETIC_CACHE_BYTES:
+            return []  # generated chunk by chunk, never held whole
+        note = "generated chunks cached in memory (up to 1 GiB), like in-memory arrays"
+        return [MemoryPart("synthetic source data", None, count, size, note)]
+    if isinstance(source, NpySource | NpzSource):
+        note = "memory-mapped: file-backed pages the system can reclaim, not counted"
+        return [MemoryPart("memory-mapped file", None, counts[0], sizes[0], note, 0.0)]
+    return []
+
+
+def _shares_source(spec: PipelineSpec, index: int, sizes) -> bool:
+    """Whether elements reaching step `index` are still views of a numpy source's arrays."""
+    if not isinstance(spec.source, NumpySource) or sizes[0] is None:
+        return False
+    if not all(isinstance(step, _PASS_THROUGH) for step in spec.steps[:index]):
+        return False
+    return (sizes[0] - _LABEL_BYTES) % TF_ALIGNMENT == 0
+
+
+_SHARED = "shares the source's memory: TensorFlow slices in-memory arrays without copying"
+
+
+def _map_part(step: MapStep, index: int, size, cores: int) -> MemoryPart:
+    n = step.num_parallel_calls
+    if n is None:
+        note = "input and output alive together (TensorFlow may also run it in parallel)"
+        return MemoryPart("map output", index, 1, size, note)
+    note = ""
+    if n == "autotune":
+        n, note = cores, f"autotune: assumed {cores} calls in flight (one per core)"
+    return MemoryPart("parallel map in flight", index, n, size, note)
+
+
+def _parts(spec: PipelineSpec, sizes, counts, cores: int) -> list[MemoryPart]:
+    parts = _source_parts(spec.source, sizes, counts)
     for i, step in enumerate(spec.steps):
         before, after = counts[i], sizes[i]
+        shared = (0.0, _SHARED) if _shares_source(spec, i, sizes) else (1.0, "")
         if isinstance(step, CacheStep) and not step.filename:
-            parts.append(MemoryPart("memory cache", i, before, after, "the whole dataset so far"))
+            note = shared[1] or "the whole dataset so far"
+            parts.append(MemoryPart("memory cache", i, before, after, note, shared[0]))
         elif isinstance(step, ShuffleStep):
             held = step.buffer_size if before is None else min(step.buffer_size, before)
-            parts.append(MemoryPart("shuffle buffer", i, held, after))
+            parts.append(MemoryPart("shuffle buffer", i, held, after, shared[1], shared[0]))
         elif isinstance(step, PrefetchStep):
             n = step.buffer_size
-            note = ""
+            note = shared[1]
             if n == "autotune":
-                n, note = AUTOTUNE_PREFETCH_ELEMENTS, "autotune: assumed to grow to 16 elements"
-            parts.append(MemoryPart("prefetch buffer", i, n, sizes[i + 1], note))
-        elif isinstance(step, MapStep) and step.num_parallel_calls is not None:
-            n = step.num_parallel_calls
-            note = ""
-            if n == "autotune":
-                n, note = 2 * cores, f"autotune: assumed {2 * cores} calls in flight"
-            parts.append(MemoryPart("parallel map in flight", i, n, sizes[i + 1], note))
+                n = AUTOTUNE_PREFETCH_ELEMENTS
+                note = note or "autotune: up to 16 elements assumed (an upper bound)"
+            parts.append(MemoryPart("prefetch buffer", i, n, sizes[i + 1], note, shared[0]))
+        elif isinstance(step, MapStep):
+            parts.append(_map_part(step, i, sizes[i + 1], cores))
     return parts
 
 
 def memory_estimate(spec: PipelineSpec, *, available: int | None = None) -> MemoryEstimate:
-    """Estimate what cache, shuffle, prefetch and in-flight maps of `spec` will hold.
+    """Estimate what the source, cache, shuffle, prefetch and maps of `spec` will hold.
 
     Args:
         spec: the pipeline.
