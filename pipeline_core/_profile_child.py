@@ -224,7 +224,9 @@ class _Runner:
         if self.settings.step_model:
             import keras  # noqa: F401, PLC0415 - part of the baseline, not of the pipeline
         # TensorFlow's own memory, before the pipeline exists: "held by the pipeline" is
-        # the private peak minus this.
+        # the private peak minus this. Its devices first: a GPU's driver context (hundreds
+        # of MB of host memory) belongs to TensorFlow, not to the pipeline.
+        tf.config.list_logical_devices()
         self.send("baseline", process_memory().to_dict())
         try:
             ds = self._dataset()
