@@ -222,9 +222,11 @@ def _stages_section(results: dict, running: bool) -> None:
     )
     gauge.plotly_chart(figures.machine_gauge(limit), key=KEY + "gauge")
     gauge.markdown(f"**Machine limit:** {limit.verdict()}.")
+    consumer = limit.consumer_examples_per_s
     gauge.caption(
         f"One core runs the whole pipeline at {limit.single_core_examples_per_s:,.0f} "
-        f"examples/s; × {limit.cores} cores = {limit.limit_examples_per_s:,.0f}."
+        f"examples/s; × {limit.cores} cores = {limit.cores_limit_examples_per_s:,.0f}."
+        + (f" A Python loop pulls ready elements at {consumer:,.0f}." if consumer else "")
     )
 
 

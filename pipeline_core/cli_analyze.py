@@ -62,7 +62,8 @@ def _analyze(args: argparse.Namespace) -> int:
     limit = machine_limit(spec, seconds=args.seconds, examples_per_s=delivered)
     print(
         f"machine limit: {limit.limit_examples_per_s:,.0f} examples/s "
-        f"({limit.single_core_examples_per_s:,.0f}/s on one core × {limit.cores}); "
+        f"({limit.single_core_examples_per_s:,.0f}/s on one core × {limit.cores}; a Python "
+        f"loop pulls ready elements at {limit.consumer_examples_per_s:,.0f}/s); "
         f"{limit.verdict()}"
     )
     memory = memory_estimate(spec)

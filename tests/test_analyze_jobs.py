@@ -7,6 +7,7 @@ covered by tests/test_isolate.py and the page's AppTest).
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import pytest
 
@@ -49,8 +50,11 @@ def test_recommendations_cross_processes_without_their_fix_function(tf):
     assert recs and seen and all(r.transform is None for r in recs)
     back = pickle.loads(pickle.dumps(recs))
     assert [r.apply() for r in back] == [r.spec for r in recs]
+    speed = next(r for r in back if r.kind == "speed")
+    assert speed.apply(PLANTED) == speed.spec  # re-applied through its tuner settings
+    quality = replace(speed, settings=None)  # a fix that is no point of the tuner's space
     with pytest.raises(ValueError, match="run recommend"):
-        back[0].apply(PLANTED)
+        quality.apply(PLANTED)
 
 
 def test_tune_job_streams_one_row_per_trial(tf):

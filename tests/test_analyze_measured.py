@@ -111,9 +111,20 @@ def test_machine_limit_uses_one_thread_and_scales_by_cores(planted):
     assert single.options.max_intra_op_parallelism == 1
     limit = machine_limit(planted, seconds=0.2, cores=2, examples_per_s=200.0)
     assert 150 < limit.single_core_examples_per_s < 400
-    assert limit.limit_examples_per_s == pytest.approx(2 * limit.single_core_examples_per_s)
+    assert limit.cores_limit_examples_per_s == pytest.approx(2 * limit.single_core_examples_per_s)
+    assert limit.bound_by() == "cores"  # a Python loop pulls ready elements far faster
+    assert limit.limit_examples_per_s == limit.cores_limit_examples_per_s
     assert limit.fraction() == pytest.approx(200.0 / limit.limit_examples_per_s)
     assert "of what 2 cores can do" in limit.verdict()
+
+
+def test_a_cheap_pipeline_is_limited_by_its_consumer_not_the_cores():
+    """NumPy rows cost a few µs; pulling each in Python costs ~100 µs on one thread."""
+    spec = load_spec({"source": {"type": "numpy", "num_examples": 256, "shape": [2]}})
+    limit = machine_limit(spec, seconds=0.2, cores=2)
+    assert limit.bound_by() == "consumer"
+    assert limit.limit_examples_per_s == limit.consumer_examples_per_s
+    assert "of what one Python loop can pull" in limit.verdict()
 
 
 def test_recommendations_fire_on_a_sequential_slow_map_and_keep_a_valid_fix():

@@ -164,7 +164,7 @@ def test_tuner_headline_table_and_recommendations_tell_one_story(analyze_page):
         _finish(analyze_page)
         _ok(analyze_page)
     assert "Run steps[1] map in parallel" in _text(analyze_page)
-    analyze_page.slider(key="analyze.budget").set_value(14)
+    analyze_page.slider(key="analyze.budget").set_value(16)
     analyze_page.slider(key="analyze.trial_s").set_value(0.2)
     analyze_page.button(key="analyze.run_tune").click().run()
     _finish(analyze_page)

@@ -63,6 +63,12 @@ def stage_waterfall(report: StageReport) -> go.Figure:
     return fig
 
 
+def _gauge_title(limit: MachineLimit) -> str:
+    if limit.bound_by() == "consumer":
+        return f"{limit.fraction():.0%} of what one Python loop can pull"
+    return f"{limit.fraction():.0%} of {limit.cores} cores × single-core rate"
+
+
 def machine_gauge(limit: MachineLimit) -> go.Figure:
     """A gauge of the measured rate against cores × single-core rate."""
     top = max(limit.limit_examples_per_s, limit.examples_per_s) * 1.1 or 1.0
@@ -71,7 +77,7 @@ def machine_gauge(limit: MachineLimit) -> go.Figure:
             mode="gauge+number",
             value=limit.examples_per_s,
             number={"suffix": " ex/s", "valueformat": ",.0f"},
-            title={"text": f"{limit.fraction():.0%} of {limit.cores} cores × single-core rate"},
+            title={"text": _gauge_title(limit)},
             gauge={
                 "axis": {"range": [0, top]},
                 "bar": {"color": _NORMAL},

@@ -14,14 +14,18 @@ in which examples are counted (`analysis.examples`). Two ways to pull:
   prefixes this way: a prefix that still yields single elements would
   otherwise be charged the consumer's cost, and the source would look slow.
 
-Why these windows: `tf.data`'s autotuner raises parallelism and buffer sizes
-over the first few hundred milliseconds of an iterator (measured here: an
-image-folder pipeline went from 5,000 to 7,700 examples/s within its first
-second), so a warm-up of `WARMUP_S` comes before any timing; and on a shared
-2-core machine the rate of 100 ms windows varied by 12-16% (coefficient of
-variation) while 1 s windows varied by 4-5% on a quiet machine, so a figure
-that decides anything is timed over `WINDOW_S` or more and, where two
-figures are compared, measured alternately (see `tuner` and `recommend`).
+Why these windows (measured on the 2-core development machine, Nov 2026,
+while other work ran: 1-minute load 0.2-5; coefficient of variation of 6
+windows each): `tf.data`'s autotuner raises parallelism and buffer sizes over
+the first second of an iterator, so after a 0.1 s warm-up even 2 s windows of
+an image-folder pipeline (JPEG decode + resize 224) varied by 32%, after
+`WARMUP_S` = 0.5 s by 5%. Short windows are at the mercy of whatever else the
+machine runs: 0.25 s windows varied by 10-60%, 1 s windows by 9-15%, 2 s
+windows by 4-5%, on seed Example 3 and on the image folder alike. So every
+measurement warms up for 0.5 s; a figure that only ranks (a stage, a tuner
+trial) is timed over `WINDOW_S` = 1 s, and a figure that is reported as the
+result (the tuner's winner and baseline) over `STEADY_WINDOW_S` = 2 s, the
+candidates measured alternately and the median kept (`tuner`, `recommend`).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from pipeline_core.metrics import Sampler
 from pipeline_core.spec import BatchStep, CacheStep, PipelineSpec, RepeatStep
 
 WARMUP_S = 0.5  # autotune settles; buffers fill
-WINDOW_S = 1.0  # timed window of a figure that decides something
+WINDOW_S = 1.0  # timed window of a figure that ranks (a stage, a trial)
+STEADY_WINDOW_S = 2.0  # timed window of a figure reported as the result
 DRAIN_ELEMENTS = 16  # unbatched elements per Python pull when drained
 DRAIN_BATCHES = 4  # batches per Python pull when drained
 MODES = ("consumer", "drained")

@@ -99,11 +99,16 @@ class Recommendation:
     def apply(self, spec: PipelineSpec | None = None) -> PipelineSpec:
         """The fixed spec (of the analyzed spec, or the fix re-applied to `spec`).
 
+        A detached speed fix is re-applied from its tuner settings.
+
         Raises:
-            ValueError: `spec` is given but this recommendation was `detached()`.
+            ValueError: `spec` is given but this recommendation was `detached()` and has
+                no tuner settings (a quality fix).
         """
         if spec is None:
             return self.spec
+        if self.transform is None and self.settings:
+            return realize(spec, self.settings)
         if self.transform is None:
             raise ValueError(
                 "this recommendation was sent from another process without its fix function; "
@@ -113,7 +118,8 @@ class Recommendation:
 
     def detached(self) -> Recommendation:
         """A copy without the fix function (a closure), so it can be pickled to another
-        process; `apply()` still returns the fixed spec."""
+        process; `apply()` still returns the fixed spec, and a speed fix still applies to
+        another spec through its settings."""
         return replace(self, transform=None)
 
     def to_dict(self) -> dict[str, Any]:
