@@ -128,9 +128,12 @@ class TuneResult:
                 f"the pipeline as written ({base:,.0f} examples/s); trial "
                 f"#{self.best_trial} and as written {how}."
             )
+        where = (
+            "on re-measurement" if rounds else "in the search (no budget was left to re-measure)"
+        )
         return (
             f"The pipeline as written stays ({base:,.0f} examples/s, {how}): no setting beat "
-            f"it by {self.min_gain:.0%} or more on re-measurement."
+            f"it by {self.min_gain:.0%} or more {where}."
         )
 
     def story(self) -> list[str]:
