@@ -55,6 +55,12 @@ MODES = ("consumer", "drained")
 _MARK_EVERY_S = 0.01
 
 
+def steady_window(seconds: float) -> float:
+    """Window of a figure reported as a result, given the window of the figures that rank:
+    twice it, at most `STEADY_WINDOW_S`, never shorter than it."""
+    return max(seconds, min(2 * seconds, STEADY_WINDOW_S))
+
+
 class MeasureError(ValueError):
     """A dataset could not be measured (empty, or it failed while iterating)."""
 

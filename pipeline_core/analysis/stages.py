@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core.analysis.measure import WINDOW_S, Throughput, measure_spec
+from pipeline_core.analysis.measure import WINDOW_S, Throughput, measure_spec, steady_window
 from pipeline_core.spec import PipelineSpec
 
 Measure = Callable[[PipelineSpec, str], Throughput]
@@ -140,7 +140,8 @@ def analyze_stages(
 
     Args:
         spec: the pipeline.
-        seconds: timed window of each measurement.
+        seconds: timed window of each prefix (the consumer row, the figure reported as
+            the pipeline's rate, gets `steady_window(seconds)`).
         rounds: measure every row this many times, round after round (so a slow
             spell of a shared machine touches every row alike), and keep the median.
         consumer: also time the whole pipeline through a Python loop (the consumer row).
@@ -157,7 +158,9 @@ def analyze_stages(
     if measure is None:
 
         def measure(s: PipelineSpec, mode: str) -> Throughput:
-            return measure_spec(s, seconds=seconds, mode=mode)
+            # the consumer row is the figure reported as the pipeline's rate
+            window = steady_window(seconds) if mode == "consumer" else seconds
+            return measure_spec(s, seconds=window, mode=mode)
 
     todo: list[tuple[int | None, PipelineSpec, str]] = [
         (index, prefix, "drained") for index, prefix in prefixes(spec)

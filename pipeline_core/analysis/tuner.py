@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core.analysis.measure import STEADY_WINDOW_S, WARMUP_S, WINDOW_S, measure_spec
+from pipeline_core.analysis.measure import WARMUP_S, WINDOW_S, measure_spec, steady_window
 from pipeline_core.analysis.search import SearchResult, Trial, coordinate_search, grid_search
 from pipeline_core.analysis.space import SearchSpace, search_space
 from pipeline_core.spec import PipelineSpec
@@ -227,19 +227,13 @@ class TuneResult:
         }
 
 
-def verify_window(trial_seconds: float) -> float:
-    """Window of a re-measurement: twice the trial's, at most `STEADY_WINDOW_S` (never
-    shorter than the trial's). Trials only rank; the verified figures are reported."""
-    return max(trial_seconds, min(2 * trial_seconds, STEADY_WINDOW_S))
-
-
 def verify_plan(budget_s: float, trial_seconds: float) -> tuple[int, int]:
     """(candidates beside the baseline, rounds) the verification can afford in `budget_s`.
 
     At most a third of the budget goes to verification; below two rounds of
     the baseline and one candidate, the search's figures stand unverified.
     """
-    per = verify_window(trial_seconds) + WARMUP_S + _BUILD_S
+    per = steady_window(trial_seconds) + WARMUP_S + _BUILD_S
     for top, rounds in ((VERIFY_TOP, 3), (VERIFY_TOP, 2), (1, 2)):
         if (top + 1) * rounds * per <= budget_s / 3:
             return top, rounds
@@ -268,7 +262,7 @@ def tune(
         spec: the pipeline as written (the baseline).
         budget_s: wall-clock budget of search and verification together (the
             grid method ignores it for the search).
-        trial_seconds: timed window of each trial; re-measurements use `verify_window`.
+        trial_seconds: timed window of each trial; re-measurements use `steady_window`.
         tune_batch_size: also search batch sizes.
         allow_reorder: also try non-deterministic element order.
         method: "coordinate" (adaptive, the default) or "grid" (exhaustive).
@@ -318,7 +312,7 @@ def tune(
         found = grid_search(space.values(), baseline, objective, on_trial=progress)
     else:
         extra = 1 if seeds else 0  # the fastest seed may join the verification
-        per = verify_window(trial_seconds) + WARMUP_S + _BUILD_S
+        per = steady_window(trial_seconds) + WARMUP_S + _BUILD_S
         reserve = (top + 1 + extra) * rounds * per
         found = coordinate_search(
             space.values(),
@@ -335,7 +329,7 @@ def tune(
     candidates = _candidates(found, top)
 
     def remeasure(trial: int, round_: int) -> float:
-        rate = measure(space.realize(found.trials[trial].settings), verify_window(trial_seconds))
+        rate = measure(space.realize(found.trials[trial].settings), steady_window(trial_seconds))
         if on_verify is not None:
             on_verify(trial, round_, rate, used())
         return rate
