@@ -3,6 +3,8 @@ profile run side by side, and the reasons named when they differ (no TensorFlow)
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pipeline_core.analysis.agreement import (
@@ -80,7 +82,16 @@ def test_figures_measured_alike_agree_and_say_so():
         "recommendations, as written",
     ]
     assert found.summary().startswith("The figures agree within 10%")
-    assert "median of 2 windows alternating" in found.rows()[1]["how"]
+    assert "median of 2 windows of 2 s alternating" in found.rows()[1]["how"]
+    assert found.rows()[1]["caveats"] == ""  # 2 s windows are long enough to compare
+
+
+def test_short_windows_are_a_named_caveat():
+    result = tuned(1000.0, 1000.0)
+    short = replace(result, trial_seconds=0.1)
+    (figure,) = agreement(tune=short).figures
+    assert "median of 2 windows of 0.2 s" in figure.how
+    assert figure.caveats and "short windows (0.2 s)" in figure.caveats[0]
 
 
 def test_a_figure_off_the_others_is_named_with_a_reason():

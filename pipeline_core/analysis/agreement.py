@@ -22,12 +22,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline_core.analysis.measure import WARMUP_S
+from pipeline_core.analysis.measure import WARMUP_S, steady_window
 from pipeline_core.spec import CacheStep, PipelineSpec, RepeatStep, SpecError, load_spec
 
 TOLERANCE = 0.10
 SHORT_RUN_BATCHES = 50  # a profile run's steady state of fewer batches is mostly warm-up
 SHORT_RUN_S = 2.0
+SHORT_WINDOW_S = 0.5  # a window shorter than this holds too few batches to compare
 _IN_PROCESS = (
     "in one process, a Python loop pulling the whole pipeline after a "
     f"{WARMUP_S:g} s warm-up (the pipeline repeated so no epoch ends the window)"
@@ -98,10 +99,13 @@ class Agreement:
             deviation = self.deviation(f)
             if abs(deviation) <= self.tolerance / 2:
                 continue
-            why = "; ".join(f.caveats) or (
-                "measured at another time on a shared machine (other work slows some "
-                "windows); run it again, or compare figures from one quiet moment"
-            )
+            reasons = list(f.caveats)
+            if f.in_process:
+                reasons.append(
+                    "measured at another time on a shared machine (other work slows some "
+                    "windows); run it again, or compare figures from one quiet moment"
+                )
+            why = "; ".join(reasons)
             out.append(f"{f.source} is {deviation:+.0%} off the median: {why}.")
         return out + list(self.notes)
 
@@ -132,20 +136,42 @@ class Agreement:
 # --- figures from each kind of result ------------------------------------------------
 
 
+def _window_caveats(seconds: float | None) -> tuple[str, ...]:
+    if seconds is None or seconds >= SHORT_WINDOW_S:
+        return ()
+    return (
+        f"timed over short windows ({seconds:g} s), a few batches each, so warm-up and "
+        "the machine's hiccups weigh in; use longer windows (1 s or more) to compare",
+    )
+
+
 def stages_figure(report) -> Figure:
     """The stage analysis's consumer row (the rate the pipeline delivers)."""
+    window = report.consumer_seconds
+    timed = f"one {window:g} s window" if window else "one window"
     return Figure(
         "stage analysis",
         report.delivered.examples_per_s,
-        f"consumer row: {_IN_PROCESS}",
+        f"consumer row, {timed}: {_IN_PROCESS}",
+        _window_caveats(window),
     )
 
 
 def tuner_figure(result) -> Figure:
     """The tuner's baseline (re-measured alternately when it verified)."""
     rounds = max((len(r.figures) for r in result.verified), default=0)
-    how = f"median of {rounds} windows alternating with the candidates" if rounds else "one window"
-    return Figure("tuner, as written", result.baseline_examples_per_s, f"{how}; {_IN_PROCESS}")
+    window = steady_window(result.trial_seconds) if rounds else result.trial_seconds
+    how = (
+        f"median of {rounds} windows of {window:g} s alternating with the candidates"
+        if rounds
+        else f"one {window:g} s window"
+    )
+    return Figure(
+        "tuner, as written",
+        result.baseline_examples_per_s,
+        f"{how}; {_IN_PROCESS}",
+        _window_caveats(window),
+    )
 
 
 def recommendations_figure(recommendations: Sequence) -> Figure | None:

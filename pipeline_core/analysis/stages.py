@@ -61,6 +61,7 @@ class StageReport:
     spec: PipelineSpec
     stages: tuple[Stage, ...]
     consumer: Stage | None = None
+    consumer_seconds: float | None = None  # timed window of the consumer row
 
     @property
     def rows(self) -> tuple[Stage, ...]:
@@ -196,7 +197,8 @@ def analyze_stages(
                 on_stage(stage, done, total)
     stages = tuple(r for r in rows if r.kind != "consumer")
     row = next((r for r in rows if r.kind == "consumer"), None)
-    return StageReport(spec=spec, stages=stages, consumer=row)
+    window = steady_window(seconds) if consumer else None
+    return StageReport(spec=spec, stages=stages, consumer=row, consumer_seconds=window)
 
 
 def format_stage_table(report: StageReport) -> str:

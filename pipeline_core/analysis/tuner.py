@@ -70,6 +70,7 @@ class TuneResult:
     budget_s: float | None = None
     method: str = "coordinate"
     min_gain: float = MIN_GAIN
+    trial_seconds: float = WINDOW_S
 
     def remeasured(self, trial: int) -> Remeasure | None:
         """The verification figures of `trial` (None when it was not re-measured)."""
@@ -344,6 +345,7 @@ def tune(
         budget_s=budget_s,
         method=method,
         min_gain=min_gain,
+        trial_seconds=trial_seconds,
     )
 
 
