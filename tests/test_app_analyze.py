@@ -152,7 +152,7 @@ def assert_one_story(at: AppTest) -> None:
         if line.startswith("**") and "× examples/s" in line:
             title = line.split("**")[1]
             gain = float(line.split("— ")[1].split("×")[0])
-            if gain > speedup * 1.1:
+            if gain > speedup * 1.1 * 1.01:  # 1%: both figures are rounded on the page
                 assert f"“{title}” measured {gain:.2f}×" in text, (title, gain, speedup)
 
 
