@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_core.analysis.space import (
-    SOURCE_PARALLEL_FIELD,
-    movable_suffix,
-    realize,
-    search_space,
-)
+from pipeline_core.analysis.machine import SOURCE_PARALLEL_FIELD, single_core_spec
+from pipeline_core.analysis.space import movable_suffix, realize, search_space
 from pipeline_core.spec import SOURCE_MODELS, BatchStep, CacheStep, MapStep, PrefetchStep, load_spec
 
 
@@ -261,3 +257,5 @@ def test_parallel_decode_is_a_knob_once_the_source_has_the_field(source_type, tm
     assert set(values["source.parallel"]) >= {None, 2, 4, "autotune"}
     out = realize(spec, {"source.parallel": None})
     assert getattr(out.source, SOURCE_PARALLEL_FIELD) is None
+    parallel = realize(spec, {"source.parallel": "autotune"})
+    assert getattr(single_core_spec(parallel).source, SOURCE_PARALLEL_FIELD) is None

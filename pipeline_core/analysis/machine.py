@@ -28,6 +28,9 @@ from pipeline_core.build import build
 from pipeline_core.spec import InterleaveStep, MapStep, PipelineSpec, PrefetchStep
 
 CONSUMER_ELEMENTS = 16  # ready elements a consumer-only measurement cycles through
+# The field of the image_folder/tfrecord/csv source models for parallel decode (tunable as
+# `source.parallel`); sources without it have nothing to set.
+SOURCE_PARALLEL_FIELD = "num_parallel_calls"
 
 
 def available_cores() -> int:
@@ -110,7 +113,8 @@ def consumer_rate(spec: PipelineSpec, *, seconds: float = WINDOW_S) -> float:
 
 
 def single_core_spec(spec: PipelineSpec) -> PipelineSpec:
-    """`spec` with all work on one thread: sequential steps, no prefetch, one-thread pools."""
+    """`spec` with all work on one thread: sequential decode and steps, no prefetch,
+    one-thread pools."""
     steps = []
     for step in spec.steps:
         if isinstance(step, PrefetchStep):
@@ -121,7 +125,10 @@ def single_core_spec(spec: PipelineSpec) -> PipelineSpec:
     options = spec.options.model_copy(
         update={"private_threadpool_size": 1, "max_intra_op_parallelism": 1}
     )
-    return spec.replace(steps=steps, options=options)
+    source = spec.source
+    if SOURCE_PARALLEL_FIELD in type(source).model_fields:
+        source = source.model_copy(update={SOURCE_PARALLEL_FIELD: None})
+    return spec.replace(steps=steps, options=options, source=source)
 
 
 def machine_limit(

@@ -18,8 +18,8 @@ Knobs (each only where the spec has what it needs), the moves an expert tries:
   TFRecord and CSV sources with several files and no interleave, "none" (as
   written) or an interleave added with that parallelism;
 - ``source.parallel``: parallel decode of a file source (`num_parallel_calls`
-  of the image_folder/tfrecord/csv source model) — offered as soon as the
-  source model has that field (`SOURCE_PARALLEL_FIELD`);
+  of the image_folder/tfrecord/csv source models), offered for any source
+  model that has that field (`machine.SOURCE_PARALLEL_FIELD`);
 - ``options.max_intra_op_parallelism`` (1: one thread per op, the TF guide's
   advice for many small ops), ``options.private_threadpool_size`` (2×cores),
   ``options.autotune`` (off: AUTOTUNE values fall back to fixed defaults) and
@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core.analysis.machine import available_cores
+from pipeline_core.analysis.machine import SOURCE_PARALLEL_FIELD, available_cores
 from pipeline_core.analysis.memory import cache_fits as default_cache_fits
 from pipeline_core.analysis.search import grid_size
 from pipeline_core.augment import AUGMENTATIONS
@@ -67,9 +67,6 @@ DETERMINISTIC_AUGMENTATIONS = frozenset(
 NO_CACHE = "none"
 NO_PREFETCH = "none"
 NO_INTERLEAVE = "none"
-# The field a file source gets for parallel decode (pipeline_core/spec.py, being added by
-# the engine): the `source.parallel` knob appears once the source model has it.
-SOURCE_PARALLEL_FIELD = "num_parallel_calls"
 SHARDED_SOURCES = (TFRecordSource, CsvSource)
 
 
