@@ -4,10 +4,9 @@
 would write by hand::
 
     def augment(image, label, seed):
-        seeds = tf.random.experimental.stateless_split(seed, num=3)
-        image = tf.image.stateless_random_flip_left_right(image, seed=seeds[0])
+        image = tf.image.stateless_random_flip_left_right(image, seed=seed)
         image = tf.image.convert_image_dtype(image, tf.float32)
-        image = tf.image.stateless_random_brightness(image, max_delta=0.2, seed=seeds[1])
+        image = tf.image.stateless_random_brightness(image, max_delta=0.2, seed=seed + [0, 1])
         image = tf.clip_by_value(image, 0.0, 1.0)
         return image, label
 
@@ -462,7 +461,6 @@ def augment_source(
     """
     w = _Writer(dtype=features.dtype, origin=features.dtype, shape=features.shape)
     body: list[str] = []
-    count = len(augmentations)
     for position, aug in enumerate(augmentations):
         entry = AUGMENTATIONS.get(getattr(aug, "name", None))
         if entry is None or not isinstance(aug, entry.params):
@@ -470,14 +468,14 @@ def augment_source(
                 f"expected augmentation parameter models (e.g. from MapStep.augmentations), "
                 f"received {aug!r}; build one with AUGMENTATIONS[name].params(...)"
             )
-        seed = "seed" if count == 1 else f"seeds[{position}]"
+        # Position k's seed is the element's seed moved k along its second word: one add,
+        # and Philox streams that do not overlap (cheaper than stateless_split + slices).
+        seed = "seed" if position == 0 else f"seed + [0, {position}]"
         EMITTERS[aug.name](w, aug.model_dump(exclude={"name"}), seed)
     if w.dtype != w.origin:
         saturate = ", saturate=True" if _is_integer(w.origin) else ""
         w.emit(f"image = tf.image.convert_image_dtype(image, tf.{w.origin}{saturate})")
     body = w.lines
-    if count > 1 and any("seeds[" in line for line in body):
-        body = [f"seeds = tf.random.experimental.stateless_split(seed, num={count})", *body]
     what = "a batch" if w.batched else "one example"
     doc = f'"""Augment {what}: {", ".join(_describe(a) for a in augmentations)}."""'
     lines = [f"def {name}(image, label, seed):", doc, *body, "return image, label"]

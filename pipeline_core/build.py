@@ -84,22 +84,17 @@ def _parallel_args(calls: int | str | None, deterministic: bool | None) -> dict[
 
 
 def seed_stream(index: int) -> Any:
-    """The per-element seeds a map step at `index` zips with: new values every epoch."""
-    tf = _import_tf()
-    stream = tf.data.Dataset.random(seed=map_seed(index), rerandomize_each_iteration=True)
-    return stream.batch(2, drop_remainder=True)
+    """The per-element random numbers a map step at `index` zips with: new ones every epoch."""
+    return _import_tf().data.Dataset.random(seed=map_seed(index), rerandomize_each_iteration=True)
 
 
 def _map(ds: Any, step: MapStep, index: int) -> Any:
+    tf = _import_tf()
     features, _ = ds.element_spec
     augment = augment_function(step.augmentations, features=features_of(features))
-    return (
-        _import_tf()
-        .data.Dataset.zip((ds, seed_stream(index)))
-        .map(
-            lambda element, seed: augment(element[0], element[1], seed),
-            **_parallel_args(step.num_parallel_calls, step.deterministic),
-        )
+    return tf.data.Dataset.zip((ds, seed_stream(index))).map(
+        lambda element, seed: augment(element[0], element[1], tf.stack([seed, 0])),
+        **_parallel_args(step.num_parallel_calls, step.deterministic),
     )
 
 

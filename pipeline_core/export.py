@@ -154,8 +154,8 @@ def _map_lines(step: MapStep, index: int, code: AugmentCode) -> list[str]:
     )
     return [
         f"seeds = tf.data.Dataset.random(seed={map_seed(index)}, rerandomize_each_iteration=True)",
-        "ds = tf.data.Dataset.zip((ds, seeds.batch(2, drop_remainder=True))).map(",
-        f"{_INDENT}lambda example, seed: {code.name}(*example, seed){calls}",
+        "ds = tf.data.Dataset.zip((ds, seeds)).map(",
+        f"{_INDENT}lambda example, seed: {code.name}(*example, tf.stack([seed, 0])){calls}",
         ")",
     ]
 

@@ -150,9 +150,9 @@ def test_exported_map_reads_like_the_tf_guide():
     code = export_code(spec.replace(source=numpy_source))
     assert len(code.splitlines()) <= 60, "Example 3 fits on one screen"
     assert "def augment(image, label, seed):" in code
-    assert "tf.image.stateless_random_flip_left_right(image, seed=seeds[0])" in code
-    assert "tf.image.stateless_random_brightness(image, max_delta=0.2, seed=seeds[1])" in code
-    assert "lambda example, seed: augment(*example, seed)" in code
+    assert "tf.image.stateless_random_flip_left_right(image, seed=seed)" in code
+    assert "tf.image.stateless_random_brightness(image, max_delta=0.2, seed=seed + [0, 1])" in code
+    assert "lambda example, seed: augment(*example, tf.stack([seed, 0]))" in code
     for interpreter in ("apply_chain", "OPS", "chain_"):
         assert interpreter not in code
 
