@@ -44,8 +44,6 @@ from __future__ import annotations
 import glob
 import io
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +55,7 @@ from benchmarks._timing import REPEATS, WARMUP_S, WINDOW_S, Paired, paired_rates
 from pipeline_core import paths
 from pipeline_core._tf import tf as _import_tf
 from pipeline_core.build import build
+from pipeline_core.demo_data import write_once
 from pipeline_core.export import export_code
 
 tf: Any = _import_tf()
@@ -93,24 +92,8 @@ def bench_dir() -> Path:
 
 
 def _ensure(name: str, write: Callable[[Path], None]) -> Path:
-    """`bench_dir()/name`, written once by `write` into a staging folder and renamed."""
-    target = bench_dir() / name
-    if (target / _DONE).exists():
-        return target
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=bench_dir()))
-    try:
-        write(staging)
-        (staging / _DONE).write_text("ok\n", encoding="utf-8")
-        if target.exists() and not (target / _DONE).exists():
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / _DONE).exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    """`bench_dir()/name`, written once by `write` (staged, then renamed into place)."""
+    return write_once(bench_dir() / name, write)
 
 
 def smooth_picture(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -214,18 +215,18 @@ def write_demo_images(
     return root
 
 
-def ensure_demo_data() -> Path:
-    """Write the demo data once under `paths.demo_dir()` and return that folder.
+def write_once(target: Path, write: Callable[[Path], Any]) -> Path:
+    """Fill folder `target` once with `write(folder)` and return it.
 
     Written into a temporary folder and renamed into place, so two processes
     asking at once never see a half-written set.
     """
-    target = paths.demo_dir()
     if (target / _DONE).exists():
         return target
-    staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=target.parent))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        write_demo_data(staging)
+        write(staging)
         (staging / _DONE).write_text("ok\n", encoding="utf-8")
         if target.exists() and not (target / _DONE).exists():
             shutil.rmtree(target, ignore_errors=True)
@@ -237,3 +238,8 @@ def ensure_demo_data() -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def ensure_demo_data() -> Path:
+    """Write the demo data once under `paths.demo_dir()` and return that folder."""
+    return write_once(paths.demo_dir(), write_demo_data)
