@@ -220,33 +220,28 @@ def _contrast(w: _Writer, p: dict[str, Any], seed: str) -> None:
     w.photometric()
 
 
-@_emits("random_saturation")
-def _saturation(w: _Writer, p: dict[str, Any], seed: str) -> None:
-    w.need_channels((3,), "random_saturation")
-    if p["factor"] == 0.0:
+def _hsv(w: _Writer, seed: str, *, what: str, args: str, noop: bool) -> None:
+    """Saturation and hue: TF's HSV kernels on one example, a per-image helper on a batch."""
+    w.need_channels((3,), what)
+    if noop:
         return
     w.need_float()
     w.clip_if_needed()
     if w.batched:
-        w.call("random_saturation_batch", f"image, {seed}, {_range(p)}")
+        w.call(f"{what}_batch", f"image, {seed}, {args}")
     else:
-        w.emit(f"image = tf.image.stateless_random_saturation(image, {_range(p)}, seed={seed})")
+        w.emit(f"image = tf.image.stateless_{what}(image, {args}, seed={seed})")
+
+
+@_emits("random_saturation")
+def _saturation(w: _Writer, p: dict[str, Any], seed: str) -> None:
+    _hsv(w, seed, what="random_saturation", args=_range(p), noop=p["factor"] == 0.0)
 
 
 @_emits("random_hue")
 def _hue(w: _Writer, p: dict[str, Any], seed: str) -> None:
-    w.need_channels((3,), "random_hue")
-    if p["max_delta"] == 0.0:
-        return
-    w.need_float()
-    w.clip_if_needed()
-    if w.batched:
-        w.call("random_hue_batch", f"image, {seed}, {_args(max_delta=p['max_delta'])}")
-    else:
-        w.emit(
-            f"image = tf.image.stateless_random_hue(image, "
-            f"{_args(max_delta=p['max_delta'])}, seed={seed})"
-        )
+    args = _args(max_delta=p["max_delta"])
+    _hsv(w, seed, what="random_hue", args=args, noop=p["max_delta"] == 0.0)
 
 
 @_emits("random_crop")
