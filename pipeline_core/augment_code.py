@@ -432,11 +432,6 @@ class AugmentCode:
     name: str
     source: str
     helpers: tuple[str, ...]
-    dtype: str
-
-
-def _describe(aug: AugParams) -> str:
-    return aug.name
 
 
 def augment_source(
@@ -472,10 +467,10 @@ def augment_source(
         w.emit(f"image = tf.image.convert_image_dtype(image, tf.{w.origin}{saturate})")
     body = w.lines
     what = "a batch" if w.batched else "one example"
-    doc = f'"""Augment {what}: {", ".join(_describe(a) for a in augmentations)}."""'
+    doc = f'"""Augment {what}: {", ".join(a.name for a in augmentations)}."""'
     lines = [f"def {name}(image, label, seed):", doc, *body, "return image, label"]
     source = lines[0] + "\n" + "".join(f"{_INDENT}{line}\n" for line in lines[1:])
-    return AugmentCode(name=name, source=source, helpers=tuple(w.helpers), dtype=w.dtype)
+    return AugmentCode(name=name, source=source, helpers=tuple(w.helpers))
 
 
 def helper_source(helpers: Sequence[str]) -> str:

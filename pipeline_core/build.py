@@ -270,10 +270,11 @@ def map_inputs(
     Raises:
         SpecError, BuildError: as `build`.
     """
+    spec = load_spec(spec)
     out = {}
     previous = None
-    for _, index, ds in _stages(load_spec(spec), generator):
-        if index is not None and isinstance(load_spec(spec).steps[index], MapStep):
+    for _, index, ds in _stages(spec, generator):
+        if index is not None and isinstance(spec.steps[index], MapStep):
             out[index] = features_of(previous.element_spec[0])
         previous = ds
     return out

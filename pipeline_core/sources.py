@@ -460,6 +460,9 @@ def _plan_synthetic(source: SyntheticSource, **_: Any) -> Call:
     return Call(synthetic_dataset, source.model_dump(exclude={"type"}))
 
 
+_FILE_KEYS = {"features_key", "labels_key"}  # numpy source fields that only a file uses
+
+
 def _plan_numpy(source: NumpySource, **_: Any) -> Call:
     if source.path is None:
         return Call(numpy_dataset, source.model_dump(exclude={"type", "path"} | _FILE_KEYS))
@@ -475,9 +478,6 @@ def _plan_numpy(source: NumpySource, **_: Any) -> Call:
                 )
     kwargs = {"path": path, "features_key": source.features_key, "labels_key": source.labels_key}
     return Call(numpy_file_dataset, kwargs)
-
-
-_FILE_KEYS = {"features_key", "labels_key"}
 
 
 def _npy_shape(path: str) -> tuple[tuple[int, ...], np.dtype]:
