@@ -546,8 +546,9 @@ def test_geometric_ops_match_the_keras_layer_in_shape_dtype_and_range(tf, name, 
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_exported_text_computes_what_the_pipeline_computes(tf, name):
-    """The text export embeds, run in a fresh namespace, gives the pipeline's output."""
+def test_augment_source_alone_computes_what_the_pipeline_computes(tf, name):
+    """The augment source and its helpers (what an exported script embeds), run in a
+    fresh namespace, give the pipeline's output."""
     images, labels = _inputs(tf, "uint8")
     if not AUGMENTATIONS[name].batch_ok:
         images, labels = images[0], labels[0]
@@ -557,12 +558,12 @@ def test_exported_text_computes_what_the_pipeline_computes(tf, name):
     exec(helper_source(code.helpers) + "\n\n" + code.source, namespace)
     seed = tf.constant([21, 22], tf.int64)
     expected = apply_augmentations(images, labels, [_aug(name)], seed)
-    exported = namespace["augment"](images, labels, seed)
-    for want, got in zip(expected, exported, strict=True):
+    standalone = namespace["augment"](images, labels, seed)
+    for want, got in zip(expected, standalone, strict=True):
         np.testing.assert_array_equal(got, want)
 
 
-def test_exported_chain_matches_inside_dataset_map(tf):
+def test_augment_source_alone_matches_inside_dataset_map(tf):
     augmentations = [_aug("random_crop"), _aug("random_rotation"), _aug("random_brightness")]
     code = augment_source(augmentations, features=Features("uint8", (SIZE, SIZE, 3)))
     assert code.helpers == ("random_rotation",)
@@ -576,5 +577,5 @@ def test_exported_chain_matches_inside_dataset_map(tf):
             namespace["augment"](e[0], e[1], s)[0],
         )
     )
-    for pipeline, exported in both:
-        np.testing.assert_array_equal(pipeline, exported)
+    for pipeline, standalone in both:
+        np.testing.assert_array_equal(pipeline, standalone)
