@@ -5,8 +5,6 @@ This file only routes; each page lives in pages/ and stays thin over pipeline_co
 
 import streamlit as st
 
-import pipeline_core  # noqa: F401  (quiets TensorFlow's C++ logs before any page imports it)
-
 st.set_page_config(page_title="Pipeline Lab", page_icon=":material/science:", layout="wide")
 
 pages = [

@@ -13,8 +13,6 @@ from pipeline_core.augment import AUGMENTATIONS, param_fields
 from pipeline_core.spec import (
     SOURCE_MODELS,
     SOURCE_TYPES,
-    STEP_MODELS,
-    STEP_OPS,
     Options,
     PipelineSpec,
     SpecError,
@@ -22,6 +20,7 @@ from pipeline_core.spec import (
     new_source,
     new_step,
 )
+from pipeline_core.steps import STEPS
 from pipeline_core.uploads import MAX_UPLOAD_MB, UPLOAD_SUFFIXES, UploadError, store_upload
 
 DEMO_IMAGES = "{data_dir}/demo/images"
@@ -161,7 +160,7 @@ def _upload_section(spec: PipelineSpec, key: str) -> None:
 
 def _step_header(index: int, count: int, op: str, key: str) -> None:
     title, buttons = st.columns([3, 2], vertical_alignment="center")
-    title.markdown(f"**{index}. {op}**", help=_doc(STEP_MODELS[op]))
+    title.markdown(f"**{index}. {op}**", help=_doc(STEPS[op].model))
     with buttons.container(horizontal=True, horizontal_alignment="right", gap="small"):
         st.button(":material/arrow_upward:", key=f"{key}.up", help="Move up",
                   disabled=index == 0, on_click=_move_step, args=(index, -1))  # fmt: skip
@@ -204,7 +203,7 @@ def _step_editor(index: int, step: dict[str, Any], count: int, key: str) -> dict
             ]
             st.button("Add augmentation", key=f"{key}.add_aug", icon=":material/add:",
                       on_click=_add_augmentation, args=(index,))  # fmt: skip
-        fields = fields_of(STEP_MODELS[op], skip=("op", "augmentations"))
+        fields = fields_of(STEPS[op].model, skip=("op", "augmentations"))
         out.update(model_form(fields, step, key=f"{key}.fields", columns=3))
         return out
 
@@ -215,8 +214,8 @@ def _steps_editor(spec: PipelineSpec, key: str) -> list[dict[str, Any]]:
     if not steps:
         st.info("No steps yet: the pipeline yields the source's elements one by one.")
     pick, add = st.columns([2, 1], vertical_alignment="bottom")
-    pick.selectbox("New step", STEP_OPS, key=f"{key}.new_op",
-                   format_func=lambda op: f"{op} — {_doc(STEP_MODELS[op])}")  # fmt: skip
+    pick.selectbox("New step", list(STEPS), key=f"{key}.new_op",
+                   format_func=lambda op: f"{op} — {_doc(STEPS[op].model)}")  # fmt: skip
     add.button("Add step", key=f"{key}.add", icon=":material/add:", width="stretch",
                on_click=_add_step, args=(f"{key}.new_op",))  # fmt: skip
     return edited

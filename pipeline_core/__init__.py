@@ -1,11 +1,8 @@
 """Pipeline Lab core: design, build, export and profile `tf.data` pipelines.
 
-This package never imports Streamlit. TensorFlow is imported lazily, with its
-C++ logging quieted first.
+This package never imports Streamlit, and importing it has no side effects:
+TensorFlow is imported on first use, through `pipeline_core._tf.tf()`, which
+quiets TensorFlow's C++ logging first.
 """
-
-from pipeline_core._tf import quiet_tensorflow_logs
-
-quiet_tensorflow_logs()
 
 __version__ = "0.1.0"

@@ -1,8 +1,14 @@
-"""Lazy, quiet TensorFlow import shared by every module that needs TF.
+"""The one way to TensorFlow: `tf()` imports it on first use, with its logs quieted.
 
-TensorFlow's C++ logging is controlled by environment variables that must be
-set before the first import; `quiet_tensorflow_logs()` sets them, and `tf()`
-imports TensorFlow once, with its Python logger at ERROR.
+Importing `pipeline_core` (or any of its modules) neither imports TensorFlow
+nor changes the environment. The first call of `tf()` sets TensorFlow's log
+levels (unless the environment already sets them), imports it once and
+returns the module; later calls return the same module.
+
+Modules whose functions are embedded verbatim in exported scripts
+(`sources`, `augment_ops`) name TensorFlow `tf` at module level, as a script
+that does `import tensorflow as tf` does: they bind `lazy_tf`, which calls
+`tf()` on first attribute access.
 """
 
 from __future__ import annotations
@@ -11,13 +17,10 @@ import logging
 import os
 from contextlib import contextmanager
 from functools import cache
+from typing import Any
 
-
-def quiet_tensorflow_logs() -> None:
-    """Silence TensorFlow's C++ INFO/WARNING chatter (must run before import)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ logging reads these once, at import: INFO/WARNING chatter off.
+_QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GRPC_VERBOSITY": "ERROR", "ABSL_MIN_LOG_LEVEL": "2"}
 
 
 @contextmanager
@@ -38,23 +41,34 @@ def _stderr_silenced():
 
 
 @cache
-def tf():
+def tf() -> Any:
     """Import and return the `tensorflow` module with its logs quieted.
 
     TensorFlow's C++ runtime prints a few lines (oneDNN notice, CUDA probing) before
     its log level applies; they are swallowed by silencing stderr during the import
     and the first device discovery. Python exceptions are unaffected.
     """
-    quiet_tensorflow_logs()
+    for name, value in _QUIET_ENV.items():
+        os.environ.setdefault(name, value)
     with _stderr_silenced():
-        import tensorflow  # noqa: PLC0415
+        import tensorflow
 
         tensorflow.config.list_physical_devices()
     tensorflow.get_logger().setLevel(logging.ERROR)
-    try:
-        import absl.logging  # noqa: PLC0415
+    import absl.logging  # ships with TensorFlow
 
-        absl.logging.set_verbosity(absl.logging.ERROR)
-    except ImportError:  # pragma: no cover - absl ships with TF
-        pass
+    absl.logging.set_verbosity(absl.logging.ERROR)
     return tensorflow
+
+
+class _LazyTensorFlow:
+    """Stands in for the `tensorflow` module: each attribute is read from `tf()`."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(tf(), name)
+
+    def __repr__(self) -> str:
+        return "<tensorflow, imported on first use by pipeline_core._tf.tf()>"
+
+
+lazy_tf: Any = _LazyTensorFlow()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -38,7 +38,6 @@ class Augmentation:
             `pipeline_core.augment_code`).
         element_ok: works on a single element `[H, W, C]`.
         batch_ok: works on a batch `[N, H, W, C]` (a vectorized map after batch).
-        mixes_labels: the op takes and returns `(features, label)` (mixup, cutmix).
     """
 
     name: str
@@ -47,7 +46,6 @@ class Augmentation:
     op: str
     element_ok: bool = True
     batch_ok: bool = True
-    mixes_labels: bool = False
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {}
@@ -59,7 +57,6 @@ def augmentation(
     description: str,
     element_ok: bool = True,
     batch_ok: bool = True,
-    mixes_labels: bool = False,
 ) -> Callable[[type[AugParams]], type[AugParams]]:
     """Class decorator registering a parameter model under its `name` literal."""
 
@@ -74,7 +71,6 @@ def augmentation(
             op=op,
             element_ok=element_ok,
             batch_ok=batch_ok,
-            mixes_labels=mixes_labels,
         )
         return cls
 
@@ -244,7 +240,6 @@ class ConvertDtype(AugParams):
     op="mixup",
     description="Blend pairs of images and their labels (batches only; soft labels).",
     element_ok=False,
-    mixes_labels=True,
 )
 class MixUp(AugParams):
     name: Literal["mixup"] = "mixup"
@@ -256,7 +251,6 @@ class MixUp(AugParams):
     op="cutmix",
     description="Paste a box of another image; labels mixed by area (batches only).",
     element_ok=False,
-    mixes_labels=True,
 )
 class CutMix(AugParams):
     name: Literal["cutmix"] = "cutmix"
@@ -285,13 +279,19 @@ class CpuWork(AugParams):
     size: int = Field(64, ge=2, le=2048, description="Side of the square matrices.")
 
 
-# --- helpers for the UI and the builder ---------------------------------------
+# --- helpers for the spec, the UI and the builder -----------------------------
 
+# One entry of a map step's `augmentations`: the registered models, tagged by `name`.
+AugmentationParams = Annotated[
+    Union[tuple(a.params for a in AUGMENTATIONS.values())],  # noqa: UP007
+    Field(discriminator="name"),
+]
 
 __all__ = [
     "AUGMENTATIONS",
     "AugParams",
     "Augmentation",
+    "AugmentationParams",
     "ParamField",
     "augmentation",
     "param_fields",

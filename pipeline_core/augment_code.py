@@ -39,6 +39,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline_core import augment_ops
+from pipeline_core._tf import tf as _tf
 from pipeline_core.augment import AUGMENTATIONS, AugParams
 
 _INDENT = "    "
@@ -475,8 +477,6 @@ def augment_source(
 
 def helper_source(helpers: Sequence[str]) -> str:
     """Source of the `augment_ops` helpers named (and those they call), in module order."""
-    from pipeline_core import augment_ops  # noqa: PLC0415  (imports TensorFlow)
-
     functions = _needed_functions(augment_ops, list(helpers))
     return "\n\n\n".join(inspect.getsource(fn).rstrip() for fn in functions)
 
@@ -514,13 +514,11 @@ def _global_names(code: types.CodeType) -> set[str]:
 
 @functools.lru_cache(maxsize=256)
 def _compile(source: str, name: str) -> Callable[..., Any]:
-    from pipeline_core import augment_ops  # noqa: PLC0415  (imports TensorFlow)
-
     filename = f"<pipeline_core.augment_code {name} {abs(hash(source)):x}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     namespace = dict(vars(augment_ops))
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - code we wrote
-    return augment_ops.tf.autograph.experimental.do_not_convert(namespace[name])
+    exec(compile(source, filename, "exec"), namespace)  # code we wrote
+    return _tf().autograph.experimental.do_not_convert(namespace[name])
 
 
 def augment_function(
@@ -553,9 +551,7 @@ def apply_augmentations(
     Returns:
         `(features, label)`.
     """
-    from pipeline_core import augment_ops  # noqa: PLC0415  (imports TensorFlow)
-
-    tf = augment_ops.tf
+    tf = _tf()
     features = tf.convert_to_tensor(features)
     label = tf.convert_to_tensor(label)
     seed = tf.reshape(tf.cast(seed, tf.int64), [2])

@@ -21,15 +21,13 @@ Conventions:
 - Every function uses only `tf`, `np`, the standard library imported in its
   body and other functions of this module, and has no annotations.
 
-This module imports TensorFlow when imported; nothing imports it at package
-import time.
+`tf` is `pipeline_core._tf.lazy_tf`, read as an exported script reads
+`import tensorflow as tf`: importing this module imports no TensorFlow.
 """
 
-import numpy as np  # noqa: F401  (exported scripts import numpy as np too)
+import numpy as np
 
-from pipeline_core._tf import tf as _load_tf
-
-tf = _load_tf()
+from pipeline_core._tf import lazy_tf as tf
 
 # --- random values, one per image of a batch ------------------------------------
 

@@ -1,8 +1,9 @@
 """`PipelineSpec` -> `tf.data.Dataset`. Builds, never iterates.
 
 The source comes first (a leading interleave step is handed to it), then the
-steps in the user's order, then `options` mapped onto `tf.data.Options`. A
-failure raises `BuildError` naming the step (or the source) and why.
+steps in the user's order (each op's `build` in `pipeline_core.steps.STEPS`),
+then `options` mapped onto `tf.data.Options`. A failure raises `BuildError`
+naming the step (or the source) and why.
 """
 
 from __future__ import annotations
@@ -11,24 +12,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core._tf import tf as _import_tf
-from pipeline_core.augment_code import Features, augment_function, features_of
+from pipeline_core._tf import tf as _tf
+from pipeline_core.augment_code import Features, features_of
 from pipeline_core.errors import describe_error
-from pipeline_core.paths import resolve_path
 from pipeline_core.sources import build_source
-from pipeline_core.spec import (
-    BatchStep,
-    CacheStep,
-    InterleaveStep,
-    MapStep,
-    Options,
-    PipelineSpec,
-    PrefetchStep,
-    RepeatStep,
-    ShuffleStep,
-    TakeStep,
-    load_spec,
-)
+from pipeline_core.spec import Options, PipelineSpec, load_spec
+from pipeline_core.steps import STEPS, InterleaveStep, MapStep, cardinality
 
 Generator = Callable[[], Iterable[Any]]
 
@@ -60,123 +49,9 @@ class StageSpec:
     cardinality: int | None
 
 
-def map_seed(step_index: int) -> int:
-    """Seed of the random-seed stream a map step at `step_index` zips with."""
-    return 1_000_003 * (step_index + 1)
-
-
-def parallel_calls(value: int | str | None) -> int | None:
-    """Spec parallelism (null / int / "autotune") as a `num_parallel_calls` argument."""
-    return _import_tf().data.AUTOTUNE if value == "autotune" else value
-
-
-def _parallel_args(calls: int | str | None, deterministic: bool | None) -> dict[str, Any]:
-    """`num_parallel_calls`/`deterministic` kwargs (`deterministic` only matters when parallel)."""
-    if calls is None:
-        return {}
-    args: dict[str, Any] = {"num_parallel_calls": parallel_calls(calls)}
-    if deterministic is not None:
-        args["deterministic"] = deterministic
-    return args
-
-
-# --- one function per op -------------------------------------------------------
-
-
-def seed_stream(index: int) -> Any:
-    """The per-element random numbers a map step at `index` zips with: new ones every epoch."""
-    return _import_tf().data.Dataset.random(seed=map_seed(index), rerandomize_each_iteration=True)
-
-
-def _map(ds: Any, step: MapStep, index: int) -> Any:
-    tf = _import_tf()
-    features, _ = ds.element_spec
-    augment = augment_function(step.augmentations, features=features_of(features))
-    return tf.data.Dataset.zip((ds, seed_stream(index))).map(
-        lambda element, seed: augment(element[0], element[1], tf.stack([seed, 0])),
-        **_parallel_args(step.num_parallel_calls, step.deterministic),
-    )
-
-
-def _shuffle(ds: Any, step: ShuffleStep, index: int) -> Any:
-    return ds.shuffle(
-        step.buffer_size, seed=step.seed, reshuffle_each_iteration=step.reshuffle_each_iteration
-    )
-
-
-def _cache(ds: Any, step: CacheStep, index: int) -> Any:
-    if not step.filename:
-        return ds.cache()
-    path = resolve_path(step.filename)
-    if path.is_dir():
-        raise ValueError(
-            f"cache filename {str(path)!r} is a folder; give a file path prefix such as "
-            f"{str(path / 'cache')!r}"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return ds.cache(str(path))
-
-
-def batch_size_for(batch_size: int, count: int | None, *, drop_remainder: bool) -> int:
-    """The batch size to hand TensorFlow for `count` known elements (None: unknown/infinite).
-
-    A batch size above the element count yields one batch of every element, exactly as
-    the count itself would, but TensorFlow reserves room for `batch_size` elements, so
-    an absurd size (1e9) stalls the pipeline: ask for the count instead. With
-    `drop_remainder` such a pipeline would yield nothing at all, a mistake worth naming.
-    """
-    if count is None or batch_size <= count:
-        return batch_size
-    if drop_remainder:
-        raise ValueError(
-            f"batch_size {batch_size} is larger than the {count} elements that reach this "
-            "step, and drop_remainder drops that one partial batch, so the pipeline yields "
-            "nothing: lower batch_size or set drop_remainder to false"
-        )
-    return max(count, 1)
-
-
-def _batch(ds: Any, step: BatchStep, index: int) -> Any:
-    size = batch_size_for(step.batch_size, cardinality(ds), drop_remainder=step.drop_remainder)
-    return ds.batch(
-        size,
-        drop_remainder=step.drop_remainder,
-        **_parallel_args(step.num_parallel_calls, step.deterministic),
-    )
-
-
-def _prefetch(ds: Any, step: PrefetchStep, index: int) -> Any:
-    size = step.buffer_size
-    return ds.prefetch(_import_tf().data.AUTOTUNE if size == "autotune" else size)
-
-
-def _repeat(ds: Any, step: RepeatStep, index: int) -> Any:
-    return ds.repeat(step.count)
-
-
-def _take(ds: Any, step: TakeStep, index: int) -> Any:
-    return ds.take(step.count)
-
-
-def _interleave(ds: Any, step: InterleaveStep, index: int) -> Any:
-    return ds  # applied by the source, which reads the files
-
-
-STEP_BUILDERS: dict[type, Callable[[Any, Any, int], Any]] = {
-    MapStep: _map,
-    ShuffleStep: _shuffle,
-    CacheStep: _cache,
-    BatchStep: _batch,
-    PrefetchStep: _prefetch,
-    RepeatStep: _repeat,
-    TakeStep: _take,
-    InterleaveStep: _interleave,
-}
-
-
 def tf_options(options: Options) -> Any:
     """`tf.data.Options` with the spec's non-null options set."""
-    result = _import_tf().data.Options()
+    result = _tf().data.Options()
     if options.deterministic is not None:
         result.deterministic = options.deterministic
     if options.private_threadpool_size is not None:
@@ -206,14 +81,14 @@ def _stages(
     where = f"source ({spec.source.type})"
     try:
         ds = build_source(spec.source, generator=generator, interleave=interleave)
-    except Exception as exc:  # noqa: BLE001 - every failure is reported with its stage
+    except Exception as exc:  # every failure is reported with its stage
         raise _fail(where, exc, None) from exc
     yield where, None, ds
     for index, step in enumerate(spec.steps):
         where = f"steps[{index}] ({step.op})"
         try:
-            ds = STEP_BUILDERS[type(step)](ds, step, index)
-        except Exception as exc:  # noqa: BLE001
+            ds = STEPS[step.op].build(ds, step, index)
+        except Exception as exc:
             raise _fail(where, exc, index) from exc
         yield f"steps[{index}] {step.op}", index, ds
 
@@ -233,14 +108,8 @@ def build(spec: PipelineSpec | dict[str, Any] | str, *, generator: Generator | N
     *_, (_, _, ds) = _stages(spec, generator)
     try:
         return ds.with_options(tf_options(spec.options))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _fail("options", exc, None) from exc
-
-
-def cardinality(ds: Any) -> int | None:
-    """The dataset's known element count, or None when unknown or infinite."""
-    count = int(_import_tf().data.experimental.cardinality(ds))
-    return count if count >= 0 else None
 
 
 def dataset_cardinality(

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from pipeline_core import paths
+from pipeline_core._tf import tf as _tf
 
 CLASSES: tuple[str, ...] = ("circle", "cross", "square", "stripes", "triangle")
 FORMATS: tuple[str, ...] = ("png", "jpg", "bmp", "gif")
@@ -97,8 +99,6 @@ def _draw_all(per_class: int, size: int, seed: int) -> tuple[np.ndarray, np.ndar
 
 
 def _encode(image: np.ndarray, fmt: str) -> bytes:
-    from PIL import Image  # noqa: PLC0415
-
     buffer = io.BytesIO()
     pil_format = {"jpg": "JPEG"}.get(fmt, fmt.upper())
     Image.fromarray(image).save(buffer, format=pil_format)
@@ -114,9 +114,7 @@ def _write_images(root: Path, images: np.ndarray, labels: np.ndarray) -> None:
 
 
 def _write_tfrecords(root: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    from pipeline_core._tf import tf  # noqa: PLC0415
-
-    tf = tf()
+    tf = _tf()
     root.mkdir(parents=True, exist_ok=True)
     records = []
     for image, label in zip(images, labels, strict=True):

@@ -5,8 +5,9 @@ function, one `augment(image, label, seed)` per map step calling `tf.image`
 ops by name, then `make_dataset()` with the steps in order. It embeds the very
 code the builder runs - the source function from `pipeline_core.sources` (via
 `inspect.getsource`) and the augment functions `pipeline_core.augment_code`
-writes (the builder compiles the same text) - so an exported pipeline cannot
-drift from the one Pipeline Lab profiles.
+writes (the builder compiles the same text) - and each step's lines come from
+its op's `emit`, beside its `build` in `pipeline_core.steps`, so an exported
+pipeline cannot drift from the one Pipeline Lab profiles.
 """
 
 from __future__ import annotations
@@ -18,24 +19,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pipeline_core.augment_code import AugmentCode, augment_source, helper_source
-from pipeline_core.build import BuildError, map_inputs, map_seed
-from pipeline_core.paths import data_dir, resolve_path
+from pipeline_core.build import BuildError, map_inputs
+from pipeline_core.paths import data_dir
 from pipeline_core.sources import Call, SourceError, plan_source
-from pipeline_core.spec import (
-    BatchStep,
-    CacheStep,
-    InterleaveStep,
-    MapStep,
-    Options,
-    PipelineSpec,
-    PrefetchStep,
-    RepeatStep,
-    ShuffleStep,
-    TakeStep,
-    load_spec,
-)
-
-_HUGE_BATCH = 65_536  # above this, the script asks for the known element count instead
+from pipeline_core.spec import Options, PipelineSpec, load_spec
+from pipeline_core.steps import STEPS, InterleaveStep, MapStep, ScriptNames
 
 
 class ExportError(ValueError):
@@ -43,18 +31,6 @@ class ExportError(ValueError):
 
 
 _INDENT = "    "
-
-
-def _parallel(value: int | str | None) -> str:
-    return "tf.data.AUTOTUNE" if value == "autotune" else repr(value)
-
-
-def _parallel_args(calls: int | str | None, deterministic: bool | None) -> list[str]:
-    """Same rule as the builder: `deterministic` is passed only with parallel calls."""
-    if calls is None:
-        return []
-    args = [f"num_parallel_calls={_parallel(calls)}"]
-    return args if deterministic is None else [*args, f"deterministic={deterministic!r}"]
 
 
 # Source arguments that hold paths: written as constants at the top of the script.
@@ -143,64 +119,6 @@ def _custom_functions(call: Call) -> list[Callable[..., Any]]:
                 )
             out.append(value)
     return out
-
-
-# --- steps as code -------------------------------------------------------------
-
-
-def _map_lines(step: MapStep, index: int, code: AugmentCode) -> list[str]:
-    calls = "".join(
-        f", {arg}" for arg in _parallel_args(step.num_parallel_calls, step.deterministic)
-    )
-    return [
-        f"seeds = tf.data.Dataset.random(seed={map_seed(index)}, rerandomize_each_iteration=True)",
-        "ds = tf.data.Dataset.zip((ds, seeds)).map(",
-        f"{_INDENT}lambda example, seed: {code.name}(*example, tf.stack([seed, 0])){calls}",
-        ")",
-    ]
-
-
-def _cache_lines(step: CacheStep, index: int, paths: _Paths) -> list[str]:
-    if not step.filename:
-        return ["ds = ds.cache()"]
-    name = paths.name(str(resolve_path(step.filename)), f"cache_file_{index}")
-    return [
-        f"os.makedirs(os.path.dirname({name}) or '.', exist_ok=True)",
-        f"ds = ds.cache({name})",
-    ]
-
-
-def _step_lines(step: Any, index: int, codes: dict[int, AugmentCode], paths: _Paths) -> list[str]:
-    if isinstance(step, MapStep):
-        return _map_lines(step, index, codes[index])
-    if isinstance(step, ShuffleStep):
-        return [
-            f"ds = ds.shuffle({step.buffer_size}, seed={step.seed!r}, "
-            f"reshuffle_each_iteration={step.reshuffle_each_iteration!r})"
-        ]
-    if isinstance(step, CacheStep):
-        return _cache_lines(step, index, paths)
-    if isinstance(step, BatchStep):
-        size = str(step.batch_size)
-        lines = []
-        if step.batch_size > _HUGE_BATCH and not step.drop_remainder:
-            # as build.batch_size_for: TensorFlow reserves room for batch_size elements
-            lines.append("known = int(ds.cardinality())  # -1 infinite, -2 unknown")
-            size = f"min({step.batch_size}, max(known, 1)) if known >= 0 else {step.batch_size}"
-        args = "".join(
-            f", {arg}" for arg in _parallel_args(step.num_parallel_calls, step.deterministic)
-        )
-        drop = ", drop_remainder=True" if step.drop_remainder else ""
-        return [*lines, f"ds = ds.batch({size}{drop}{args})"]
-    if isinstance(step, PrefetchStep):
-        return [f"ds = ds.prefetch({_parallel(step.buffer_size)})"]
-    if isinstance(step, RepeatStep):
-        return [f"ds = ds.repeat({step.count!r})"]
-    if isinstance(step, TakeStep):
-        return [f"ds = ds.take({step.count})"]
-    if isinstance(step, InterleaveStep):
-        return [f"# steps[{index}]: interleave is applied by the source function"]
-    raise ExportError(f"steps[{index}]: cannot export op {step.op!r}")
 
 
 def _options_lines(options: Options) -> list[str]:
@@ -304,8 +222,9 @@ def export_code(
     functions = [*_custom_functions(call), *call.functions()]
     paths = _Paths()
     body = [f"ds = {_render_call(call, paths)}"]
+    names = ScriptNames(augment={i: code.name for i, code in codes.items()}, path=paths.name)
     for index, step in enumerate(spec.steps):
-        body.extend(_step_lines(step, index, codes, paths))
+        body.extend(STEPS[step.op].emit(step, index, names))
     body.extend(_options_lines(spec.options))
     sections = [_header(spec, paths, uses_os=any("os." in line for line in body))]
     sections.append("\n\n\n".join(_function_source(fn) for fn in functions))

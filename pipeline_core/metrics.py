@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from typing import Any
 
 import psutil
@@ -213,7 +214,7 @@ class _Nvml:
         self.handle = None
         self._pynvml = None
         try:
-            import pynvml  # noqa: PLC0415
+            import pynvml  # optional: nvidia-ml-py
         except ImportError:
             self.status = GpuStatus(False, "no GPU: nvidia-ml-py is not installed")
             return
@@ -451,6 +452,14 @@ def summarize_readings(readings: list[Reading] | tuple[Reading, ...]) -> dict[st
     }
 
 
+def available_cores() -> int:
+    """CPU cores this process may use (affinity-aware)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -466,8 +475,6 @@ def _version(module: str) -> str | None:
     loaded = sys.modules.get(module)
     if loaded is not None:
         return getattr(loaded, "__version__", None)
-    from importlib import metadata  # noqa: PLC0415
-
     dist = {"tensorflow": "tensorflow", "numpy": "numpy"}[module]
     try:
         return metadata.version(dist)

@@ -22,7 +22,8 @@ import numpy as np
 from pipeline_core._tf import tf as _tf
 from pipeline_core.augment import AUGMENTATIONS, AugParams
 from pipeline_core.augment_code import apply_augmentations
-from pipeline_core.spec import BatchStep, InterleaveStep, MapStep, PipelineSpec, load_spec
+from pipeline_core.spec import PipelineSpec, load_spec
+from pipeline_core.steps import BatchStep, InterleaveStep, MapStep
 
 UNBATCHED_SUMMARY_ELEMENTS = 32
 

@@ -4,18 +4,19 @@ Every builder returns an UNBATCHED `tf.data.Dataset` of `(features, label)`
 tuples with an int64 scalar label. A builder is split in two:
 
 * a *plan* (`_plan_<type>`) that checks the user's input (files exist, keys
-  are there, templates are known), resolves paths and returns a `SourceCall`:
+  are there, templates are known), resolves paths and returns a `Call`:
   one plain function plus literal keyword arguments;
 * the plain function itself (`synthetic_dataset`, `npy_dataset`, ...), which
   uses only `tf`, `np` and the standard library.
 
 `build_source` runs the call; `pipeline_core.export` embeds the very same
 functions (via `inspect.getsource`) and the same arguments in exported code,
-so the two cannot drift apart.
+so the two cannot drift apart. A generator source's built-in generators are
+`pipeline_core.generators`.
 
-TensorFlow is imported lazily: the module-level name `tf` is a proxy that
-imports TensorFlow on first attribute access, so the plain functions read
-exactly like they do in an exported script (`import tensorflow as tf`).
+The plain functions read `tf` as an exported script does (`import tensorflow
+as tf`); here it is `pipeline_core._tf.lazy_tf`, which imports TensorFlow on
+first use.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import csv
 import glob
 import os
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,28 +33,20 @@ from typing import Any
 import numpy as np
 
 from pipeline_core import paths
-from pipeline_core._tf import tf as _import_tf
+from pipeline_core._tf import lazy_tf as tf
+from pipeline_core.demo_data import ensure_demo_data
+from pipeline_core.generators import CUSTOM_TEMPLATE, GENERATOR_TEMPLATES
 from pipeline_core.spec import (
     CsvSource,
     GeneratorSource,
     ImageFolderSource,
-    InterleaveStep,
     NpySource,
     NpzSource,
     NumpySource,
     SyntheticSource,
     TFRecordSource,
 )
-
-
-class _LazyTF:
-    """Stands in for the `tensorflow` module until an attribute is first used."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(_import_tf(), name)
-
-
-tf: Any = _LazyTF()
+from pipeline_core.steps import InterleaveStep
 
 
 class SourceError(ValueError):
@@ -176,52 +170,6 @@ def generator_dataset(*, generator, shape, dtype):
         tf.TensorSpec((), tf.int64),
     )
     return tf.data.Dataset.from_generator(generator, output_signature=signature)
-
-
-def random_arrays(*, num_examples, shape, dtype, num_classes, seed):
-    """Seeded random NumPy arrays, one element at a time."""
-
-    floating = np.issubdtype(np.dtype(dtype), np.floating)
-
-    def generate():
-        rng = np.random.default_rng(seed)
-        for _ in range(num_examples):
-            if floating:
-                features = rng.random(shape).astype(dtype)
-            else:
-                features = rng.integers(0, 256, size=shape).astype(dtype)
-            yield features, int(rng.integers(0, num_classes))
-
-    return generate
-
-
-def slow_reader(*, num_examples, shape, dtype, num_classes, seed, delay_s=0.002):
-    """Like `random_arrays`, but sleeps `delay_s` per element to mimic slow I/O."""
-    import time
-
-    arrays = random_arrays(
-        num_examples=num_examples, shape=shape, dtype=dtype, num_classes=num_classes, seed=seed
-    )
-
-    def generate():
-        for features, label in arrays():
-            time.sleep(delay_s)
-            yield features, label
-
-    return generate
-
-
-def counting(*, num_examples, shape, dtype, num_classes, seed):
-    """Element i is filled with the value i (mod 256 for integer dtypes), label i % classes."""
-
-    def generate():
-        for index in range(num_examples):
-            value = index + seed
-            if not np.issubdtype(np.dtype(dtype), np.floating):
-                value %= 256
-            yield np.full(shape, value, dtype=dtype), index % num_classes
-
-    return generate
 
 
 def parallelism(calls):
@@ -355,44 +303,6 @@ def csv_dataset(
     return rows.map(to_example, num_parallel_calls=parallelism(num_parallel_calls))
 
 
-# --- generator templates ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GeneratorTemplate:
-    """A built-in generator: `factory(num_examples=, shape=, dtype=, num_classes=, seed=)`
-    returns a zero-argument callable that yields `(features, label)` pairs."""
-
-    name: str
-    description: str
-    factory: Callable[..., Callable[[], Iterable[Any]]]
-
-
-GENERATOR_TEMPLATES: dict[str, GeneratorTemplate] = {}
-CUSTOM_TEMPLATE = "custom"
-
-
-def register_generator(
-    name: str, factory: Callable[..., Callable[[], Iterable[Any]]], *, description: str
-) -> GeneratorTemplate:
-    """Add a generator template (Python API only; the browser picks from this registry)."""
-    if name == CUSTOM_TEMPLATE or name in GENERATOR_TEMPLATES:
-        raise ValueError(f"generator template {name!r} is already registered; pick another name")
-    template = GeneratorTemplate(name=name, description=description, factory=factory)
-    GENERATOR_TEMPLATES[name] = template
-    return template
-
-
-register_generator("random_arrays", random_arrays, description="Seeded random NumPy arrays.")
-register_generator(
-    "slow_reader",
-    slow_reader,
-    description="Random arrays with a 2 ms sleep per element (slow I/O).",
-)
-register_generator(
-    "counting", counting, description="Element i is filled with i; label i % num_classes."
-)
-
 # --- plans: check input, resolve paths, pick the function and its arguments ----
 
 
@@ -441,8 +351,6 @@ def _resolve(text: str) -> Path:
     path = paths.resolve_path(text)
     demo = paths.demo_dir()
     if (path == demo or demo in path.parents) and not glob.glob(str(path)):
-        from pipeline_core.demo_data import ensure_demo_data  # noqa: PLC0415
-
         ensure_demo_data()
     return path
 
@@ -515,8 +423,6 @@ def _plan_npy(source: NpySource, **_: Any) -> Call:
 
 
 def _plan_npz(source: NpzSource, **_: Any) -> Call:
-    import zipfile  # noqa: PLC0415
-
     path = _existing_file(source.path, what="npz path", kind=".npz")
     try:
         with zipfile.ZipFile(path) as archive:
@@ -629,7 +535,7 @@ def infer_tfrecord_features(
     try:
         first = [r.numpy() for r in records]
         example = tf.train.Example.FromString(first[0]) if first else None
-    except Exception as exc:  # noqa: BLE001 - any read/parse failure means a bad file
+    except Exception as exc:  # any read or parse failure means a bad file
         raise SourceError(
             f"cannot read a tf.train.Example from {file_name!r} ({type(exc).__name__}); check "
             'the file and the compression setting ("", GZIP or ZLIB)'

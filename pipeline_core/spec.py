@@ -3,7 +3,10 @@
 A `PipelineSpec` is frozen, JSON round-trippable data. `load_spec` validates a
 dict/JSON text/file and reports every problem at once, each with its field
 path, what was received and what is allowed, e.g.
-``steps[2].batch_size: must be >= 1, received 0``. Imports no TensorFlow.
+``steps[2].batch_size: must be >= 1, received 0``. The source models live
+here; the step models live with their build and export code in
+`pipeline_core.steps`, generator templates in `pipeline_core.generators`.
+Imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,69 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    PlainValidator,
-    ValidationError,
-    WithJsonSchema,
-)
+from pydantic import BaseModel, Field, ValidationError
 
 from pipeline_core.augment import AUGMENTATIONS
+from pipeline_core.fields import Dim, DType, Frozen, Parallelism
+from pipeline_core.generators import CUSTOM_TEMPLATE, GENERATOR_TEMPLATES
+from pipeline_core.steps import STEPS, BatchStep, CacheStep, InterleaveStep, MapStep
 
 SCHEMA_VERSION = 1
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-# --- reusable field types ------------------------------------------------------
-
-
-def _parallelism(value: Any) -> int | str | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value.lower() == "autotune":
-        return "autotune"
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise ValueError('must be null (sequential), an integer >= 1 or "autotune"')
-
-
-def _buffer(value: Any) -> int | str:
-    if isinstance(value, str) and value.lower() == "autotune":
-        return "autotune"
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ValueError('must be an integer >= 0 or "autotune"')
-
-
-Parallelism = Annotated[
-    int | Literal["autotune"] | None,
-    PlainValidator(_parallelism),
-    PlainSerializer(lambda v: v),
-    WithJsonSchema(
-        {"anyOf": [{"type": "integer", "minimum": 1}, {"const": "autotune"}, {"type": "null"}]}
-    ),
-    Field(json_schema_extra={"kind": "parallelism"}),
-]
-BufferSize = Annotated[
-    int | Literal["autotune"],
-    PlainValidator(_buffer),
-    PlainSerializer(lambda v: v),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"const": "autotune"}]}),
-    Field(json_schema_extra={"kind": "buffer"}),
-]
-Dim = Annotated[int, Field(ge=1)]
-DType = Literal["float32", "float64", "float16", "uint8", "int32", "int64"]
 
 # --- sources -------------------------------------------------------------------
 
 
-class SyntheticSource(_Frozen):
+class SyntheticSource(Frozen):
     """Random tensors of a given shape/dtype with integer labels, seeded (no data needed)."""
 
     type: Literal["synthetic"] = "synthetic"
@@ -86,7 +39,7 @@ class SyntheticSource(_Frozen):
     seed: int = Field(0, description="Seed of the random values.")
 
 
-class NumpySource(_Frozen):
+class NumpySource(Frozen):
     """In-memory NumPy arrays fed through `from_tensor_slices`.
 
     With `path` (an .npy/.npz file) the arrays are loaded fully into memory;
@@ -104,7 +57,7 @@ class NumpySource(_Frozen):
     seed: int = Field(0, description="Seed of generated arrays.")
 
 
-class NpySource(_Frozen):
+class NpySource(Frozen):
     """`.npy` files, memory-mapped so data larger than RAM streams from disk."""
 
     type: Literal["npy"] = "npy"
@@ -112,7 +65,7 @@ class NpySource(_Frozen):
     labels_path: str | None = Field(None, description="Path of the labels .npy file (optional).")
 
 
-class NpzSource(_Frozen):
+class NpzSource(Frozen):
     """An uncompressed `.npz` archive, its arrays memory-mapped."""
 
     type: Literal["npz"] = "npz"
@@ -121,7 +74,7 @@ class NpzSource(_Frozen):
     labels_key: str | None = Field("y", description="Array name of the labels (optional).")
 
 
-class GeneratorSource(_Frozen):
+class GeneratorSource(Frozen):
     """A Python generator through `from_generator` with an `output_signature`.
 
     `template` names a built-in generator (a closed registry: code typed in a
@@ -138,7 +91,7 @@ class GeneratorSource(_Frozen):
     seed: int = Field(0, description="Seed of the generator.")
 
 
-class ImageFolderSource(_Frozen):
+class ImageFolderSource(Frozen):
     """JPEG/PNG/BMP/GIF files with labels from sub-folder names; decoded and resized."""
 
     type: Literal["image_folder"] = "image_folder"
@@ -152,7 +105,7 @@ class ImageFolderSource(_Frozen):
     )
 
 
-class TFRecordFeature(_Frozen):
+class TFRecordFeature(Frozen):
     """One entry of a TFRecord feature description."""
 
     kind: Literal["fixed", "var"] = Field("fixed", description="FixedLenFeature or VarLenFeature.")
@@ -160,7 +113,7 @@ class TFRecordFeature(_Frozen):
     shape: tuple[int, ...] = Field((), description="Shape of a fixed-length feature.")
 
 
-class TFRecordSource(_Frozen):
+class TFRecordSource(Frozen):
     """TFRecord files (path or glob), optional GZIP; feature description given or inferred."""
 
     type: Literal["tfrecord"] = "tfrecord"
@@ -181,7 +134,7 @@ class TFRecordSource(_Frozen):
     )
 
 
-class CsvSource(_Frozen):
+class CsvSource(Frozen):
     """A CSV file: one label column, the other columns as a float feature vector."""
 
     type: Literal["csv"] = "csv"
@@ -197,7 +150,7 @@ class CsvSource(_Frozen):
     )
 
 
-SOURCE_MODELS: dict[str, type[_Frozen]] = {
+SOURCE_MODELS: dict[str, type[Frozen]] = {
     m.model_fields["type"].default: m
     for m in (
         SyntheticSource,
@@ -218,105 +171,17 @@ Source = Annotated[
     Field(discriminator="type"),
 ]
 
-# --- augmentations inside map --------------------------------------------------
+# --- steps: the models live with their build and export code, in `pipeline_core.steps` ---
 
-AugmentationParams = Annotated[
-    Union[tuple(a.params for a in AUGMENTATIONS.values())],  # noqa: UP007
-    Field(discriminator="name"),
+Step = Annotated[
+    Union[tuple(op.model for op in STEPS.values())],  # noqa: UP007
+    Field(discriminator="op"),
 ]
-
-# --- steps ---------------------------------------------------------------------
-
-
-class MapStep(_Frozen):
-    """Apply a list of augmentations, in order, with `Dataset.map`."""
-
-    op: Literal["map"] = "map"
-    augmentations: tuple[AugmentationParams, ...] = Field(
-        ..., min_length=1, description="Augmentations applied in order."
-    )
-    num_parallel_calls: Parallelism = Field(None, description='null, an int or "autotune".')
-    deterministic: bool | None = Field(None, description="Keep element order (null = options).")
-
-
-class ShuffleStep(_Frozen):
-    """Shuffle with a buffer."""
-
-    op: Literal["shuffle"] = "shuffle"
-    buffer_size: int = Field(1000, ge=1, description="Elements held in the shuffle buffer.")
-    seed: int | None = Field(None, description="Seed (null = random).")
-    reshuffle_each_iteration: bool = Field(True, description="New order each epoch.")
-
-
-class CacheStep(_Frozen):
-    """Cache elements in memory (empty filename) or in a file."""
-
-    op: Literal["cache"] = "cache"
-    filename: str = Field("", description="Empty for memory, else a cache file path prefix.")
-
-
-class BatchStep(_Frozen):
-    """Group consecutive elements into batches."""
-
-    op: Literal["batch"] = "batch"
-    batch_size: int = Field(32, ge=1, description="Elements per batch.")
-    drop_remainder: bool = Field(False, description="Drop a last, smaller batch.")
-    num_parallel_calls: Parallelism = Field(None, description='null, an int or "autotune".')
-    deterministic: bool | None = Field(None, description="Keep element order (null = options).")
-
-
-class PrefetchStep(_Frozen):
-    """Overlap producing and consuming with a buffer of ready elements."""
-
-    op: Literal["prefetch"] = "prefetch"
-    buffer_size: BufferSize = Field("autotune", description='An int or "autotune".')
-
-
-class RepeatStep(_Frozen):
-    """Repeat the dataset `count` times (null = forever)."""
-
-    op: Literal["repeat"] = "repeat"
-    count: int | None = Field(None, ge=1, description="Number of repetitions; null = forever.")
-
-
-class TakeStep(_Frozen):
-    """Keep only the first `count` elements."""
-
-    op: Literal["take"] = "take"
-    count: int = Field(100, ge=1, description="Number of elements kept.")
-
-
-class InterleaveStep(_Frozen):
-    """Read several files at once (file sources only; must be the first step)."""
-
-    op: Literal["interleave"] = "interleave"
-    cycle_length: int | None = Field(4, ge=1, description="Files read concurrently (null = auto).")
-    block_length: int = Field(1, ge=1, description="Consecutive elements taken from each file.")
-    num_parallel_calls: Parallelism = Field("autotune", description='null, an int or "autotune".')
-    deterministic: bool | None = Field(None, description="Keep element order (null = options).")
-
-
-STEP_MODELS: dict[str, type[_Frozen]] = {
-    m.model_fields["op"].default: m
-    for m in (
-        MapStep,
-        ShuffleStep,
-        CacheStep,
-        BatchStep,
-        PrefetchStep,
-        RepeatStep,
-        TakeStep,
-        InterleaveStep,
-    )
-}
-STEP_OPS: tuple[str, ...] = tuple(STEP_MODELS)
-
-Step = Annotated[Union[tuple(STEP_MODELS.values())], Field(discriminator="op")]  # noqa: UP007
 
 # --- options and the spec ------------------------------------------------------
 
 
-class Options(_Frozen):
+class Options(Frozen):
     """Mapped onto `tf.data.Options` (null leaves TensorFlow's default)."""
 
     deterministic: bool | None = Field(None, description="Produce elements in order.")
@@ -332,7 +197,7 @@ class Options(_Frozen):
     )
 
 
-class PipelineSpec(_Frozen):
+class PipelineSpec(Frozen):
     """A whole pipeline: where data comes from and what happens to it, in order."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -388,7 +253,7 @@ class SpecError(ValueError):
         super().__init__("\n".join([head, *(f"  {p}" for p in problems)]))
 
 
-_TAGS = set(SOURCE_MODELS) | set(STEP_MODELS) | set(AUGMENTATIONS)
+_TAGS = set(SOURCE_MODELS) | set(STEPS) | set(AUGMENTATIONS)
 _MISSING = object()
 
 
@@ -433,8 +298,8 @@ def _model_at(data: Any, loc: tuple[Any, ...]) -> type[BaseModel] | None:
     if isinstance(parent, dict):
         if loc[-1] == "source" or loc[-1] in SOURCE_MODELS:
             return SOURCE_MODELS.get(parent.get("type"))
-        if "op" in parent:
-            return STEP_MODELS.get(parent.get("op"))
+        if "op" in parent and parent.get("op") in STEPS:
+            return STEPS[parent["op"]].model
         if "name" in parent and parent.get("name") in AUGMENTATIONS:
             return AUGMENTATIONS[parent["name"]].params
     if loc[-1] == "options":
@@ -462,7 +327,9 @@ def _problem(error: dict[str, Any], data: Any) -> Problem:
         return Problem(_path(loc), msg, received)
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tag = ctx.get("discriminator", "").strip("'")
-        known = {"type": SOURCE_TYPES, "op": STEP_OPS, "name": tuple(AUGMENTATIONS)}.get(tag, ())
+        known = {"type": SOURCE_TYPES, "op": tuple(STEPS), "name": tuple(AUGMENTATIONS)}.get(
+            tag, ()
+        )
         what = {"type": "source type", "op": "op", "name": "augmentation"}.get(tag, tag)
         path = _path((*loc, tag))
         if kind == "union_tag_not_found":
@@ -502,8 +369,6 @@ def _generator_template_problems(spec: PipelineSpec) -> list[Problem]:
     """A generator source must name a registered template (or "custom")."""
     if not isinstance(spec.source, GeneratorSource):
         return []
-    from pipeline_core.sources import CUSTOM_TEMPLATE, GENERATOR_TEMPLATES  # noqa: PLC0415
-
     known = [*GENERATOR_TEMPLATES, CUSTOM_TEMPLATE]
     template = spec.source.template
     if template in known:
@@ -667,7 +532,7 @@ def new_step(op: str) -> dict[str, Any]:
     """Default JSON data for a new step of kind `op` (for the UI's "add step")."""
     if op == "map":
         return {"op": "map", "augmentations": [{"name": next(iter(AUGMENTATIONS))}]}
-    return STEP_MODELS[op]().model_dump(mode="json")
+    return STEPS[op].model().model_dump(mode="json")
 
 
 def new_source(source_type: str, **fields: Any) -> dict[str, Any]:

@@ -6,7 +6,8 @@ import pytest
 
 from pipeline_core.analysis.machine import SOURCE_PARALLEL_FIELD, single_core_spec
 from pipeline_core.analysis.space import movable_suffix, realize, search_space
-from pipeline_core.spec import SOURCE_MODELS, BatchStep, CacheStep, MapStep, PrefetchStep, load_spec
+from pipeline_core.spec import SOURCE_MODELS, load_spec
+from pipeline_core.steps import BatchStep, CacheStep, MapStep, PrefetchStep
 
 
 def always_fits(spec, position):

@@ -245,7 +245,6 @@ def test_registry_is_large_enough_and_flags_are_consistent():
     assert len(AUGMENTATIONS) >= 18
     for entry in AUGMENTATIONS.values():
         assert entry.element_ok or entry.batch_ok, entry.name
-        assert entry.mixes_labels == (entry.name in ("mixup", "cutmix"))
 
 
 # --- inside tf.data ------------------------------------------------------------------
@@ -276,7 +275,7 @@ def test_runs_on_batches_inside_dataset_map(tf, name, dtype):
     features, label = next(iter(ds))
     assert features.shape == (N, h, w, 3)
     assert features.dtype.name == _expected_dtype(name, dtype)
-    if AUGMENTATIONS[name].mixes_labels:
+    if name in ("mixup", "cutmix"):  # they mix labels too: soft, one-hot shaped
         assert label.shape == (N, CLASSES) and label.dtype == tf.float32
     else:
         np.testing.assert_array_equal(label, LABELS)
@@ -547,28 +546,29 @@ def test_geometric_ops_match_the_keras_layer_in_shape_dtype_and_range(tf, name, 
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_exported_text_computes_what_the_pipeline_computes(tf, name):
-    """The text export embeds, run in a fresh namespace, gives the pipeline's output."""
+def test_augment_source_alone_computes_what_the_pipeline_computes(tf, name):
+    """The augment source and its helpers (what an exported script embeds), run in a
+    fresh namespace, give the pipeline's output."""
     images, labels = _inputs(tf, "uint8")
     if not AUGMENTATIONS[name].batch_ok:
         images, labels = images[0], labels[0]
     features = Features("uint8", tuple(images.shape))
     code = augment_source([_aug(name)], features=features)
     namespace = {"tf": tf, "np": np}
-    exec(helper_source(code.helpers) + "\n\n" + code.source, namespace)  # noqa: S102
+    exec(helper_source(code.helpers) + "\n\n" + code.source, namespace)
     seed = tf.constant([21, 22], tf.int64)
     expected = apply_augmentations(images, labels, [_aug(name)], seed)
-    exported = namespace["augment"](images, labels, seed)
-    for want, got in zip(expected, exported, strict=True):
+    standalone = namespace["augment"](images, labels, seed)
+    for want, got in zip(expected, standalone, strict=True):
         np.testing.assert_array_equal(got, want)
 
 
-def test_exported_chain_matches_inside_dataset_map(tf):
+def test_augment_source_alone_matches_inside_dataset_map(tf):
     augmentations = [_aug("random_crop"), _aug("random_rotation"), _aug("random_brightness")]
     code = augment_source(augmentations, features=Features("uint8", (SIZE, SIZE, 3)))
     assert code.helpers == ("random_rotation",)
     namespace = {"tf": tf, "np": np}
-    exec(helper_source(code.helpers) + "\n\n" + code.source, namespace)  # noqa: S102
+    exec(helper_source(code.helpers) + "\n\n" + code.source, namespace)
     ds = tf.data.Dataset.from_tensor_slices(_inputs(tf, "uint8"))
     seeds = tf.data.Dataset.range(N).map(lambda i: tf.stack([i, i + 1]))
     both = tf.data.Dataset.zip((ds, seeds)).map(
@@ -577,5 +577,5 @@ def test_exported_chain_matches_inside_dataset_map(tf):
             namespace["augment"](e[0], e[1], s)[0],
         )
     )
-    for pipeline, exported in both:
-        np.testing.assert_array_equal(pipeline, exported)
+    for pipeline, standalone in both:
+        np.testing.assert_array_equal(pipeline, standalone)

@@ -8,15 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_core.build import (
-    STEP_BUILDERS,
-    BuildError,
-    batch_size_for,
-    build,
-    dataset_cardinality,
-    element_specs,
-)
-from pipeline_core.spec import STEP_MODELS, load_spec
+from pipeline_core.build import BuildError, build, dataset_cardinality, element_specs
+from pipeline_core.spec import load_spec
+from pipeline_core.steps import HUGE_BATCH, STEPS, batch_size_for
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.json"))
 SOURCE = {"type": "synthetic", "num_examples": 10, "shape": [4, 4, 3], "dtype": "uint8"}
@@ -48,8 +42,7 @@ OP_CASES = {
 
 
 def test_every_step_op_has_a_case():
-    assert set(OP_CASES) | {"interleave"} == set(STEP_MODELS)
-    assert set(STEP_BUILDERS) == set(STEP_MODELS.values())
+    assert set(OP_CASES) | {"interleave"} == set(STEPS)
 
 
 @pytest.mark.parametrize("op", sorted(OP_CASES))
@@ -182,9 +175,11 @@ def test_a_batch_size_above_the_element_count_gives_one_batch_without_stalling()
     # TensorFlow reserves room for batch_size elements: 1e9 would stall the pipeline.
     ds = build(_spec({"op": "batch", "batch_size": 1_000_000_000}))
     assert [tuple(x.shape) for x, _ in ds] == [(10, 4, 4, 3)]
-    assert batch_size_for(64, 10, drop_remainder=False) == 10
+    assert batch_size_for(HUGE_BATCH + 1, 10, drop_remainder=False) == 10
+    assert batch_size_for(HUGE_BATCH + 1, 0, drop_remainder=False) == 1
+    assert batch_size_for(HUGE_BATCH + 1, None, drop_remainder=False) == HUGE_BATCH + 1
+    assert batch_size_for(64, 10, drop_remainder=False) == 64  # one batch of 10 all the same
     assert batch_size_for(8, 10, drop_remainder=True) == 8
-    assert batch_size_for(64, None, drop_remainder=False) == 64
 
 
 def test_a_drop_remainder_batch_larger_than_the_data_is_named():
@@ -197,5 +192,5 @@ def test_the_exported_script_asks_for_the_count_for_a_huge_batch(tf):
 
     code = export_code(_spec({"op": "batch", "batch_size": 1_000_000_000}))
     namespace: dict = {}
-    exec(compile(code, "pipeline.py", "exec"), namespace)  # noqa: S102 - our own export
+    exec(compile(code, "pipeline.py", "exec"), namespace)  # our own export
     assert [tuple(x.shape) for x, _ in namespace["make_dataset"]()] == [(10, 4, 4, 3)]

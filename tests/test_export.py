@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline_core.augment_code import augment_function, features_of
 from pipeline_core.build import build
 from pipeline_core.export import ExportError, export_code
 from pipeline_core.spec import load_spec
+from pipeline_core.steps import STEPS, ScriptNames
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.json"))
 
@@ -127,6 +129,47 @@ def test_exported_script_matches_build(name, tmp_path, lab_home):
         assert tuple(int(d) for d in g_shape.split(",") if d.strip()) == shape
         assert float(g_total) == pytest.approx(total, rel=1e-6)
         assert ast.literal_eval(g_labels) == pytest.approx(labels, rel=1e-6)
+
+
+# op -> a step whose exported lines must yield what its build yields (same input)
+OP_CASES = {
+    "map": {
+        "op": "map",
+        "augmentations": [{"name": "random_brightness", "max_delta": 0.3}],
+        "num_parallel_calls": 2,
+        "deterministic": True,
+    },
+    "shuffle": {"op": "shuffle", "buffer_size": 4, "seed": 1},
+    "cache": {"op": "cache", "filename": "cache/file"},
+    "batch": {"op": "batch", "batch_size": 3, "num_parallel_calls": "autotune"},
+    "prefetch": {"op": "prefetch", "buffer_size": "autotune"},
+    "repeat": {"op": "repeat", "count": 2},
+    "take": {"op": "take", "count": 3},
+    "interleave": {"op": "interleave", "cycle_length": 2},
+}
+
+
+def _elements(ds) -> list[tuple[list, list]]:
+    return [(x.numpy().tolist(), y.numpy().tolist()) for x, y in ds]
+
+
+def test_every_op_has_an_export_case():
+    assert set(OP_CASES) == set(STEPS)
+
+
+@pytest.mark.parametrize("op", sorted(OP_CASES))
+def test_each_op_exports_what_it_builds(tf, op, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the cache file is relative
+    step = STEPS[op].model(**OP_CASES[op])
+    source = tf.data.Dataset.range(7).map(lambda i: (tf.fill([2, 2, 3], tf.cast(i, tf.float32)), i))
+    built = _elements(STEPS[op].build(source, step, 0))
+    names = ScriptNames(augment={0: "augment_0"}, path=lambda path, wanted: repr(path))
+    namespace = {"tf": tf, "os": os, "ds": source}
+    if op == "map":
+        features = features_of(source.element_spec[0])
+        namespace["augment_0"] = augment_function(step.augmentations, features=features)
+    exec("\n".join(STEPS[op].emit(step, 0, names)), namespace)
+    assert _elements(namespace["ds"]) == built
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)

@@ -9,18 +9,19 @@ import pytest
 
 from pipeline_core import paths, sources
 from pipeline_core.demo_data import CLASSES, ensure_demo_data
-from pipeline_core.sources import GENERATOR_TEMPLATES, SOURCES, SourceError, build_source
+from pipeline_core.generators import GENERATOR_TEMPLATES
+from pipeline_core.sources import SOURCES, SourceError, build_source
 from pipeline_core.spec import (
     CsvSource,
     GeneratorSource,
     ImageFolderSource,
-    InterleaveStep,
     NpySource,
     NpzSource,
     NumpySource,
     SyntheticSource,
     TFRecordSource,
 )
+from pipeline_core.steps import InterleaveStep
 
 DEMO = "{data_dir}/demo"
 N_DEMO = 40 * len(CLASSES)

@@ -7,10 +7,9 @@ import json
 import pytest
 
 from pipeline_core.augment import AUGMENTATIONS
-from pipeline_core.sources import GENERATOR_TEMPLATES
+from pipeline_core.generators import GENERATOR_TEMPLATES
 from pipeline_core.spec import (
     SOURCE_MODELS,
-    STEP_MODELS,
     PipelineSpec,
     SpecError,
     default_spec,
@@ -18,6 +17,7 @@ from pipeline_core.spec import (
     new_source,
     new_step,
 )
+from pipeline_core.steps import STEPS
 
 # One non-default example per source type.
 SOURCE_CASES = {
@@ -88,7 +88,7 @@ def _round_trip(spec: PipelineSpec) -> None:
 
 def test_every_source_and_op_has_a_case():
     assert set(SOURCE_CASES) == set(SOURCE_MODELS)
-    assert set(STEP_CASES) == set(STEP_MODELS)
+    assert set(STEP_CASES) == set(STEPS)
 
 
 @pytest.mark.parametrize("source_type", list(SOURCE_CASES))
@@ -132,7 +132,7 @@ def test_options_and_default_round_trip():
 
 
 AUGS = ", ".join(AUGMENTATIONS)
-OPS = ", ".join(STEP_MODELS)
+OPS = ", ".join(STEPS)
 SOURCES = ", ".join(SOURCE_MODELS)
 
 # (spec data, the exact problem line expected)

@@ -39,7 +39,6 @@ from pipeline_core.analysis.jobs import (
 )
 from pipeline_core.analysis.machine import (
     MachineLimit,
-    available_cores,
     machine_limit,
     single_core_spec,
 )
@@ -95,7 +94,6 @@ __all__ = [
     "TuneResult",
     "agreement",
     "analyze_stages",
-    "available_cores",
     "capture_trace",
     "check_memory",
     "coordinate_search",

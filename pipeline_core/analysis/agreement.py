@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline_core.analysis.measure import WARMUP_S, steady_window
-from pipeline_core.spec import CacheStep, PipelineSpec, RepeatStep, SpecError, load_spec
+from pipeline_core.spec import PipelineSpec, SpecError, load_spec
+from pipeline_core.steps import CacheStep, RepeatStep
 
 TOLERANCE = 0.10
 SHORT_RUN_BATCHES = 50  # a profile run's steady state of fewer batches is mostly warm-up

@@ -8,7 +8,8 @@ label (every element is `(features, label)`, docs/ARCHITECTURE.md), so the
 short last batch of an epoch counts what it holds. Measurement, stage
 analysis and the trace count examples here; the memory estimate, the
 recommendations and the cache warm-up count elements per pass here
-(`stage_counts`).
+(`stage_counts`), and the examples a whole element of a stage holds
+(`examples_per_element`).
 """
 
 from __future__ import annotations
@@ -20,21 +21,19 @@ from functools import lru_cache
 from typing import Any
 
 from pipeline_core._tf import tf as _tf
-from pipeline_core.build import build, cardinality
+from pipeline_core.build import build
 from pipeline_core.paths import resolve_path
 from pipeline_core.sources import list_image_folder
 from pipeline_core.spec import (
-    BatchStep,
     GeneratorSource,
     ImageFolderSource,
     NumpySource,
     PipelineSpec,
-    RepeatStep,
     SyntheticSource,
-    TakeStep,
     TFRecordSource,
     load_spec,
 )
+from pipeline_core.steps import BatchStep, RepeatStep, TakeStep, cardinality
 
 _COUNT_LIMIT_BYTES = 1 << 30
 
@@ -53,6 +52,12 @@ def examples_in(element: Any, *, batched: bool) -> int:
     if not batched:
         return 1
     return int(_leading(_tf().nest.flatten(element)[-1]))
+
+
+def examples_per_element(spec: PipelineSpec, stage: int) -> int:
+    """Examples in one whole element of `stage` (0 = the source, k+1 = after steps[k]):
+    the product of the batch sizes before it (a short last batch holds fewer)."""
+    return math.prod(s.batch_size for s in spec.steps[:stage] if isinstance(s, BatchStep))
 
 
 def examples_tensor(element: Any, *, batched: bool) -> Any:

@@ -17,7 +17,6 @@ exceed 100%: the verdict then says the pipeline is not CPU-bound.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,20 +24,14 @@ from typing import Any
 from pipeline_core.analysis.examples import is_batched
 from pipeline_core.analysis.measure import WINDOW_S, measure_dataset, measure_spec
 from pipeline_core.build import build
-from pipeline_core.spec import InterleaveStep, MapStep, PipelineSpec, PrefetchStep
+from pipeline_core.metrics import available_cores
+from pipeline_core.spec import PipelineSpec
+from pipeline_core.steps import InterleaveStep, MapStep, PrefetchStep
 
 CONSUMER_ELEMENTS = 16  # ready elements a consumer-only measurement cycles through
 # The field of the image_folder/tfrecord/csv source models for parallel decode (tunable as
 # `source.parallel`); sources without it have nothing to set.
 SOURCE_PARALLEL_FIELD = "num_parallel_calls"
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (affinity-aware)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

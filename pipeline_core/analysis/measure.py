@@ -38,13 +38,15 @@ from dataclasses import dataclass
 from pipeline_core._tf import tf as _tf
 from pipeline_core.analysis.examples import (
     examples_in,
+    examples_per_element,
     examples_tensor,
     is_batched,
     stage_counts,
 )
 from pipeline_core.build import build
 from pipeline_core.metrics import Sampler
-from pipeline_core.spec import BatchStep, CacheStep, PipelineSpec, RepeatStep
+from pipeline_core.spec import PipelineSpec
+from pipeline_core.steps import CacheStep, RepeatStep
 
 WARMUP_S = 0.5  # autotune settles; buffers fill
 WINDOW_S = 1.0  # timed window of a figure that ranks (a stage, a trial)
@@ -225,12 +227,10 @@ def cache_pass_examples(spec: PipelineSpec) -> int:
     caches = [i for i, s in enumerate(spec.steps) if isinstance(s, CacheStep) and not s.filename]
     if not caches:
         return 1
-    counts = stage_counts(spec)
-    passed = counts[caches[0] + 1]
+    passed = stage_counts(spec)[caches[0] + 1]
     if passed is None or math.isinf(passed):
         return 1
-    batch = math.prod(s.batch_size for s in spec.steps[: caches[0]] if isinstance(s, BatchStep))
-    return int(passed) * batch
+    return int(passed) * examples_per_element(spec, caches[0])
 
 
 def measure_spec(

@@ -35,23 +35,25 @@ import psutil
 
 from pipeline_core._tf import tf as _tf
 from pipeline_core.analysis.examples import stage_counts
-from pipeline_core.analysis.machine import available_cores
 from pipeline_core.build import build
+from pipeline_core.metrics import available_cores
 from pipeline_core.spec import (
-    BatchStep,
-    CacheStep,
     GeneratorSource,
-    MapStep,
     NpySource,
     NpzSource,
     NumpySource,
     PipelineSpec,
+    SyntheticSource,
+    load_spec,
+)
+from pipeline_core.steps import (
+    BatchStep,
+    CacheStep,
+    MapStep,
     PrefetchStep,
     RepeatStep,
     ShuffleStep,
-    SyntheticSource,
     TakeStep,
-    load_spec,
 )
 
 AUTOTUNE_PREFETCH_ELEMENTS = 16  # what an autotuned prefetch buffer is assumed to grow to

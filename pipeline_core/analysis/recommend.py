@@ -29,14 +29,8 @@ from pipeline_core.analysis.measure import WINDOW_S, measure_spec
 from pipeline_core.analysis.memory import available_bytes, cache_bytes, format_bytes
 from pipeline_core.analysis.space import leading_deterministic, movable_suffix, realize
 from pipeline_core.analysis.stages import StageReport
-from pipeline_core.spec import (
-    CacheStep,
-    InterleaveStep,
-    MapStep,
-    PipelineSpec,
-    PrefetchStep,
-    ShuffleStep,
-)
+from pipeline_core.spec import PipelineSpec
+from pipeline_core.steps import CacheStep, InterleaveStep, MapStep, PrefetchStep, ShuffleStep
 
 Transform = Callable[[PipelineSpec], PipelineSpec]
 

@@ -42,21 +42,20 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_core.analysis.machine import SOURCE_PARALLEL_FIELD, available_cores
+from pipeline_core.analysis.machine import SOURCE_PARALLEL_FIELD
 from pipeline_core.analysis.memory import cache_fits as default_cache_fits
 from pipeline_core.analysis.search import grid_size
 from pipeline_core.augment import AUGMENTATIONS
+from pipeline_core.metrics import available_cores
 from pipeline_core.paths import resolve_path
-from pipeline_core.spec import (
+from pipeline_core.spec import CsvSource, PipelineSpec, TFRecordSource
+from pipeline_core.steps import (
     BatchStep,
     CacheStep,
-    CsvSource,
     InterleaveStep,
     MapStep,
-    PipelineSpec,
     PrefetchStep,
     RepeatStep,
-    TFRecordSource,
 )
 
 # Augmentations whose output depends only on the input (safe to cache after).

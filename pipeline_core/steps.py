@@ -1,0 +1,334 @@
+"""The step ops, one table: for each op its parameter model, how it builds, how it is written.
+
+`STEPS` maps an op name ("map", "batch", ...) to a `StepOp`:
+
+* `model`: the frozen pydantic model of the step (`pipeline_core.spec` validates
+  a spec's steps against these, tagged by `op`);
+* `build(ds, step, index)`: the `tf.data` call (`pipeline_core.build`);
+* `emit(step, index, names)`: the same call as lines of an exported script
+  (`pipeline_core.export`).
+
+Build and emit of one op sit side by side, so the pipeline Pipeline Lab
+measures and the code it hands out cannot drift apart. A new op is a model,
+a build function and an emit function added to `STEPS`. TensorFlow is reached
+through `pipeline_core._tf.tf()` when a step is built, never at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field
+
+from pipeline_core._tf import tf as _tf
+from pipeline_core.augment import AugmentationParams
+from pipeline_core.augment_code import augment_function, features_of
+from pipeline_core.fields import BufferSize, Frozen, Parallelism
+from pipeline_core.paths import resolve_path
+
+# Above this batch size the pipeline asks for the known element count instead (see
+# `batch_size_for`); the exported script writes the same rule.
+HUGE_BATCH = 65_536
+
+# --- the models -----------------------------------------------------------------
+
+
+class MapStep(Frozen):
+    """Apply a list of augmentations, in order, with `Dataset.map`."""
+
+    op: Literal["map"] = "map"
+    augmentations: tuple[AugmentationParams, ...] = Field(
+        ..., min_length=1, description="Augmentations applied in order."
+    )
+    num_parallel_calls: Parallelism = Field(None, description='null, an int or "autotune".')
+    deterministic: bool | None = Field(None, description="Keep element order (null = options).")
+
+
+class ShuffleStep(Frozen):
+    """Shuffle with a buffer."""
+
+    op: Literal["shuffle"] = "shuffle"
+    buffer_size: int = Field(1000, ge=1, description="Elements held in the shuffle buffer.")
+    seed: int | None = Field(None, description="Seed (null = random).")
+    reshuffle_each_iteration: bool = Field(True, description="New order each epoch.")
+
+
+class CacheStep(Frozen):
+    """Cache elements in memory (empty filename) or in a file."""
+
+    op: Literal["cache"] = "cache"
+    filename: str = Field("", description="Empty for memory, else a cache file path prefix.")
+
+
+class BatchStep(Frozen):
+    """Group consecutive elements into batches."""
+
+    op: Literal["batch"] = "batch"
+    batch_size: int = Field(32, ge=1, description="Elements per batch.")
+    drop_remainder: bool = Field(False, description="Drop a last, smaller batch.")
+    num_parallel_calls: Parallelism = Field(None, description='null, an int or "autotune".')
+    deterministic: bool | None = Field(None, description="Keep element order (null = options).")
+
+
+class PrefetchStep(Frozen):
+    """Overlap producing and consuming with a buffer of ready elements."""
+
+    op: Literal["prefetch"] = "prefetch"
+    buffer_size: BufferSize = Field("autotune", description='An int or "autotune".')
+
+
+class RepeatStep(Frozen):
+    """Repeat the dataset `count` times (null = forever)."""
+
+    op: Literal["repeat"] = "repeat"
+    count: int | None = Field(None, ge=1, description="Number of repetitions; null = forever.")
+
+
+class TakeStep(Frozen):
+    """Keep only the first `count` elements."""
+
+    op: Literal["take"] = "take"
+    count: int = Field(100, ge=1, description="Number of elements kept.")
+
+
+class InterleaveStep(Frozen):
+    """Read several files at once (file sources only; must be the first step)."""
+
+    op: Literal["interleave"] = "interleave"
+    cycle_length: int | None = Field(4, ge=1, description="Files read concurrently (null = auto).")
+    block_length: int = Field(1, ge=1, description="Consecutive elements taken from each file.")
+    num_parallel_calls: Parallelism = Field("autotune", description='null, an int or "autotune".')
+    deterministic: bool | None = Field(None, description="Keep element order (null = options).")
+
+
+# --- shared by build and emit ---------------------------------------------------
+
+
+class _Code(str):
+    """Text that goes into a script as it is: its `repr` is the text itself."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+_AUTOTUNE_CODE = _Code("tf.data.AUTOTUNE")
+
+
+def _tuned(value: Any, autotune: Any) -> Any:
+    """A spec's parallelism or buffer size, with "autotune" given as `autotune`."""
+    return autotune if value == "autotune" else value
+
+
+def _parallel_args(
+    calls: int | str | None, deterministic: bool | None, autotune: Any
+) -> dict[str, Any]:
+    """`num_parallel_calls`/`deterministic` keyword arguments (`deterministic` only matters,
+    and is only passed, when the calls are parallel)."""
+    if calls is None:
+        return {}
+    args: dict[str, Any] = {"num_parallel_calls": _tuned(calls, autotune)}
+    if deterministic is not None:
+        args["deterministic"] = deterministic
+    return args
+
+
+def _code_args(args: Mapping[str, Any]) -> str:
+    """Keyword arguments as the tail of a call in a script: ", name=value, ..."."""
+    return "".join(f", {name}={value!r}" for name, value in args.items())
+
+
+def map_seed(step_index: int) -> int:
+    """Seed of the random-seed stream a map step at `step_index` zips with."""
+    return 1_000_003 * (step_index + 1)
+
+
+def seed_stream(index: int) -> Any:
+    """The per-element random numbers a map step at `index` zips with: new ones every epoch."""
+    return _tf().data.Dataset.random(seed=map_seed(index), rerandomize_each_iteration=True)
+
+
+def cardinality(ds: Any) -> int | None:
+    """The dataset's known element count, or None when unknown or infinite."""
+    count = int(_tf().data.experimental.cardinality(ds))
+    return count if count >= 0 else None
+
+
+def batch_size_for(batch_size: int, count: int | None, *, drop_remainder: bool) -> int:
+    """The batch size to hand TensorFlow for `count` known elements (None: unknown/infinite).
+
+    A batch size above the element count yields one batch of every element, exactly as
+    the count itself would, but TensorFlow reserves room for `batch_size` elements, so
+    an absurd size (1e9) stalls the pipeline: above `HUGE_BATCH`, ask for the count
+    instead. With `drop_remainder` such a pipeline would yield nothing at all, a mistake
+    worth naming.
+
+    Raises:
+        ValueError: `drop_remainder` with more than `count` elements to a batch.
+    """
+    if count is None or batch_size <= count:
+        return batch_size
+    if drop_remainder:
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the {count} elements that reach this "
+            "step, and drop_remainder drops that one partial batch, so the pipeline yields "
+            "nothing: lower batch_size or set drop_remainder to false"
+        )
+    return max(count, 1) if batch_size > HUGE_BATCH else batch_size
+
+
+@dataclass(frozen=True)
+class ScriptNames:
+    """Names an exported script gives to what steps refer to.
+
+    Attributes:
+        augment: the augment function of each map step, by step index.
+        path: `path(value, wanted)` -> the constant holding a path (made on first use).
+    """
+
+    augment: Mapping[int, str]
+    path: Callable[[str, str], str]
+
+
+# --- one build and one emit function per op -------------------------------------
+# build(ds, step, index) -> ds; emit(step, index, names) -> lines of `make_dataset()`.
+
+
+def _build_map(ds: Any, step: MapStep, index: int) -> Any:
+    tf = _tf()
+    features, _ = ds.element_spec
+    augment = augment_function(step.augmentations, features=features_of(features))
+    return tf.data.Dataset.zip((ds, seed_stream(index))).map(
+        lambda element, seed: augment(element[0], element[1], tf.stack([seed, 0])),
+        **_parallel_args(step.num_parallel_calls, step.deterministic, tf.data.AUTOTUNE),
+    )
+
+
+def _emit_map(step: MapStep, index: int, names: ScriptNames) -> list[str]:
+    args = _parallel_args(step.num_parallel_calls, step.deterministic, _AUTOTUNE_CODE)
+    return [
+        f"seeds = tf.data.Dataset.random(seed={map_seed(index)}, rerandomize_each_iteration=True)",
+        "ds = tf.data.Dataset.zip((ds, seeds)).map(",
+        f"    lambda example, seed: {names.augment[index]}(*example, tf.stack([seed, 0]))"
+        f"{_code_args(args)}",
+        ")",
+    ]
+
+
+def _build_shuffle(ds: Any, step: ShuffleStep, index: int) -> Any:
+    return ds.shuffle(
+        step.buffer_size, seed=step.seed, reshuffle_each_iteration=step.reshuffle_each_iteration
+    )
+
+
+def _emit_shuffle(step: ShuffleStep, index: int, names: ScriptNames) -> list[str]:
+    return [
+        f"ds = ds.shuffle({step.buffer_size}, seed={step.seed!r}, "
+        f"reshuffle_each_iteration={step.reshuffle_each_iteration!r})"
+    ]
+
+
+def _build_cache(ds: Any, step: CacheStep, index: int) -> Any:
+    if not step.filename:
+        return ds.cache()
+    path = resolve_path(step.filename)
+    if path.is_dir():
+        raise ValueError(
+            f"cache filename {str(path)!r} is a folder; give a file path prefix such as "
+            f"{str(path / 'cache')!r}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return ds.cache(str(path))
+
+
+def _emit_cache(step: CacheStep, index: int, names: ScriptNames) -> list[str]:
+    if not step.filename:
+        return ["ds = ds.cache()"]
+    name = names.path(str(resolve_path(step.filename)), f"cache_file_{index}")
+    return [
+        f"os.makedirs(os.path.dirname({name}) or '.', exist_ok=True)",
+        f"ds = ds.cache({name})",
+    ]
+
+
+def _build_batch(ds: Any, step: BatchStep, index: int) -> Any:
+    size = batch_size_for(step.batch_size, cardinality(ds), drop_remainder=step.drop_remainder)
+    return ds.batch(
+        size,
+        drop_remainder=step.drop_remainder,
+        **_parallel_args(step.num_parallel_calls, step.deterministic, _tf().data.AUTOTUNE),
+    )
+
+
+def _emit_batch(step: BatchStep, index: int, names: ScriptNames) -> list[str]:
+    size = str(step.batch_size)
+    lines = []
+    if step.batch_size > HUGE_BATCH and not step.drop_remainder:
+        # batch_size_for at run time: the count is known only once the script builds
+        lines.append("known = int(ds.cardinality())  # -1 infinite, -2 unknown")
+        size = f"min({step.batch_size}, max(known, 1)) if known >= 0 else {step.batch_size}"
+    args = _parallel_args(step.num_parallel_calls, step.deterministic, _AUTOTUNE_CODE)
+    drop = ", drop_remainder=True" if step.drop_remainder else ""
+    return [*lines, f"ds = ds.batch({size}{drop}{_code_args(args)})"]
+
+
+def _build_prefetch(ds: Any, step: PrefetchStep, index: int) -> Any:
+    return ds.prefetch(_tuned(step.buffer_size, _tf().data.AUTOTUNE))
+
+
+def _emit_prefetch(step: PrefetchStep, index: int, names: ScriptNames) -> list[str]:
+    return [f"ds = ds.prefetch({_tuned(step.buffer_size, _AUTOTUNE_CODE)!r})"]
+
+
+def _build_repeat(ds: Any, step: RepeatStep, index: int) -> Any:
+    return ds.repeat(step.count)
+
+
+def _emit_repeat(step: RepeatStep, index: int, names: ScriptNames) -> list[str]:
+    return [f"ds = ds.repeat({step.count!r})"]
+
+
+def _build_take(ds: Any, step: TakeStep, index: int) -> Any:
+    return ds.take(step.count)
+
+
+def _emit_take(step: TakeStep, index: int, names: ScriptNames) -> list[str]:
+    return [f"ds = ds.take({step.count})"]
+
+
+def _build_interleave(ds: Any, step: InterleaveStep, index: int) -> Any:
+    return ds  # applied by the source, which reads the files
+
+
+def _emit_interleave(step: InterleaveStep, index: int, names: ScriptNames) -> list[str]:
+    return [f"# steps[{index}]: interleave is applied by the source function"]
+
+
+# --- the table ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepOp:
+    """One step op: its parameter model, its `tf.data` call and that call as script lines."""
+
+    model: type[Frozen]
+    build: Callable[[Any, Any, int], Any]
+    emit: Callable[[Any, int, ScriptNames], list[str]]
+
+
+STEPS: dict[str, StepOp] = {
+    op.model.model_fields["op"].default: op
+    for op in (
+        StepOp(MapStep, _build_map, _emit_map),
+        StepOp(ShuffleStep, _build_shuffle, _emit_shuffle),
+        StepOp(CacheStep, _build_cache, _emit_cache),
+        StepOp(BatchStep, _build_batch, _emit_batch),
+        StepOp(PrefetchStep, _build_prefetch, _emit_prefetch),
+        StepOp(RepeatStep, _build_repeat, _emit_repeat),
+        StepOp(TakeStep, _build_take, _emit_take),
+        StepOp(InterleaveStep, _build_interleave, _emit_interleave),
+    )
+}
