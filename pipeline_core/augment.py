@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline_core._params import ParamField, fields_of
+from pipeline_core.params import ParamField, fields_of
 
 
 class AugParams(BaseModel):
@@ -38,7 +38,6 @@ class Augmentation:
             `pipeline_core.augment_code`).
         element_ok: works on a single element `[H, W, C]`.
         batch_ok: works on a batch `[N, H, W, C]` (a vectorized map after batch).
-        mixes_labels: the op takes and returns `(features, label)` (mixup, cutmix).
     """
 
     name: str
@@ -47,7 +46,6 @@ class Augmentation:
     op: str
     element_ok: bool = True
     batch_ok: bool = True
-    mixes_labels: bool = False
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {}
@@ -59,7 +57,6 @@ def augmentation(
     description: str,
     element_ok: bool = True,
     batch_ok: bool = True,
-    mixes_labels: bool = False,
 ) -> Callable[[type[AugParams]], type[AugParams]]:
     """Class decorator registering a parameter model under its `name` literal."""
 
@@ -74,7 +71,6 @@ def augmentation(
             op=op,
             element_ok=element_ok,
             batch_ok=batch_ok,
-            mixes_labels=mixes_labels,
         )
         return cls
 
@@ -244,7 +240,6 @@ class ConvertDtype(AugParams):
     op="mixup",
     description="Blend pairs of images and their labels (batches only; soft labels).",
     element_ok=False,
-    mixes_labels=True,
 )
 class MixUp(AugParams):
     name: Literal["mixup"] = "mixup"
@@ -256,7 +251,6 @@ class MixUp(AugParams):
     op="cutmix",
     description="Paste a box of another image; labels mixed by area (batches only).",
     element_ok=False,
-    mixes_labels=True,
 )
 class CutMix(AugParams):
     name: Literal["cutmix"] = "cutmix"

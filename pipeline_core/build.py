@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline_core._tf import tf as _import_tf
 from pipeline_core.augment_code import Features, augment_function, features_of
-from pipeline_core.errors import describe_error
+from pipeline_core.errors import PipelineLabError, describe_error
 from pipeline_core.paths import resolve_path
 from pipeline_core.sources import build_source
 from pipeline_core.spec import (
@@ -33,7 +33,7 @@ from pipeline_core.spec import (
 Generator = Callable[[], Iterable[Any]]
 
 
-class BuildError(ValueError):
+class BuildError(PipelineLabError):
     """The pipeline could not be built; `.step_index` is the failing step (None = source)."""
 
     def __init__(self, message: str, *, step_index: int | None):

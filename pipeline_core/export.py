@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline_core.augment_code import AugmentCode, augment_source, helper_source
 from pipeline_core.build import BuildError, map_inputs, map_seed
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.paths import data_dir, resolve_path
 from pipeline_core.sources import Call, SourceError, plan_source
 from pipeline_core.spec import (
@@ -38,7 +39,7 @@ from pipeline_core.spec import (
 _HUGE_BATCH = 65_536  # above this, the script asks for the known element count instead
 
 
-class ExportError(ValueError):
+class ExportError(PipelineLabError):
     """The spec cannot be exported as standalone code; the message says why and what to do."""
 
 

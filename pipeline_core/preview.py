@@ -22,12 +22,13 @@ import numpy as np
 from pipeline_core._tf import tf as _tf
 from pipeline_core.augment import AUGMENTATIONS, AugParams
 from pipeline_core.augment_code import apply_augmentations
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.spec import BatchStep, InterleaveStep, MapStep, PipelineSpec, load_spec
 
 UNBATCHED_SUMMARY_ELEMENTS = 32
 
 
-class PreviewError(ValueError):
+class PreviewError(PipelineLabError):
     """A preview cannot be made; the message names the problem and the fix."""
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from pipeline_core import paths
 from pipeline_core._tf import tf as _import_tf
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.spec import (
     CsvSource,
     GeneratorSource,
@@ -55,7 +56,7 @@ class _LazyTF:
 tf: Any = _LazyTF()
 
 
-class SourceError(ValueError):
+class SourceError(PipelineLabError):
     """A source cannot be read as configured; the message names the problem and the fix."""
 
 

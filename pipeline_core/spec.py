@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from pipeline_core.augment import AUGMENTATIONS
+from pipeline_core.errors import PipelineLabError
 
 SCHEMA_VERSION = 1
 
@@ -378,7 +379,7 @@ class Problem:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class SpecError(ValueError):
+class SpecError(PipelineLabError):
     """A spec failed validation; `.problems` lists every failure."""
 
     def __init__(self, problems: list[Problem]):
