@@ -8,13 +8,15 @@ is returned as typed so spec validation reports it with its field path.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import streamlit as st
 from pydantic_core import PydanticUndefined
 
-from pipeline_core._params import ParamField
+from pipeline_core.errors import describe_error
+from pipeline_core.params import ParamField
 
 _PARALLELISM = [None, "autotune", 1, 2, 4, 8, 16]
 _BUFFER = ["autotune", 0, 1, 2, 4, 8, 16, 32, 64]
@@ -173,3 +175,27 @@ def page_header(title: str, caption: str | None = None) -> None:
     st.title(title)
     if caption:
         st.caption(caption)
+
+
+_log = logging.getLogger("pipeline_lab.pages")
+
+
+def bug_message(what: str, exc: BaseException) -> str:
+    """Log the traceback of `exc` and return the text saying `what` failed through a bug.
+
+    For any exception that is not a `PipelineLabError` (those are the user's
+    mistakes: show their own message).
+    """
+    _log.error("%s failed through a bug", what, exc_info=exc)
+    detail = describe_error(exc)
+    if not detail.startswith(type(exc).__name__):
+        detail = f"{type(exc).__name__}: {detail}"
+    return (
+        f"{what} failed through a bug in Pipeline Lab, not a problem with your input "
+        f"({detail}). The traceback is in the server's log."
+    )
+
+
+def show_bug(what: str, exc: BaseException) -> None:
+    """`bug_message` as an error box; the page goes on drawing."""
+    st.error(bug_message(what, exc), icon=":material/bug_report:")

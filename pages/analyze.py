@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import _state
-from pages._widgets import page_header
+from pages._widgets import bug_message, page_header, show_bug
 from pipeline_core.analysis import (
     JOBS,
     WINDOW_S,
@@ -29,6 +29,7 @@ from pipeline_core.analysis import (
     seeds_of,
     start_analysis,
 )
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.store import RunStore, StoreError
 
 KEY = "analyze."
@@ -98,8 +99,12 @@ def _start(kind: str) -> None:
     results["errors"].pop(kind, None)
     try:
         slot.job = start_analysis(kind, _state.get_spec(), **_options(kind, results))
-    except ValueError as exc:
+    except PipelineLabError as exc:
         results["errors"][kind] = f"{JOBS[kind].what} could not start: {exc}"
+        slot.job = None
+        return
+    except Exception as exc:
+        results["errors"][kind] = bug_message(f"Starting {JOBS[kind].what}", exc)
         slot.job = None
         return
     slot.kind, slot.spec_json = kind, _spec_json()
@@ -355,8 +360,11 @@ def _memory_section(spec, results: dict, running: bool) -> None:
     st.subheader("Memory estimate")
     try:
         verdict = check_memory(spec)
-    except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
+    except PipelineLabError as exc:
         st.error(f"Memory estimate failed: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
+        show_bug("The memory estimate", exc)
         return
     estimate = verdict.estimate
     show = {"ok": st.success, "warn": st.warning, "block": st.error}[verdict.level]

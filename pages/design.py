@@ -7,9 +7,10 @@ from typing import Any
 import streamlit as st
 
 from pages import _state
-from pages._widgets import model_form, page_header
-from pipeline_core._params import fields_of
+from pages._widgets import model_form, page_header, show_bug
 from pipeline_core.augment import AUGMENTATIONS, param_fields
+from pipeline_core.errors import PipelineLabError
+from pipeline_core.params import fields_of
 from pipeline_core.spec import (
     SOURCE_MODELS,
     SOURCE_TYPES,
@@ -252,8 +253,11 @@ def _element_specs(spec_json: str) -> list[dict[str, Any]]:
 def _element_spec_view(spec: PipelineSpec) -> None:
     try:
         stages = _element_specs(spec.to_json())
-    except ValueError as exc:
+    except PipelineLabError as exc:
         st.error(f"The pipeline cannot be built: {exc}")
+        return
+    except Exception as exc:
+        show_bug("Reading the element specs", exc)
         return
     st.dataframe(
         stages,
@@ -270,8 +274,11 @@ def _code_view(spec: PipelineSpec) -> None:
 
     try:
         code = export_code(spec)
-    except ValueError as exc:
+    except PipelineLabError as exc:
         st.error(f"No code for this design: {exc}")
+        return
+    except Exception as exc:
+        show_bug("Writing the code", exc)
         return
     st.download_button("Download pipeline.py", code, file_name="pipeline.py",
                        mime="text/x-python", on_click="ignore", key="design.code_download",

@@ -7,9 +7,10 @@ from typing import Any
 import streamlit as st
 
 from pages import _state
-from pages._widgets import model_form, page_header
+from pages._widgets import model_form, page_header, show_bug
 from pipeline_core import charts
 from pipeline_core.augment import AUGMENTATIONS, param_fields
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.isolate import JobFailed, run_job
 from pipeline_core.preview import batch_summary_job, preview_samples
 from pipeline_core.run_settings import default_memory_limit_mb
@@ -102,8 +103,10 @@ spec_json = spec.to_json()
 try:
     with st.spinner("Augmenting samples..."):
         samples = _samples(spec_json, int(n), int(seed), only)
-except ValueError as exc:
+except PipelineLabError as exc:
     st.error(f"No preview: {exc}")  # each message names its own fix
+except Exception as exc:
+    show_bug("The preview", exc)
 else:
     _grid(samples)
 

@@ -8,12 +8,12 @@ import numpy as np
 import streamlit as st
 
 from pages import _state
-from pages._widgets import page_header, short_number
+from pages._widgets import bug_message, page_header, short_number, show_bug
 from pipeline_core import charts
 from pipeline_core.analysis import check_memory, format_bytes
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import MEMORY_NOTE
 from pipeline_core.profile import RunSettings, default_memory_limit_mb, start_profile
-from pipeline_core.spec import SpecError
 from pipeline_core.store import RunStore
 
 REFRESH_S = 0.5
@@ -72,8 +72,11 @@ def _memory_verdict(spec):
     """`check_memory(spec)`, or None with a note when the estimate itself fails."""
     try:
         return check_memory(spec)
-    except Exception as exc:  # noqa: BLE001 - an estimate failure must not block the page
+    except PipelineLabError as exc:
         st.caption(f"Memory estimate unavailable ({exc}); the memory ceiling still applies.")
+        return None
+    except Exception as exc:  # noqa: BLE001 - an estimate failure must not block the page
+        st.caption(bug_message("The memory estimate", exc) + " The memory ceiling still applies.")
         return None
 
 
@@ -109,8 +112,11 @@ def _start(settings: RunSettings, summary_extra: dict | None) -> None:
     try:
         handle = start_profile(spec, settings=settings, store=RunStore(), name=spec.name,
                                summary_extra=summary_extra)  # fmt: skip
-    except (ValueError, SpecError) as exc:
+    except PipelineLabError as exc:
         st.error(f"Cannot start: {exc}")
+        return
+    except Exception as exc:
+        show_bug("Starting the run", exc)
         return
     _state.set_live_run(handle)
 
@@ -221,7 +227,7 @@ page_header("Profile", f"Pipeline **{spec.name}** · source `{spec.source.type}`
 
 try:
     settings = _settings()
-except ValueError as exc:
+except PipelineLabError as exc:
     st.error(f"Fix the run settings: {exc}")
     st.stop()
 

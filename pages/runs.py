@@ -1,4 +1,4 @@
-"""Runs: history with filter and sort, rename, delete, compare, export, shareable links."""
+"""Runs: history with filter and sort, rename, delete, compare, downloads, shareable links."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def _run_detail(store: RunStore, record) -> None:
         st.info(summary["verdict"])
     _figure_tiles(summary)
     _charts([record], key=f"runs.run{record.id}")
-    manage, export = st.columns(2)
+    manage, downloads = st.columns(2)
     with manage:
         st.text_input("Rename", value=record.name, key=f"runs.rename.{record.id}")
         left, right = st.columns(2)
@@ -105,8 +105,8 @@ def _run_detail(store: RunStore, record) -> None:
                     args=(store, record.id), icon=":material/edit:")  # fmt: skip
         right.button("Delete run", key=f"runs.delete.{record.id}", on_click=_delete,
                      args=(store, record.id), icon=":material/delete:")  # fmt: skip
-    with export:
-        _exports(store, [record])
+    with downloads:
+        _downloads(store, [record])
         st.caption("Shareable link: this page's address, with `?run=" + str(record.id) + "`.")
     with st.expander("Spec"):
         st.code(json.dumps(record.spec, indent=2), language="json")
@@ -156,7 +156,7 @@ def _charts(records: list, *, key: str) -> None:
         st.caption("No GPU readings in these runs (no GPU was available).")
 
 
-def _exports(store: RunStore, records: list, baseline_id: int | None = None) -> None:
+def _downloads(store: RunStore, records: list, baseline_id: int | None = None) -> None:
     ids = "-".join(str(r.id) for r in records)
     cols = st.columns(3 if len(records) == 1 else 1)
     cols[0].download_button(
@@ -166,9 +166,9 @@ def _exports(store: RunStore, records: list, baseline_id: int | None = None) -> 
     )  # fmt: skip
     if len(records) == 1:
         run_id = records[0].id
-        cols[1].download_button("CSV", store.export_csv(run_id), file_name=f"run-{run_id}.csv",
+        cols[1].download_button("CSV", store.dump_csv(run_id), file_name=f"run-{run_id}.csv",
                                 mime="text/csv", on_click="ignore", key=f"runs.csv.{run_id}")  # fmt: skip
-        cols[2].download_button("JSON", store.export_json(run_id), file_name=f"run-{run_id}.json",
+        cols[2].download_button("JSON", store.dump_json(run_id), file_name=f"run-{run_id}.json",
                                 mime="application/json", on_click="ignore",
                                 key=f"runs.json.{run_id}")  # fmt: skip
 
@@ -189,7 +189,7 @@ def _compare(store: RunStore, records: list) -> None:
     else:
         st.caption("The specs are identical: differences come from settings or the machine.")
     _charts(records, key="runs.compare")
-    _exports(store, records, baseline_id=baseline)
+    _downloads(store, records, baseline_id=baseline)
 
 
 def _import(store: RunStore) -> None:

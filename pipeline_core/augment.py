@@ -17,7 +17,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline_core._params import ParamField, fields_of
+from pipeline_core.params import ParamField, fields_of
 
 
 class AugParams(BaseModel):

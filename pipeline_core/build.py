@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline_core._tf import tf as _tf
 from pipeline_core.augment_code import Features, features_of
-from pipeline_core.errors import describe_error
+from pipeline_core.errors import PipelineLabError, describe_error
 from pipeline_core.sources import build_source
 from pipeline_core.spec import Options, PipelineSpec, load_spec
 from pipeline_core.steps import STEPS, InterleaveStep, MapStep, cardinality
@@ -22,7 +22,7 @@ from pipeline_core.steps import STEPS, InterleaveStep, MapStep, cardinality
 Generator = Callable[[], Iterable[Any]]
 
 
-class BuildError(ValueError):
+class BuildError(PipelineLabError):
     """The pipeline could not be built; `.step_index` is the failing step (None = source)."""
 
     def __init__(self, message: str, *, step_index: int | None):

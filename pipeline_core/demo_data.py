@@ -28,6 +28,7 @@ from PIL import Image
 
 from pipeline_core import paths
 from pipeline_core._tf import tf as _tf
+from pipeline_core.errors import PipelineLabError
 
 CLASSES: tuple[str, ...] = ("circle", "cross", "square", "stripes", "triangle")
 FORMATS: tuple[str, ...] = ("png", "jpg", "bmp", "gif")
@@ -163,7 +164,7 @@ def _target_dir(directory: str | os.PathLike[str]) -> Path:
     root = Path(directory).expanduser()
     blocker = next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
-        raise ValueError(
+        raise PipelineLabError(
             f"cannot write the demo data into {str(root)!r}: {str(blocker)!r} is a file, "
             "not a folder; give a folder path (it is created if missing)"
         )
@@ -183,12 +184,12 @@ def write_demo_data(
         seed: seed of the drawing; the same arguments always give the same files.
 
     Raises:
-        ValueError: `per_class` or `size` is too small, or `directory` is an existing file.
+        PipelineLabError: `per_class` or `size` is too small, or `directory` is an existing file.
     """
     if per_class < 1:
-        raise ValueError(f"per_class must be >= 1, received {per_class}")
+        raise PipelineLabError(f"per_class must be >= 1, received {per_class}")
     if size < 16:
-        raise ValueError(f"size must be >= 16 pixels, received {size}")
+        raise PipelineLabError(f"size must be >= 16 pixels, received {size}")
     root = _target_dir(directory)
     images, labels = _draw_all(per_class, size, seed)
     _write_images(root / "images", images, labels)
@@ -206,7 +207,9 @@ def write_demo_images(
     The images are the same as those of `write_demo_data(..., seed=seed)`.
     """
     if per_class < 1 or size < 16:
-        raise ValueError(f"per_class must be >= 1 and size >= 16, received {per_class}, {size}")
+        raise PipelineLabError(
+            f"per_class must be >= 1 and size >= 16, received {per_class}, {size}"
+        )
     root = _target_dir(directory)
     images, labels = _draw_all(per_class, size, seed)
     _write_images(root, images, labels)

@@ -1,4 +1,11 @@
-"""One readable line from an exception, for the messages users see.
+"""User mistakes apart from bugs, and one readable description of any exception.
+
+`PipelineLabError` is the base of every error that means "the input is wrong"
+(a spec, a file, an upload, a parameter, a run id); its message names the
+problem and the fix. The command line shows such a message and exits 2; a page
+shows it with `st.error`. Every other exception, a `ValueError` raised by a
+library included, is a bug: the command line prints its traceback and exits 1,
+a page says it is a bug and logs the traceback.
 
 TensorFlow errors raised while a pipeline runs carry a lot of machinery
 (autograph tracebacks, `{{function_node ...}}`, iterator paths, node names);
@@ -9,6 +16,15 @@ TensorFlow errors raised while a pipeline runs carry a lot of machinery
 from __future__ import annotations
 
 import re
+
+
+class PipelineLabError(ValueError):
+    """A user mistake; its message names the problem and the fix.
+
+    Every user-mistake error of the package subclasses it. It is a `ValueError`,
+    as a bad value is; catch `PipelineLabError` to tell a user's mistake from a bug.
+    """
+
 
 _MAX_CHARS = 600
 _FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
@@ -21,20 +37,23 @@ _OP_TAIL = re.compile(r"\s*\[Op:\w+\].*$")
 
 
 def describe_error(exc: BaseException) -> str:
-    """A user-facing description of `exc`.
+    """A user-facing description of `exc`, in one style: its own message, cleaned.
 
-    A `ValueError` is a user mistake whose message already names the fix (it may list
-    several problems on several lines): it is kept whole. Anything else becomes one
-    line, `TypeName: message`, with TensorFlow's machinery stripped.
+    A `PipelineLabError` keeps every line (a spec error lists one problem a line).
+    Anything else is one line, TensorFlow's machinery stripped, led by the type's
+    name (`InvalidArgumentError: ...`); a `ValueError` reads as a sentence about
+    the input (TensorFlow's shape and dtype checks, an augmentation that cannot
+    take these features), so its name is left out.
     """
     text = str(exc).strip()
-    if isinstance(exc, ValueError) and text and not text.startswith("in user code:"):
-        return text if len(text) <= 4 * _MAX_CHARS else text[: 4 * _MAX_CHARS] + " ..."
+    user_mistake = isinstance(exc, PipelineLabError)
     if text.startswith("in user code:"):
         # autograph: the original error is the last line ("SomeError: message").
         last = [line.strip() for line in text.splitlines() if line.strip()][-1]
         name, _, message = last.partition(": ")
         text = message if name.isidentifier() and name.endswith(("Error", "Exception")) else last
+    elif user_mistake and text:
+        return text if len(text) <= 4 * _MAX_CHARS else text[: 4 * _MAX_CHARS] + " ..."
     text = _FUNCTION_NODE.sub("", text)
     text = _USER_FUNCTION.sub("", text)
     assertion = _ASSERTION.search(text)

@@ -20,13 +20,14 @@ from typing import Any
 
 from pipeline_core.augment_code import AugmentCode, augment_source, helper_source
 from pipeline_core.build import BuildError, map_inputs
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.paths import data_dir
 from pipeline_core.sources import Call, SourceError, plan_source
 from pipeline_core.spec import Options, PipelineSpec, load_spec
 from pipeline_core.steps import STEPS, InterleaveStep, MapStep, ScriptNames
 
 
-class ExportError(ValueError):
+class ExportError(PipelineLabError):
     """The spec cannot be exported as standalone code; the message says why and what to do."""
 
 

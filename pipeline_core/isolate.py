@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline_core._spawn import main_hidden_from_spawn
-from pipeline_core.errors import describe_error
+from pipeline_core.errors import PipelineLabError, describe_error
 from pipeline_core.metrics import private_mb
 
 STATUSES = ("starting", "running", "succeeded", "failed", "cancelled")
@@ -39,7 +39,7 @@ _POLL_S = 0.05
 _JOIN_S = 1.0
 
 
-class IsolateError(ValueError):
+class IsolateError(PipelineLabError):
     """A job cannot start: the function or its arguments cannot reach the child, bad options."""
 
 

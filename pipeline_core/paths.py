@@ -27,11 +27,6 @@ def demo_dir() -> Path:
     return data_dir() / "demo"
 
 
-def demo_images_dir() -> Path:
-    """Directory of the generated demo image folder (one sub-folder per class)."""
-    return demo_dir() / "images"
-
-
 def resolve_path(path: str) -> Path:
     """Expand a user-given path: `{data_dir}` placeholder, `~` and environment variables.
 

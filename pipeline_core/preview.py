@@ -22,13 +22,14 @@ import numpy as np
 from pipeline_core._tf import tf as _tf
 from pipeline_core.augment import AUGMENTATIONS, AugParams
 from pipeline_core.augment_code import apply_augmentations
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.spec import PipelineSpec, load_spec
 from pipeline_core.steps import BatchStep, InterleaveStep, MapStep
 
 UNBATCHED_SUMMARY_ELEMENTS = 32
 
 
-class PreviewError(ValueError):
+class PreviewError(PipelineLabError):
     """A preview cannot be made; the message names the problem and the fix."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import plotly.io as pio
 
 from pipeline_core import charts
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import MEMORY_NOTE
 
 
@@ -100,7 +101,7 @@ def _baseline_index(records: Sequence[Any], baseline_id: int | None) -> int:
         if record.id == baseline_id:
             return i
     ids = ", ".join(str(r.id) for r in records)
-    raise ValueError(
+    raise PipelineLabError(
         f"baseline run {baseline_id} is not among the compared runs ({ids}); pick one of them"
     )
 
@@ -235,10 +236,10 @@ def html_report(
     """A self-contained HTML report of one or more stored runs (plotly.js inline).
 
     Raises:
-        ValueError: no runs, or a baseline that is not among them.
+        PipelineLabError: no runs, or a baseline that is not among them.
     """
     if not records:
-        raise ValueError("a report needs at least one run; select one or more runs")
+        raise PipelineLabError("a report needs at least one run; select one or more runs")
     title = title or (
         f"Pipeline Lab run {run_label(records[0])}"
         if len(records) == 1

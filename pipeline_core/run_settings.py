@@ -7,12 +7,13 @@ from typing import Any
 
 import psutil
 
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import MB
 
 STEP_MODELS = ("small",)
 
 
-class ProfileError(ValueError):
+class ProfileError(PipelineLabError):
     """A profile cannot start: bad settings or a source that cannot reach the child."""
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from pipeline_core import paths
 from pipeline_core._tf import lazy_tf as tf
 from pipeline_core.demo_data import ensure_demo_data
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.generators import CUSTOM_TEMPLATE, GENERATOR_TEMPLATES
 from pipeline_core.spec import (
     CsvSource,
@@ -49,7 +50,7 @@ from pipeline_core.spec import (
 from pipeline_core.steps import InterleaveStep
 
 
-class SourceError(ValueError):
+class SourceError(PipelineLabError):
     """A source cannot be read as configured; the message names the problem and the fix."""
 
 

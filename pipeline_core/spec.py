@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline_core.augment import AUGMENTATIONS
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.fields import Dim, DType, Frozen, Parallelism
 from pipeline_core.generators import CUSTOM_TEMPLATE, GENERATOR_TEMPLATES
 from pipeline_core.steps import STEPS, BatchStep, CacheStep, InterleaveStep, MapStep
@@ -243,7 +244,7 @@ class Problem:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class SpecError(ValueError):
+class SpecError(PipelineLabError):
     """A spec failed validation; `.problems` lists every failure."""
 
     def __init__(self, problems: list[Problem]):

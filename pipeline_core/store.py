@@ -24,12 +24,13 @@ from typing import Any
 
 import psutil
 
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.paths import data_dir
 
 ENV_DB = "PIPELINE_LAB_DB"
 STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
-EXPORT_FORMAT = "pipeline-lab-run"
-EXPORT_VERSION = 1
+RUN_FILE_FORMAT = "pipeline-lab-run"
+RUN_FILE_VERSION = 1
 BATCH_COLUMNS = ("index", "t_s", "wait_ms", "examples", "step_ms")
 _BUSY_MS = 15_000
 _CHUNK = 2_000
@@ -76,7 +77,7 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class StoreError(ValueError):
+class StoreError(PipelineLabError):
     """A run store problem the user can fix (unknown id, bad import file, newer schema)."""
 
 
@@ -377,15 +378,15 @@ class RunStore:
             "shows the ids"
         )
 
-    # --- export and import ---------------------------------------------------------
+    # --- a run as a file: dump and import ------------------------------------------
 
-    def export_json(self, run_id: int) -> str:
+    def dump_json(self, run_id: int) -> str:
         """The run as self-describing JSON (readable by `import_json`)."""
         rec = self.get_run(run_id)
         return json.dumps(
             {
-                "format": EXPORT_FORMAT,
-                "version": EXPORT_VERSION,
+                "format": RUN_FILE_FORMAT,
+                "version": RUN_FILE_VERSION,
                 "run": {
                     "name": rec.name,
                     "created": rec.created,
@@ -402,7 +403,7 @@ class RunStore:
             indent=1,
         )
 
-    def export_csv(self, run_id: int) -> str:
+    def dump_csv(self, run_id: int) -> str:
         """Per-batch series as CSV, preceded by `# key: value` summary lines.
 
         `pandas.read_csv(io.StringIO(text), comment="#")` reads the series.
@@ -420,12 +421,12 @@ class RunStore:
         return out.getvalue()
 
     def import_json(self, text: str | bytes) -> int:
-        """Add a run exported by `export_json`; returns its new id.
+        """Add a run written by `dump_json`; returns its new id.
 
         Raises:
-            StoreError: the text is not a Pipeline Lab run export.
+            StoreError: the text is not a run file of Pipeline Lab (`dump_json`).
         """
-        data = _parse_export(text)
+        data = _parse_run_file(text)
         run = data["run"]
         status = run.get("status", "completed")
         if status not in STATUSES or status == "running":
@@ -485,7 +486,7 @@ def _info(row: sqlite3.Row) -> RunInfo:
     )
 
 
-def _parse_export(text: str | bytes) -> dict[str, Any]:
+def _parse_run_file(text: str | bytes) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -493,15 +494,15 @@ def _parse_export(text: str | bytes) -> dict[str, Any]:
             f"the import file is not valid JSON ({exc}); export a run with "
             "`runs export ID --format json`"
         ) from None
-    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+    if not isinstance(data, dict) or data.get("format") != RUN_FILE_FORMAT:
         raise StoreError(
             f"the import file is not a Pipeline Lab run export (its `format` should be "
-            f"{EXPORT_FORMAT!r}); export a run with `runs export ID --format json`"
+            f"{RUN_FILE_FORMAT!r}); export a run with `runs export ID --format json`"
         )
-    if data.get("version") != EXPORT_VERSION:
+    if data.get("version") != RUN_FILE_VERSION:
         raise StoreError(
             f"the import file has export version {data.get('version')!r}; this Pipeline Lab "
-            f"reads version {EXPORT_VERSION}"
+            f"reads version {RUN_FILE_VERSION}"
         )
     if not isinstance(data.get("run"), dict):
         raise StoreError("the import file has no `run` object; export the run again")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.paths import uploads_dir
 
 UPLOAD_SUFFIXES: tuple[str, ...] = (".zip", ".npz", ".csv", ".tfrecord")
@@ -30,7 +31,7 @@ MAX_UNPACKED_MB = 1024
 _CHUNK = 1 << 20
 
 
-class UploadError(ValueError):
+class UploadError(PipelineLabError):
     """An upload was refused; the message names the problem and the fix."""
 
 

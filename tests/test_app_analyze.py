@@ -7,6 +7,7 @@ Cancel button is gone (the job ended and the page drew its results).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ import pytest
 
 from pipeline_core.analysis import JOBS
 from pipeline_core.analysis.jobs import JobKind
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.spec import load_spec
 
 pytest.importorskip("streamlit.testing.v1")
@@ -228,3 +230,29 @@ def test_cancel_ends_the_job_and_says_so():
     assert not _running(at) and not at.exception and not at.error
     assert any("Tuning was cancelled" in i.value for i in at.info)
     assert not at.button(key="analyze.run_tune").disabled
+
+
+def test_a_bug_says_it_is_one_and_a_user_mistake_shows_its_message(monkeypatch, caplog):
+    def start_analysis(kind, spec, **options):
+        raise TypeError("start() got an unexpected keyword argument 'x'")
+
+    def check_memory(spec):
+        raise PipelineLabError("cannot size the source; fix its path")
+
+    monkeypatch.setattr("pipeline_core.analysis.start_analysis", start_analysis)
+    monkeypatch.setattr("pipeline_core.analysis.check_memory", check_memory)
+    at = AppTest.from_file(str(REPO / "pages" / "analyze.py"), default_timeout=TIMEOUT)
+    at.session_state["lab.spec"] = PLANTED
+    at.run()
+    with caplog.at_level(logging.ERROR, logger="pipeline_lab.pages"):
+        at.button(key="analyze.run_stages").click().run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert "Memory estimate failed: cannot size the source; fix its path" in errors
+    assert any(
+        e.startswith("Starting stage analysis failed through a bug in Pipeline Lab")
+        and "TypeError: start() got an unexpected keyword argument 'x'" in e
+        for e in errors
+    ), errors
+    assert "Traceback (most recent call last)" in caplog.text
+    assert not at.button(key="analyze.run_stages").disabled  # the page still works

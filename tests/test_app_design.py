@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import zipfile
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from pipeline_core.export import ExportError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -279,3 +282,31 @@ def test_every_source_type_works_out_of_the_box_on_the_demo_data():
         else:
             assert not errors, (source_type, errors)
             assert len(at.dataframe[0].value) == len(_spec(at).steps) + 1
+
+
+BUG = (
+    "Writing the code failed through a bug in Pipeline Lab, not a problem with your input "
+    "(ValueError: operands could not be broadcast together)"
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "shown", "logged"),
+    [
+        (ExportError("no code; fix it"), "No code for this design: no code; fix it", False),
+        (ValueError("operands could not be broadcast together"), BUG, True),
+    ],
+)
+def test_a_user_mistake_shows_its_message_and_a_bug_says_it_is_one(
+    error, shown, logged, monkeypatch, caplog
+):
+    def export_code(spec):
+        raise error
+
+    monkeypatch.setattr("pipeline_core.export.export_code", export_code)
+    with caplog.at_level(logging.ERROR, logger="pipeline_lab.pages"):
+        at = _page("design")
+    _ok(at)
+    assert any(e.value.startswith(shown) for e in at.error), [e.value for e in at.error]
+    assert at.dataframe, "the rest of the page is drawn"
+    assert ("Traceback (most recent call last)" in caplog.text) is logged

@@ -103,7 +103,7 @@ def two_runs():
             store.delete(run_id)
 
 
-def test_shareable_link_opens_the_run_with_exports(two_runs):
+def test_shareable_link_opens_the_run_with_downloads(two_runs):
     at = _app("pages/runs.py", run=str(two_runs[0]))
     assert at.multiselect(key="runs.selected").value == [two_runs[0]]
     assert f"#{two_runs[0]} baseline-b32" in _texts(at)
@@ -152,15 +152,15 @@ def test_filter_rename_and_delete(two_runs):
     assert at.multiselect(key="runs.selected").value == []
 
 
-def test_exported_json_imports_back(two_runs):
-    text = RunStore().export_json(two_runs[0])
+def test_dumped_json_imports_back(two_runs):
+    text = RunStore().dump_json(two_runs[0])
     at = _app("pages/runs.py")
     at.file_uploader(key="runs.import").set_value(("run.json", text.encode(), "application/json"))
     at.run()
     at.button(key="runs.import_btn").click().run()
     assert "Imported as run #" in _texts(at)
     new_id = max(r.id for r in RunStore().list_runs())
-    assert json.loads(RunStore().export_json(new_id))["run"]["name"] == "baseline-b32"
+    assert json.loads(RunStore().dump_json(new_id))["run"]["name"] == "baseline-b32"
     RunStore().delete(new_id)
 
 

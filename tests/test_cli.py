@@ -1,4 +1,4 @@
-"""`python -m pipeline_core`: validate, export, demo-data, plug-in commands, clean errors."""
+"""`python -m pipeline_core`: validate, export, demo-data, the command list, errors vs bugs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_core import cli
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.spec import default_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,23 +128,67 @@ def test_write_demo_images_matches_the_full_set(tmp_path):
         assert (folder / name).read_bytes() == (tmp_path / "full" / "images" / name).read_bytes()
 
 
-def test_command_modules_register_commands(tmp_path, monkeypatch, capsys):
-    (tmp_path / "fake_cli_plugin.py").write_text(
-        "def register(subparsers):\n"
-        "    p = subparsers.add_parser('boom')\n"
-        "    def run(args):\n"
-        "        raise ValueError('boom: the fix is to stop')\n"
-        "    p.set_defaults(handler=run)\n",
-        encoding="utf-8",
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("fake_cli_plugin", "not_installed_anywhere"))
-    assert cli.main(["boom"]) == 2
-    assert "error: boom: the fix is to stop" in capsys.readouterr().err
-
-
 def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["frobnicate"])
     assert info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_commands_are_one_static_list():
+    parser = cli.make_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    expected = ["validate", "export", "demo-data", "profile", "runs", "analyze", "tune"]
+    assert list(commands) == expected
+
+
+def _command(monkeypatch, error: BaseException) -> None:
+    """Add a command `boom` that raises `error`."""
+
+    def register(subparsers):
+        def run(args):
+            raise error
+
+        subparsers.add_parser("boom").set_defaults(handler=run)
+
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, register))
+
+
+def test_a_user_mistake_exits_2_with_its_message(monkeypatch, capsys):
+    _command(monkeypatch, PipelineLabError("boom: the fix is to stop"))
+    assert cli.main(["boom"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: boom: the fix is to stop\n"
+
+
+@pytest.mark.parametrize(
+    "error", [ValueError("operands could not be broadcast together"), KeyError("x")]
+)
+def test_any_other_error_is_a_bug_with_its_traceback_and_exit_1(error, monkeypatch, capsys):
+    _command(monkeypatch, error)
+    assert cli.main(["boom"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and type(error).__name__ in err
+    assert err.rstrip().endswith(
+        "error: this is a bug in Pipeline Lab, not a problem with your input; "
+        "please report it with the traceback above"
+    )
+
+
+def test_an_unwritable_output_names_the_path_and_the_fix(good, tmp_path, capsys):
+    out = tmp_path / "no such folder" / "pipeline.py"
+    assert cli.main(["export", str(good), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot write {str(out)!r}" in err and "pick a writable path" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--batches", "0", "must be >= 1, received 0"), ("--seconds", "0", "must be > 0, received 0")],
+)
+def test_counts_and_times_must_be_positive(option, value, message, good, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["profile", str(good), option, value])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err

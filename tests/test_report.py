@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.report import (
     compare_figures,
     figures_table,
@@ -61,7 +62,7 @@ def test_figures_table_marks_the_baseline_and_shows_ratios():
     throughput = next(r for r in table if r["figure"] == "throughput")
     assert throughput["#1 slow [baseline]"] == "1,000"
     assert throughput["#2 fast"] == "2,500  (×2.50 better)"
-    with pytest.raises(ValueError, match="baseline run 9 is not among the compared runs"):
+    with pytest.raises(PipelineLabError, match="baseline run 9 is not among the compared runs"):
         figures_table([a, b], baseline_id=9)
 
 
@@ -111,7 +112,7 @@ def test_html_report_is_self_contained_and_escapes_names():
     assert "Memory: private = anonymous memory only the pipeline process holds" in page
     single = html_report([a])
     assert "Spec differences" not in single and single.count("Plotly.newPlot") == 5
-    with pytest.raises(ValueError, match="at least one run"):
+    with pytest.raises(PipelineLabError, match="at least one run"):
         html_report([])
 
 

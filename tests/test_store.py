@@ -1,5 +1,5 @@
 """The SQLite run store: schema and migrations, interrupted runs, concurrent writers,
-export and import."""
+dump and import."""
 
 from __future__ import annotations
 
@@ -218,25 +218,25 @@ def test_unknown_status_is_refused(db):
         s.finish_run(s.create_run(name="x"), status="done")
 
 
-# --- export and import ---------------------------------------------------------------------
+# --- dump and import -----------------------------------------------------------------------
 
 
-def test_json_export_import_round_trip(db, tmp_path):
+def test_json_dump_import_round_trip(db, tmp_path):
     s = RunStore(db)
     run_id = _full_run(s)
-    text = s.export_json(run_id)
+    text = s.dump_json(run_id)
     other = RunStore(tmp_path / "other.sqlite")
     new_id = other.import_json(text)
     a, b = s.get_run(run_id), other.get_run(new_id)
     for name in ("name", "created", "status", "error", "spec", "environment", "summary"):
         assert getattr(a, name) == getattr(b, name), name
     assert a.batches == b.batches and a.readings == b.readings
-    assert json.loads(other.export_json(new_id)) == json.loads(text)
+    assert json.loads(other.dump_json(new_id)) == json.loads(text)
 
 
-def test_csv_export_reads_back_with_pandas(db):
+def test_csv_dump_reads_back_with_pandas(db):
     s = RunStore(db)
-    text = s.export_csv(_full_run(s))
+    text = s.dump_csv(_full_run(s))
     assert "# examples_per_s: 2400.0" in text
     frame = pd.read_csv(io.StringIO(text), comment="#")
     assert list(frame.columns) == list(store_mod.BATCH_COLUMNS)

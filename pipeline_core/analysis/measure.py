@@ -44,6 +44,7 @@ from pipeline_core.analysis.examples import (
     stage_counts,
 )
 from pipeline_core.build import build
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import Sampler
 from pipeline_core.spec import PipelineSpec
 from pipeline_core.steps import CacheStep, RepeatStep
@@ -63,7 +64,7 @@ def steady_window(seconds: float) -> float:
     return max(seconds, min(2 * seconds, STEADY_WINDOW_S))
 
 
-class MeasureError(ValueError):
+class MeasureError(PipelineLabError):
     """A dataset could not be measured (empty, or it failed while iterating)."""
 
 

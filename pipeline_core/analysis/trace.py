@@ -15,11 +15,12 @@ from pathlib import Path
 from pipeline_core._tf import tf as _tf
 from pipeline_core.analysis.examples import examples_in, is_batched
 from pipeline_core.build import build
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.paths import data_dir
 from pipeline_core.spec import PipelineSpec
 
 
-class TraceError(ValueError):
+class TraceError(PipelineLabError):
     """The profiler trace could not be captured."""
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from pipeline_core.analysis.measure import WARMUP_S, WINDOW_S, measure_spec, steady_window
 from pipeline_core.analysis.search import SearchResult, Trial, coordinate_search, grid_search
 from pipeline_core.analysis.space import SearchSpace, search_space
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.spec import PipelineSpec
 
 METHODS = ("coordinate", "grid")
@@ -38,7 +39,7 @@ VERIFY_TOP = 2  # fastest distinct trials re-measured beside the baseline
 _BUILD_S = 0.3  # building a candidate, beyond its warm-up and window (estimate)
 
 
-class TuneError(ValueError):
+class TuneError(PipelineLabError):
     """Tuning could not run (bad options, or the pipeline as written fails)."""
 
 

@@ -9,11 +9,12 @@ python -m pipeline_core runs list|show ID|export ID [--format json|csv] [-o FILE
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline_core.cli._io import positive_float, positive_int, write_json, write_output
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import MEMORY_NOTE
 
 EXIT_FAILED_RUN = 1
@@ -70,17 +71,6 @@ def _store(args: argparse.Namespace):
     return RunStore(args.db)
 
 
-def _write(text: str, output: str | None) -> None:
-    if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return
-    try:
-        Path(output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot write {output!r}: {exc.strerror}; pick a writable path") from None
-    print(f"wrote {output}", file=sys.stderr)
-
-
 # --- profile --------------------------------------------------------------------------------
 
 
@@ -115,7 +105,7 @@ def _profile(args: argparse.Namespace) -> int:
     if result.run_id is not None:
         print(f"\nstored as run {result.run_id} in {store.path}")
     if args.json:
-        _write(json.dumps(summary, indent=2), args.json)
+        write_json(summary, args.json)
     return EXIT_FAILED_RUN if result.status == "failed" else 0
 
 
@@ -165,10 +155,10 @@ def _runs_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _runs_export(args: argparse.Namespace) -> int:
+def _runs_dump(args: argparse.Namespace) -> int:
     store = _store(args)
-    text = store.export_csv(args.id) if args.format == "csv" else store.export_json(args.id)
-    _write(text, args.output)
+    text = store.dump_csv(args.id) if args.format == "csv" else store.dump_json(args.id)
+    write_output(text, args.output)
     return 0
 
 
@@ -189,27 +179,15 @@ def _runs_import(args: argparse.Namespace) -> int:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"cannot read {args.file!r}: {exc.strerror}; check the path") from None
+        raise PipelineLabError(
+            f"cannot read {args.file!r}: {exc.strerror}; check the path"
+        ) from None
     run_id = _store(args).import_json(text)
     print(f"imported {args.file} as run {run_id}")
     return 0
 
 
 # --- registration ---------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, received {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, received {value}")
-    return value
 
 
 def _db_option(parser: argparse.ArgumentParser) -> None:
@@ -221,11 +199,11 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
 def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("profile", help="run a spec in a child process and time it")
     p.add_argument("spec", help="path of a pipeline spec JSON file")
-    p.add_argument("--batches", type=_positive_int, default=200, help="batch limit (200)")
-    p.add_argument("--seconds", type=_positive_float, default=30.0, help="time limit (30 s)")
+    p.add_argument("--batches", type=positive_int, default=200, help="batch limit (200)")
+    p.add_argument("--seconds", type=positive_float, default=30.0, help="time limit (30 s)")
     p.add_argument(
         "--memory-mb",
-        type=_positive_int,
+        type=positive_int,
         help="ceiling on the run's private memory; pages of memory-mapped files do not count "
         "(default: half the available memory)",
     )
@@ -247,7 +225,7 @@ def _add_runs(subparsers: argparse._SubParsersAction) -> None:
     commands = {
         "list": ("list stored runs, newest first", _runs_list),
         "show": ("a run's summary and environment", _runs_show),
-        "export": ("write a run as JSON or CSV", _runs_export),
+        "export": ("write a run as JSON or CSV", _runs_dump),
         "delete": ("delete a run", _runs_delete),
         "rename": ("rename a run", _runs_rename),
         "import": ("add a run from an exported JSON file", _runs_import),

@@ -14,7 +14,6 @@ index in `stages.bottleneck_step`, null for the source).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,20 +29,8 @@ from pipeline_core.analysis import (
     recommend,
     tune,
 )
+from pipeline_core.cli._io import positive_float, positive_int, write_file, write_json
 from pipeline_core.spec import load_spec
-
-
-def _write_json(path: str | None, data: dict[str, Any]) -> None:
-    if path is None:
-        return
-    out = Path(path)
-    try:
-        out.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(
-            f"cannot write {str(out)!r}: {exc.strerror}; pick a writable path"
-        ) from None
-    print(f"wrote {out}", file=sys.stderr)
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -87,7 +74,8 @@ def _analyze(args: argparse.Namespace) -> int:
         for line in agreed.explanations():
             print("  " + line)
         data["agreement"] = agreed.to_dict()
-    _write_json(args.json, data)
+    if args.json:
+        write_json(data, args.json)
     return 0
 
 
@@ -130,24 +118,11 @@ def _tune(args: argparse.Namespace) -> int:
     for knob, (before, after) in result.changes().items():
         print(f"  {knob}: {before} -> {after}")
     if args.output_spec:
-        Path(args.output_spec).write_text(result.apply().to_json(), encoding="utf-8")
+        write_file(args.output_spec, result.apply().to_json())
         print(f"wrote the tuned spec to {args.output_spec}", file=sys.stderr)
-    _write_json(args.json, result.to_dict())
+    if args.json:
+        write_json(result.to_dict(), args.json)
     return 0
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, received {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, received {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -159,12 +134,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     analyze.add_argument("--json", metavar="OUT", help="also write the figures as JSON here")
     analyze.add_argument(
         "--seconds",
-        type=_positive,
+        type=positive_float,
         default=WINDOW_S,
         help=f"timed window per measurement (default {WINDOW_S:g})",
     )
     analyze.add_argument(
-        "--rounds", type=_count, default=1, help="measure every stage this many times (median)"
+        "--rounds",
+        type=positive_int,
+        default=1,
+        help="measure every stage this many times (median)",
     )
     analyze.add_argument(
         "--recommend", action="store_true", help="also measure the recommendations"
@@ -177,14 +155,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tune_parser.add_argument("spec", help="path of a pipeline spec JSON file")
     tune_parser.add_argument(
         "--budget-s",
-        type=_positive,
+        type=positive_float,
         default=60.0,
         help="budget of search and re-measurement in seconds (default 60)",
     )
     tune_parser.add_argument("--json", metavar="OUT", help="also write every trial as JSON here")
     tune_parser.add_argument(
         "--trial-seconds",
-        type=_positive,
+        type=positive_float,
         default=WINDOW_S,
         help=f"timed window per trial and re-measurement ({WINDOW_S:g})",
     )
