@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from pipeline_core.augment import AUGMENTATIONS
+from pipeline_core.isolate import run_job
 from pipeline_core.preview import (
     BatchSummary,
     PreviewError,
     batch_summary,
     label_text,
     preview_samples,
+    samples_job,
     to_display,
 )
 from pipeline_core.spec import load_spec
@@ -135,6 +137,25 @@ def test_augmentation_errors_name_the_step():
     gray = {**SOURCE, "shape": [16, 16, 1]}
     with pytest.raises(PreviewError, match=r"steps\[0\] map: random_hue needs .*3 channels"):
         preview_samples(_spec(_map({"name": "random_hue"}), source=gray), n=2)
+
+
+def test_a_corrupt_file_names_the_sample_and_the_fix(tmp_path):
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "broken.png").write_bytes(b"not an image at all")
+    spec = _spec(source={"type": "image_folder", "path": str(tmp_path)})
+    with pytest.raises(PreviewError, match="reading sample 0 of the source failed: ") as err:
+        preview_samples(spec, n=2)
+    assert "InvalidArgumentError" in str(err.value) and "replace or remove it" in str(err.value)
+
+
+def test_the_samples_job_in_a_child_gives_the_same_samples():
+    """Same seed, same samples, whichever process computes them (the page's Reroll)."""
+    child = run_job(samples_job, args=(AUGMENTED.to_json(), 3, 5, None), timeout_s=120)
+    here = preview_samples(AUGMENTED, n=3, seed=5)
+    for a, b in zip(child, here, strict=True):
+        np.testing.assert_array_equal(a.original, b.original)
+        np.testing.assert_array_equal(a.augmented, b.augmented)
+        assert a.label == b.label
 
 
 # --- display helpers ------------------------------------------------------------------
