@@ -110,6 +110,7 @@ class _ModelStep:
             self._build(x, label)
         if not self.soft:
             label = self.tf.minimum(self.tf.cast(label, self.tf.int64), self.units - 1)
+        self.model.train_on_batch(x, label)
 
 
 class _Runner:

@@ -395,6 +395,16 @@ def test_small_model_step_trains_on_batches(results):
     assert 0 <= r.input_bound_percent() <= 100
 
 
+def test_the_small_model_trains_once_per_batch(tf):
+    from pipeline_core.profile.worker import _ModelStep
+
+    step = _ModelStep(tf, batched=True)
+    batch = (tf.zeros([4, 3]), tf.constant([0, 1, 2, 1], tf.int64))
+    step(batch)
+    step(batch)
+    assert int(step.model.optimizer.iterations) == 2
+
+
 def test_readings_environment_and_summary_keys(results):
     r = results["sleep_throughput"]
     assert len(r.readings) >= 3
