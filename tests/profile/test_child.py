@@ -380,17 +380,17 @@ def _spawned(target, args=(), *, limits=None):
     return child, protocol
 
 
-def test_a_real_child_streams_its_messages_and_result():
+def test_a_real_child_streams_its_messages_and_result(alive):
     child, protocol = _spawned(counts_to, (3,))
     assert child.wait(30)
     pid = protocol.messages[0][1]
     assert pid == child.pid != os.getpid()
     assert protocol.messages[1:] == [("n", 0), ("n", 1), ("n", 2), ("result", 3)]
     assert protocol.endings == []
-    assert not _alive(child.pid)
+    assert not alive(child.pid)
 
 
-def test_a_real_child_obeys_a_stop_and_a_deaf_one_is_killed():
+def test_a_real_child_obeys_a_stop_and_a_deaf_one_is_killed(alive):
     polite, protocol = _spawned(ends_when_asked, limits=Limits(grace_s=5))
     _wait_started(polite)
     polite.stop()
@@ -402,7 +402,7 @@ def test_a_real_child_obeys_a_stop_and_a_deaf_one_is_killed():
     deaf.stop()
     assert deaf.wait(5) and time.monotonic() - asked < 1.5
     assert [e.kind for e in protocol.endings] == ["stopped"]
-    assert not _alive(deaf.pid)
+    assert not alive(deaf.pid)
 
 
 def test_a_real_child_that_raises_or_crashes_ends_with_the_reason():
@@ -423,11 +423,11 @@ def test_a_real_child_past_its_ceiling_is_told_why_before_the_kill():
     assert protocol.endings == []
 
 
-def test_a_real_child_stuck_before_it_starts_is_stopped_at_the_start_limit():
+def test_a_real_child_stuck_before_it_starts_is_stopped_at_the_start_limit(alive):
     child, protocol = _spawned(never_starts, limits=Limits(start_s=1.0))
     assert child.wait(30)
     (ending,) = protocol.endings
-    assert ending.kind == "timeout" and not _alive(child.pid)
+    assert ending.kind == "timeout" and not alive(child.pid)
 
 
 def _wait_started(child):
@@ -435,12 +435,3 @@ def _wait_started(child):
     while not child.started and time.monotonic() < deadline:
         time.sleep(0.01)
     assert child.started
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is not alive
-        return stat.read().split()[2] != "Z"

@@ -126,15 +126,15 @@ def test_death_by_signal_is_a_failure_with_the_signal_named(fn, expected):
         job.result()
 
 
-def test_a_hang_runs_out_of_time_and_the_child_is_gone():
+def test_a_hang_runs_out_of_time_and_the_child_is_gone(alive):
     job = start_job(hang, what="tuning", timeout_s=1.5)
     with pytest.raises(JobFailed, match=r"tuning ran out of time after 1.5 s"):
         job.result(timeout=30)
     assert job.state().progress == ("started",)
-    assert not _alive(job.pid)
+    assert not alive(job.pid)
 
 
-def test_cancel_ends_a_running_job_within_a_second(tmp_path):
+def test_cancel_ends_a_running_job_within_a_second(tmp_path, alive):
     gate = tmp_path / "never"
     job = start_job(steps_slowly, kwargs={"gate": str(gate)}, what="tuning")
     deadline = time.monotonic() + 30
@@ -149,7 +149,7 @@ def test_cancel_ends_a_running_job_within_a_second(tmp_path):
     state = job.state()
     assert state.status == "cancelled" and "tuning was cancelled" in state.reason
     assert state.progress == (0, 1, 2)
-    assert not _alive(job.pid)
+    assert not alive(job.pid)
     with pytest.raises(JobFailed, match="cancelled"):
         job.result()
 
@@ -196,12 +196,3 @@ def test_unsendable_things_are_refused_with_the_fix():
     job = start_job(unsendable_result, what="tuning")
     with pytest.raises(JobFailed, match="cannot be sent back"):
         job.result(timeout=30)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is not alive
-        return stat.read().split()[2] != "Z"
