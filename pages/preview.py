@@ -12,7 +12,7 @@ from pipeline_core import charts
 from pipeline_core.augment import AUGMENTATIONS, param_fields
 from pipeline_core.child import default_memory_limit_mb
 from pipeline_core.isolate import JobFailed, run_job
-from pipeline_core.preview import batch_summary_job, samples_job
+from pipeline_core.preview import Preview, preview_job
 
 PER_ROW = 4
 JOB_TIMEOUT_S = 120
@@ -23,30 +23,22 @@ def _reroll() -> None:
     st.session_state["preview.seed"] = int(st.session_state.get("preview.seed", 0)) + 1
 
 
-# Reading samples and batches runs the user's source and augmentations: each goes in a
-# child process, so a corrupt file, a crash, a hang or a huge buffer cannot take the
-# server down. Same arguments, same samples: the seeds are stateless.
+# Samples and the first batch run the user's source and augmentations: they are made
+# in a child process, so a corrupt file, a crash, a hang or a huge buffer cannot take
+# the server down. Same arguments, same samples: the seeds are stateless.
 @st.cache_data(max_entries=32, show_spinner=False)
-def _samples(spec_json: str, n: int, seed: int, only: tuple[str, tuple] | None) -> list:
+def _preview(spec_json: str, n: int, seed: int, only: tuple[str, tuple] | None) -> Preview:
     chosen = None if only is None else (only[0], dict(only[1]))
-    return run_job(
-        samples_job,
-        args=(spec_json, n, seed, chosen),
-        what="reading the samples",
-        timeout_s=JOB_TIMEOUT_S,
-        memory_limit_mb=default_memory_limit_mb(),
-    )
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _summary(spec_json: str):
-    return run_job(
-        batch_summary_job,
-        args=(spec_json,),
-        what="reading the first batch",
-        timeout_s=JOB_TIMEOUT_S,
-        memory_limit_mb=default_memory_limit_mb(),
-    )
+    try:
+        return run_job(
+            preview_job,
+            args=(spec_json, n, seed, chosen),
+            what="reading the samples and the first batch",
+            timeout_s=JOB_TIMEOUT_S,
+            memory_limit_mb=default_memory_limit_mb(),
+        )
+    except JobFailed as exc:  # a crash, a hang, the memory ceiling: both parts say why
+        return Preview(samples_error=exc.reason, summary_error=exc.reason)
 
 
 def _only_picker() -> tuple[str, tuple] | None:
@@ -75,13 +67,11 @@ def _grid(samples: list) -> None:
                 )
 
 
-def _batch_view(spec_json: str) -> None:
+def _batch_view(preview: Preview) -> None:
     st.subheader("A batch of the full pipeline")
-    try:
-        with st.spinner("Reading the first batch..."):
-            summary = _summary(spec_json)
-    except JobFailed as exc:
-        st.error(f"No batch to show: {exc.reason}. Fix the design on the Design page.")
+    summary = preview.summary
+    if summary is None:
+        st.error(f"No batch to show: {preview.summary_error}. Fix the design on the Design page.")
         return
     table, chart = st.columns([1, 2])
     table.dataframe(
@@ -109,13 +99,11 @@ roll_col.button(
 mode = mode_col.radio("Augmentations", MODES, horizontal=True, key="preview.mode")
 only = _only_picker() if mode == MODES[1] else None
 
-spec_json = spec.to_json()
-try:
-    with st.spinner("Augmenting samples..."):
-        samples = _samples(spec_json, int(n), int(seed), only)
-except JobFailed as exc:
-    st.error(f"No preview: {exc.reason}")  # each reason names its own fix
+with st.spinner("Augmenting samples and reading the first batch..."):
+    preview = _preview(spec.to_json(), int(n), int(seed), only)
+if preview.samples_error is not None:
+    st.error(f"No preview: {preview.samples_error}")  # each reason names its own fix
 else:
-    _grid(samples)
+    _grid(preview.samples)
 
-_batch_view(spec_json)
+_batch_view(preview)

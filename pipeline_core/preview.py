@@ -1,8 +1,8 @@
 """What the augmentations of a spec do to real samples, and what a batch looks like.
 
-The Preview page runs these two functions in a child process (`samples_job`,
-`batch_summary_job` through `pipeline_core.isolate`) and draws what comes back;
-it never builds a pipeline or runs an augmentation itself.
+The Preview page runs these two functions in one child process (`preview_job`
+through `pipeline_core.isolate`) and draws what comes back; it never builds a
+pipeline or runs an augmentation itself.
 
 - `preview_samples` takes the first `n` elements of the spec's source and
   applies the augmentations of every map step in order (maps placed after the
@@ -352,26 +352,46 @@ def batch_summary(spec: PipelineSpec, *, generator: Any = None) -> BatchSummary:
     )
 
 
-def samples_job(
+# --- the page's job ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What the Preview page shows: the samples and the first batch's figures, each with
+    the reason it could not be made instead (a message that names the fix)."""
+
+    samples: tuple[PreviewSample, ...] = ()
+    samples_error: str | None = None
+    summary: BatchSummary | None = None
+    summary_error: str | None = None
+
+
+def preview_job(
     spec_json: str,
     n: int,
     seed: int,
     only: tuple[str, dict[str, Any]] | None = None,
     *,
     progress: Any = None,
-) -> list[PreviewSample]:
-    """`preview_samples` as an isolated job (`pipeline_core.isolate`): it reads the source
-    and runs the augmentations, so a page runs it in a child process where a corrupt file,
-    a crash, a hang or too much memory cannot take the server down."""
+) -> Preview:
+    """`preview_samples` and `batch_summary` as one isolated job (`pipeline_core.isolate`).
+
+    Both run the user's source and augmentations (the batch, the whole pipeline), so a
+    page runs them in a child process, where a corrupt file, a crash, a hang or too much
+    memory cannot take the server down; one child imports TensorFlow once for both.
+    """
+    spec = load_spec(spec_json)
     if progress is not None:
         progress("augmenting samples")
-    return preview_samples(load_spec(spec_json), n=n, seed=seed, only=only)
-
-
-def batch_summary_job(spec_json: str, *, progress: Any = None) -> BatchSummary:
-    """`batch_summary` as an isolated job (`pipeline_core.isolate`): reading a batch runs
-    the whole pipeline (shuffle buffers fill, maps run), so a page runs it in a child
-    process where a crash, a hang or too much memory cannot take the server down."""
+    try:
+        samples = tuple(preview_samples(spec, n=n, seed=seed, only=only))
+        samples_error = None
+    except Exception as exc:  # shown on the page; the batch may still work
+        samples, samples_error = (), describe_error(exc)
     if progress is not None:
         progress("reading the first batch")
-    return batch_summary(load_spec(spec_json))
+    try:
+        summary, summary_error = batch_summary(spec), None
+    except Exception as exc:  # shown on the page; the samples may still work
+        summary, summary_error = None, f"reading the first batch failed: {describe_error(exc)}"
+    return Preview(samples, samples_error, summary, summary_error)
