@@ -29,16 +29,13 @@ def _reroll() -> None:
 @st.cache_data(max_entries=32, show_spinner=False)
 def _preview(spec_json: str, n: int, seed: int, only: tuple[str, tuple] | None) -> Preview:
     chosen = None if only is None else (only[0], dict(only[1]))
-    try:
-        return run_job(
-            preview_job,
-            args=(spec_json, n, seed, chosen),
-            what="reading the samples and the first batch",
-            timeout_s=JOB_TIMEOUT_S,
-            memory_limit_mb=default_memory_limit_mb(),
-        )
-    except JobFailed as exc:  # a crash, a hang, the memory ceiling: both parts say why
-        return Preview(samples_error=exc.reason, summary_error=exc.reason)
+    return run_job(
+        preview_job,
+        args=(spec_json, n, seed, chosen),
+        what="reading the samples and the first batch",
+        timeout_s=JOB_TIMEOUT_S,
+        memory_limit_mb=default_memory_limit_mb(),
+    )
 
 
 def _only_picker() -> tuple[str, tuple] | None:
@@ -99,8 +96,11 @@ roll_col.button(
 mode = mode_col.radio("Augmentations", MODES, horizontal=True, key="preview.mode")
 only = _only_picker() if mode == MODES[1] else None
 
-with st.spinner("Augmenting samples and reading the first batch..."):
-    preview = _preview(spec.to_json(), int(n), int(seed), only)
+try:
+    with st.spinner("Augmenting samples and reading the first batch..."):
+        preview = _preview(spec.to_json(), int(n), int(seed), only)
+except JobFailed as exc:  # a crash, a hang, the memory ceiling (not cached: tried again)
+    preview = Preview(samples_error=exc.reason, summary_error=exc.reason)
 if preview.samples_error is not None:
     st.error(f"No preview: {preview.samples_error}")  # each reason names its own fix
 else:

@@ -285,6 +285,20 @@ def test_preview_samples_are_computed_in_a_child_process(monkeypatch):
     assert len(at.get("image")) == 2 * at.number_input(key="preview.n").value
 
 
+def test_a_preview_child_stopped_at_its_memory_ceiling_is_a_message(monkeypatch):
+    import pipeline_core.child as child
+    from pipeline_core.spec import default_spec
+
+    monkeypatch.setattr(child, "default_memory_limit_mb", lambda: 1)
+    at = AppTest.from_file(str(REPO / "pages" / "preview.py"), default_timeout=TIMEOUT)
+    at.session_state["lab.spec"] = default_spec().replace(name="not cached: a ceiling of 1 MB")
+    at.run()
+    _ok(at)
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("No preview: stopped: memory ceiling 1 MB exceeded") for e in errors)
+    assert any(e.startswith("No batch to show: stopped: memory ceiling 1 MB") for e in errors)
+
+
 def test_preview_of_a_corrupt_image_names_the_fix_and_the_page_keeps_working(tmp_path):
     from pipeline_core.spec import load_spec
 
