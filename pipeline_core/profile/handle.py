@@ -79,6 +79,7 @@ class RunHandle:
         self._unsaved_readings: list[dict[str, Any]] = []
         self._last_save = time.monotonic()
         self._result: RunResult | None = None
+        self._ended = threading.Event()  # set with the final status, under the lock
         self._store_call(self._create_stored_run, creating=True)
         # A factory defined in a script's __main__ needs that script in the child.
         needs_main = any(
@@ -110,11 +111,11 @@ class RunHandle:
     @property
     def done(self) -> bool:
         """The run has ended (any status) and its result is ready."""
-        return self._child.done
+        return self._ended.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the run has ended; True when it has (then `result()` returns at once)."""
-        return self._child.wait(timeout)
+        return self._ended.wait(timeout)
 
     def stop(self) -> None:
         """Ask the run to end now; it ends within a second, partial result kept as "stopped"."""
@@ -127,7 +128,7 @@ class RunHandle:
         Raises:
             TimeoutError: the run is still going after `timeout` seconds.
         """
-        if not self._child.wait(timeout):
+        if not self._ended.wait(timeout):
             raise TimeoutError(
                 f"the run is still going after {timeout} s; call stop() or wait longer"
             )
@@ -136,8 +137,8 @@ class RunHandle:
 
     def snapshot(self) -> Snapshot:
         """The latest state, without blocking."""
-        done = self.done  # first: once done, the state below is final
-        with self._lock:
+        with self._lock:  # the status and `done` change together (`_end`)
+            done = self._ended.is_set()
             live = self._live
             waits = tuple(w / 1e6 for w in live.waits_ns)
             ends = tuple(e / 1e9 for e in live.ends_ns)
@@ -234,11 +235,11 @@ class RunHandle:
     def _end(
         self, status: str, reason: str | None, end_reason: str | None, elapsed: float | None = None
     ) -> None:
+        """The run's end: stored first, then shown (status and `done` at once)."""
         with self._lock:
             live = self._live
             if live.ended_at is not None:
                 return
-            live.status, live.reason, live.end_reason = status, reason, end_reason
             live.ended_at = time.monotonic()
             if elapsed is None and live.started_at is not None:
                 elapsed = live.ended_at - live.started_at
@@ -266,7 +267,10 @@ class RunHandle:
                 self.run_id, status=status, error=reason, summary=self._summary(result)
             )
         )
-        self._result = result
+        with self._lock:
+            live.status, live.reason, live.end_reason = status, reason, end_reason
+            self._result = result
+            self._ended.set()
 
     def _summary(self, result: RunResult) -> dict[str, Any]:
         """The stored summary: the measured figures, plus extra keys that do not clash."""
