@@ -7,17 +7,15 @@ from typing import Any
 import streamlit as st
 
 from pages import _state
-from pages._widgets import model_form, page_header, show_bug
+from pages._widgets import model_form, page_header
 from pipeline_core import charts
 from pipeline_core.augment import AUGMENTATIONS, param_fields
-from pipeline_core.errors import PipelineLabError
+from pipeline_core.child import default_memory_limit_mb
 from pipeline_core.isolate import JobFailed, run_job
-from pipeline_core.preview import batch_summary_job, preview_samples
-from pipeline_core.run_settings import default_memory_limit_mb
-from pipeline_core.spec import load_spec
+from pipeline_core.preview import Preview, preview_job
 
 PER_ROW = 4
-SUMMARY_TIMEOUT_S = 120
+JOB_TIMEOUT_S = 120
 MODES = ("The design's map steps", "One augmentation alone")
 
 
@@ -25,29 +23,29 @@ def _reroll() -> None:
     st.session_state["preview.seed"] = int(st.session_state.get("preview.seed", 0)) + 1
 
 
+# Samples and the first batch run the user's source and augmentations: they are made
+# in a child process, so a corrupt file, a crash, a hang or a huge buffer cannot take
+# the server down. Same arguments, same samples: the seeds are stateless.
 @st.cache_data(max_entries=32, show_spinner=False)
-def _samples(spec_json: str, n: int, seed: int, only: tuple[str, tuple] | None) -> list:
+def _preview(spec_json: str, n: int, seed: int, only: tuple[str, tuple] | None) -> Preview:
     chosen = None if only is None else (only[0], dict(only[1]))
-    return preview_samples(load_spec(spec_json), n=n, seed=seed, only=chosen)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _summary(spec_json: str):
-    # The first batch runs the whole pipeline: do it in a child process, so a crash,
-    # a hang or a huge shuffle buffer cannot take the server down.
     return run_job(
-        batch_summary_job,
-        args=(spec_json,),
-        what="reading the first batch",
-        timeout_s=SUMMARY_TIMEOUT_S,
+        preview_job,
+        args=(spec_json, n, seed, chosen),
+        what="reading the samples and the first batch",
+        timeout_s=JOB_TIMEOUT_S,
         memory_limit_mb=default_memory_limit_mb(),
     )
 
 
 def _only_picker() -> tuple[str, tuple] | None:
     names = list(AUGMENTATIONS)
-    name = st.selectbox("Augmentation", names, key="preview.only",
-                        format_func=lambda n: f"{n} — {AUGMENTATIONS[n].description}")  # fmt: skip
+    name = st.selectbox(
+        "Augmentation",
+        names,
+        key="preview.only",
+        format_func=lambda n: f"{n} — {AUGMENTATIONS[n].description}",
+    )
     params: dict[str, Any] = model_form(param_fields(name), {}, key=f"preview.only.{name}")
     return name, tuple(sorted(params.items(), key=lambda kv: kv[0]))
 
@@ -66,13 +64,11 @@ def _grid(samples: list) -> None:
                 )
 
 
-def _batch_view(spec_json: str) -> None:
+def _batch_view(preview: Preview) -> None:
     st.subheader("A batch of the full pipeline")
-    try:
-        with st.spinner("Reading the first batch..."):
-            summary = _summary(spec_json)
-    except JobFailed as exc:
-        st.error(f"No batch to show: {exc.reason}. Fix the design on the Design page.")
+    summary = preview.summary
+    if summary is None:
+        st.error(f"No batch to show: {preview.summary_error}. Fix the design on the Design page.")
         return
     table, chart = st.columns([1, 2])
     table.dataframe(
@@ -94,20 +90,20 @@ page_header(
 n_col, seed_col, roll_col, mode_col = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
 n = n_col.number_input("Samples", min_value=1, max_value=32, value=8, step=1, key="preview.n")
 seed = seed_col.number_input("Seed", min_value=0, value=0, step=1, key="preview.seed")
-roll_col.button("Reroll", icon=":material/casino:", on_click=_reroll, key="preview.reroll",
-                width="stretch")  # fmt: skip
+roll_col.button(
+    "Reroll", icon=":material/casino:", on_click=_reroll, key="preview.reroll", width="stretch"
+)
 mode = mode_col.radio("Augmentations", MODES, horizontal=True, key="preview.mode")
 only = _only_picker() if mode == MODES[1] else None
 
-spec_json = spec.to_json()
 try:
-    with st.spinner("Augmenting samples..."):
-        samples = _samples(spec_json, int(n), int(seed), only)
-except PipelineLabError as exc:
-    st.error(f"No preview: {exc}")  # each message names its own fix
-except Exception as exc:
-    show_bug("The preview", exc)
+    with st.spinner("Augmenting samples and reading the first batch..."):
+        preview = _preview(spec.to_json(), int(n), int(seed), only)
+except JobFailed as exc:  # a crash, a hang, the memory ceiling (not cached: tried again)
+    preview = Preview(samples_error=exc.reason, summary_error=exc.reason)
+if preview.samples_error is not None:
+    st.error(f"No preview: {preview.samples_error}")  # each reason names its own fix
 else:
-    _grid(samples)
+    _grid(preview.samples)
 
-_batch_view(spec_json)
+_batch_view(preview)

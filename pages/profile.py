@@ -11,9 +11,10 @@ from pages import _state
 from pages._widgets import bug_message, page_header, short_number, show_bug
 from pipeline_core import charts
 from pipeline_core.analysis import check_memory, format_bytes
+from pipeline_core.child import default_memory_limit_mb
 from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import MEMORY_NOTE
-from pipeline_core.profile import RunSettings, default_memory_limit_mb, start_profile
+from pipeline_core.profile import RunSettings, start_profile
 from pipeline_core.store import RunStore
 
 REFRESH_S = 0.5
@@ -25,25 +26,43 @@ CONFIRM_KEY = "profile.run_anyway"  # + a digest of the spec: a confirmation hol
 def _settings() -> RunSettings:
     """Run settings from the settings widgets (raises ProfileError for bad ones)."""
     limit_col, amount_col, step_col, ms_col, mem_col = st.columns([1.3, 1, 1.3, 1, 1.2])
-    limit = limit_col.radio("Stop after", ("batches", "seconds"), horizontal=True,
-                            key="profile.limit")  # fmt: skip
+    limit = limit_col.radio(
+        "Stop after", ("batches", "seconds"), horizontal=True, key="profile.limit"
+    )
     if limit == "batches":
-        amount = amount_col.number_input("Batches", min_value=1, value=200, step=50,
-                                         key="profile.batches")  # fmt: skip
+        amount = amount_col.number_input(
+            "Batches", min_value=1, value=200, step=50, key="profile.batches"
+        )
     else:
-        amount = amount_col.number_input("Seconds", min_value=1.0, value=10.0, step=5.0,
-                                         key="profile.seconds")  # fmt: skip
-    step = step_col.selectbox("Simulated training step", STEPS, key="profile.step",
-                              help="Time a training step would take after each batch; with a "
-                              "step, the run reports how input-bound training would be.")  # fmt: skip
-    step_ms = ms_col.number_input("Step (ms)", min_value=0.0, value=20.0, step=5.0,
-                                  key="profile.step_ms", disabled=step != STEPS[1])  # fmt: skip
-    memory = mem_col.number_input("Memory ceiling (MB)", min_value=64, step=256,
-                                  value=_default_memory(), key="profile.memory_mb",
-                                  help="The run is stopped when the pipeline process holds "
-                                  "more private memory than this. Pages of memory-mapped "
-                                  "files do not count: the system can drop and re-read them, "
-                                  "so a file larger than the ceiling streams to the end.")  # fmt: skip
+        amount = amount_col.number_input(
+            "Seconds", min_value=1.0, value=10.0, step=5.0, key="profile.seconds"
+        )
+    step = step_col.selectbox(
+        "Simulated training step",
+        STEPS,
+        key="profile.step",
+        help="Time a training step would take after each batch; with a "
+        "step, the run reports how input-bound training would be.",
+    )
+    step_ms = ms_col.number_input(
+        "Step (ms)",
+        min_value=0.0,
+        value=20.0,
+        step=5.0,
+        key="profile.step_ms",
+        disabled=step != STEPS[1],
+    )
+    memory = mem_col.number_input(
+        "Memory ceiling (MB)",
+        min_value=64,
+        step=256,
+        value=_default_memory(),
+        key="profile.memory_mb",
+        help="The run is stopped when the pipeline process holds "
+        "more private memory than this. Pages of memory-mapped "
+        "files do not count: the system can drop and re-read them, "
+        "so a file larger than the ceiling streams to the end.",
+    )
     return RunSettings(
         max_batches=int(amount) if limit == "batches" else None,
         max_seconds=float(amount) if limit == "seconds" else None,
@@ -87,8 +106,10 @@ def _memory_guard(spec) -> tuple[bool, dict | None]:
         return False, None
     estimate = verdict.estimate
     largest = _largest(estimate)
-    text = (f"Memory estimate: **{format_bytes(estimate.total_bytes)}** held by the source and buffers, "
-            f"{format_bytes(estimate.available_bytes)} available")  # fmt: skip
+    text = (
+        f"Memory estimate: **{format_bytes(estimate.total_bytes)}** held by the source and buffers, "
+        f"{format_bytes(estimate.available_bytes)} available"
+    )
     if largest is not None:
         text += f" · largest: {largest.what} at `{_where(largest)}` ({format_bytes(largest.bytes)})"
     if estimate.unknown:
@@ -101,17 +122,21 @@ def _memory_guard(spec) -> tuple[bool, dict | None]:
         return False, stored
     st.error(verdict.message, icon=":material/block:")
     digest = hashlib.sha1(spec.to_json(indent=None).encode()).hexdigest()[:10]
-    confirmed = st.checkbox("Run anyway", key=f"{CONFIRM_KEY}.{digest}",
-                            help="Start despite the estimate; the memory ceiling still stops "
-                            "the run before it takes the machine down.")  # fmt: skip
+    confirmed = st.checkbox(
+        "Run anyway",
+        key=f"{CONFIRM_KEY}.{digest}",
+        help="Start despite the estimate; the memory ceiling still stops "
+        "the run before it takes the machine down.",
+    )
     return not confirmed, stored
 
 
 def _start(settings: RunSettings, summary_extra: dict | None) -> None:
     spec = _state.get_spec()
     try:
-        handle = start_profile(spec, settings=settings, store=RunStore(), name=spec.name,
-                               summary_extra=summary_extra)  # fmt: skip
+        handle = start_profile(
+            spec, settings=settings, store=RunStore(), name=spec.name, summary_extra=summary_extra
+        )
     except PipelineLabError as exc:
         st.error(f"Cannot start: {exc}")
         return
@@ -133,16 +158,28 @@ def _kpis(snap, handle) -> None:
     else:
         rate, bound = snap.throughput, None
     tiles = st.columns(5)
-    tiles[0].metric("examples/s", _fmt(rate, ""), border=True,
-                    help="Rolling over the last seconds while running; steady state at the end.")  # fmt: skip
+    tiles[0].metric(
+        "examples/s",
+        _fmt(rate, ""),
+        border=True,
+        help="Rolling over the last seconds while running; steady state at the end.",
+    )
     first = snap.batch_times_s[0] if snap.batch_times_s else None
-    tiles[1].metric("first batch", _fmt(first, "s"), border=True,
-                    help="Iterator creation to the first batch (warm-up: fills buffers).")  # fmt: skip
+    tiles[1].metric(
+        "first batch",
+        _fmt(first, "s"),
+        border=True,
+        help="Iterator creation to the first batch (warm-up: fills buffers).",
+    )
     tiles[2].metric("wait p50", _fmt(p50, "ms"), border=True)
     tiles[3].metric("wait p99", _fmt(p99, "ms"), border=True)
-    tiles[4].metric("input-bound", _fmt(bound, "%"), border=True,
-                    help="Share of the training loop spent waiting for input; needs a "
-                    "simulated step and is computed at the end of the run.")  # fmt: skip
+    tiles[4].metric(
+        "input-bound",
+        _fmt(bound, "%"),
+        border=True,
+        help="Share of the training loop spent waiting for input; needs a "
+        "simulated step and is computed at the end of the run.",
+    )
 
 
 def _progress(snap, settings: RunSettings) -> None:
@@ -190,22 +227,41 @@ def _memory_after(handle) -> None:
     total = None if estimate is None else estimate["total_bytes"]
     total = float("inf") if total == "inf" else total
     tiles = st.columns(5)
-    tiles[0].metric("estimated buffers", format_bytes(total) if estimate else "—", border=True,
-                    help="Source arrays, cache, shuffle, prefetch and in-flight maps, "
-                    "estimated before the run.")  # fmt: skip
-    tiles[1].metric("held by pipeline", _mb(memory["held_by_pipeline_mb"]), border=True,
-                    help="Private memory peak minus TensorFlow's own (measured before the "
-                    "pipeline was built): compare it with the estimate. It also holds "
-                    "TensorFlow's working memory while iterating (tens of MB).")  # fmt: skip
-    tiles[2].metric("private peak", _mb(memory["private_peak_mb"]), border=True,
-                    help="Anonymous memory the pipeline process held at its highest, "
-                    "TensorFlow included; the memory ceiling applies to it.")  # fmt: skip
-    tiles[3].metric("TF baseline", _mb(memory["private_baseline_mb"]), border=True,
-                    help="Private memory of the process with TensorFlow loaded, before the "
-                    "pipeline was built.")  # fmt: skip
-    tiles[4].metric("peak RSS", _mb(memory["rss_peak_mb"]), border=True,
-                    help="Every resident page: private memory plus pages of mapped files "
-                    "(libraries, memory-mapped data), which the system can reclaim.")  # fmt: skip
+    tiles[0].metric(
+        "estimated buffers",
+        format_bytes(total) if estimate else "—",
+        border=True,
+        help="Source arrays, cache, shuffle, prefetch and in-flight maps, "
+        "estimated before the run.",
+    )
+    tiles[1].metric(
+        "held by pipeline",
+        _mb(memory["held_by_pipeline_mb"]),
+        border=True,
+        help="Private memory peak minus TensorFlow's own (measured before the "
+        "pipeline was built): compare it with the estimate. It also holds "
+        "TensorFlow's working memory while iterating (tens of MB).",
+    )
+    tiles[2].metric(
+        "private peak",
+        _mb(memory["private_peak_mb"]),
+        border=True,
+        help="Anonymous memory the pipeline process held at its highest, "
+        "TensorFlow included; the memory ceiling applies to it.",
+    )
+    tiles[3].metric(
+        "TF baseline",
+        _mb(memory["private_baseline_mb"]),
+        border=True,
+        help="Private memory of the process with TensorFlow loaded, before the pipeline was built.",
+    )
+    tiles[4].metric(
+        "peak RSS",
+        _mb(memory["rss_peak_mb"]),
+        border=True,
+        help="Every resident page: private memory plus pages of mapped files "
+        "(libraries, memory-mapped data), which the system can reclaim.",
+    )
     st.caption(f"Memory: {MEMORY_NOTE}.")
 
 
@@ -217,13 +273,20 @@ def _outcome(snap, handle) -> None:
     if handle.store_error:
         st.warning(f"The run could not be stored: {handle.store_error}")
     elif handle.run_id is not None:
-        st.page_link("pages/runs.py", label=f"Open run #{handle.run_id} in Runs",
-                     icon=":material/history:", query_params={"run": str(handle.run_id)})  # fmt: skip
+        st.page_link(
+            "pages/runs.py",
+            label=f"Open run #{handle.run_id} in Runs",
+            icon=":material/history:",
+            query_params={"run": str(handle.run_id)},
+        )
 
 
 spec = _state.get_spec()
-page_header("Profile", f"Pipeline **{spec.name}** · source `{spec.source.type}` · {len(spec.steps)} steps. "
-           "The run goes in a child process: a failing pipeline cannot take the dashboard down.")  # fmt: skip
+page_header(
+    "Profile",
+    f"Pipeline **{spec.name}** · source `{spec.source.type}` · {len(spec.steps)} steps. "
+    "The run goes in a child process: a failing pipeline cannot take the dashboard down.",
+)
 
 try:
     settings = _settings()
@@ -235,13 +298,20 @@ blocked, estimate_summary = _memory_guard(spec)
 handle = _state.live_run()
 running = handle is not None and not handle.done
 start_col, stop_col, _ = st.columns([1, 1, 6])
-if start_col.button("Start", type="primary", icon=":material/play_arrow:", key="profile.start",
-                    disabled=running or blocked, width="stretch"):  # fmt: skip
+if start_col.button(
+    "Start",
+    type="primary",
+    icon=":material/play_arrow:",
+    key="profile.start",
+    disabled=running or blocked,
+    width="stretch",
+):
     _start(settings, estimate_summary)
     handle = _state.live_run()
     running = handle is not None and not handle.done
-if stop_col.button("Stop", icon=":material/stop:", key="profile.stop", disabled=not running,
-                   width="stretch"):  # fmt: skip
+if stop_col.button(
+    "Stop", icon=":material/stop:", key="profile.stop", disabled=not running, width="stretch"
+):
     handle.stop()
 
 

@@ -1,7 +1,8 @@
 """What the augmentations of a spec do to real samples, and what a batch looks like.
 
-The Preview page calls these two functions and draws what comes back; it
-never builds a pipeline itself.
+The Preview page runs these two functions in one child process (`preview_job`
+through `pipeline_core.isolate`) and draws what comes back; it never builds a
+pipeline or runs an augmentation itself.
 
 - `preview_samples` takes the first `n` elements of the spec's source and
   applies the augmentations of every map step in order (maps placed after the
@@ -20,9 +21,12 @@ from typing import Any
 import numpy as np
 
 from pipeline_core._tf import tf as _tf
+from pipeline_core.analysis.examples import examples_in, is_batched
 from pipeline_core.augment import AUGMENTATIONS, AugParams
 from pipeline_core.augment_code import apply_augmentations
-from pipeline_core.errors import PipelineLabError
+from pipeline_core.build import build
+from pipeline_core.errors import PipelineLabError, describe_error
+from pipeline_core.sources import build_source
 from pipeline_core.spec import PipelineSpec, load_spec
 from pipeline_core.steps import BatchStep, InterleaveStep, MapStep
 
@@ -183,8 +187,6 @@ def _as_params(only: Any) -> AugParams:
 
 
 def _first_elements(spec: PipelineSpec, n: int, generator: Any) -> list[tuple[Any, Any]]:
-    from pipeline_core.sources import build_source  # noqa: PLC0415  (imports TensorFlow)
-
     lead = spec.steps[0] if spec.steps and isinstance(spec.steps[0], InterleaveStep) else None
     dataset = build_source(spec.source, generator=generator, interleave=lead)
     features_spec = dataset.element_spec[0]
@@ -197,7 +199,17 @@ def _first_elements(spec: PipelineSpec, n: int, generator: Any) -> list[tuple[An
             "synthetic source with a 3-D shape such as [32, 32, 3]); gray images need a "
             "channel axis, e.g. [28, 28, 1]."
         )
-    elements = list(dataset.take(n))
+    elements = []
+    try:
+        for element in dataset.take(n):
+            elements.append(element)
+    except _tf().errors.OpError as exc:
+        raise PreviewError(
+            f"reading sample {len(elements)} of the source failed: {describe_error(exc)}. "
+            "A file of the source may be corrupt or not what the source expects (an image "
+            "folder holds only JPEG, PNG, BMP or GIF images): replace or remove it, or point "
+            "the source at other files"
+        ) from None
     if not elements:
         raise PreviewError("the source yielded no elements; check its files or num_examples")
     return elements
@@ -305,16 +317,14 @@ def batch_summary(spec: PipelineSpec, *, generator: Any = None) -> BatchSummary:
     Raises:
         PreviewError: the pipeline yields no elements.
     """
-    from pipeline_core.build import build  # noqa: PLC0415  (imports TensorFlow)
-
     dataset = build(spec, generator=generator)
-    batched = any(isinstance(step, BatchStep) for step in spec.steps)
+    batched = is_batched(spec)
     if batched:
         first = list(dataset.take(1))
         if not first:
             raise PreviewError("the pipeline yielded no batch; check the source and take/batch")
         features, labels = (np.asarray(t) for t in first[0])
-        shape, count = features.shape, (features.shape[0] if features.ndim else 1)
+        shape, count = features.shape, examples_in(first[0], batched=True)
         values = features
     else:
         elements = list(dataset.take(UNBATCHED_SUMMARY_ELEMENTS))
@@ -343,10 +353,46 @@ def batch_summary(spec: PipelineSpec, *, generator: Any = None) -> BatchSummary:
     )
 
 
-def batch_summary_job(spec_json: str, *, progress: Any = None) -> BatchSummary:
-    """`batch_summary` as an isolated job (`pipeline_core.isolate`): reading a batch runs
-    the whole pipeline (shuffle buffers fill, maps run), so a page runs it in a child
-    process where a crash, a hang or too much memory cannot take the server down."""
+# --- the page's job ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What the Preview page shows: the samples and the first batch's figures, each with
+    the reason it could not be made instead (a message that names the fix)."""
+
+    samples: tuple[PreviewSample, ...] = ()
+    samples_error: str | None = None
+    summary: BatchSummary | None = None
+    summary_error: str | None = None
+
+
+def preview_job(
+    spec_json: str,
+    n: int,
+    seed: int,
+    only: tuple[str, dict[str, Any]] | None = None,
+    *,
+    progress: Any = None,
+) -> Preview:
+    """`preview_samples` and `batch_summary` as one isolated job (`pipeline_core.isolate`).
+
+    Both run the user's source and augmentations (the batch, the whole pipeline), so a
+    page runs them in a child process, where a corrupt file, a crash, a hang or too much
+    memory cannot take the server down; one child imports TensorFlow once for both.
+    """
+    spec = load_spec(spec_json)
+    if progress is not None:
+        progress("augmenting samples")
+    try:
+        samples = tuple(preview_samples(spec, n=n, seed=seed, only=only))
+        samples_error = None
+    except Exception as exc:  # shown on the page; the batch may still work
+        samples, samples_error = (), describe_error(exc)
     if progress is not None:
         progress("reading the first batch")
-    return batch_summary(load_spec(spec_json))
+    try:
+        summary, summary_error = batch_summary(spec), None
+    except Exception as exc:  # shown on the page; the samples may still work
+        summary, summary_error = None, f"reading the first batch failed: {describe_error(exc)}"
+    return Preview(samples, samples_error, summary, summary_error)

@@ -1,7 +1,7 @@
 """Analysis job functions: progress per stage / trial, results that survive pickling.
 
 The functions are called in this process here (the child-process path is
-covered by tests/test_isolate.py and the page's AppTest).
+covered by tests/profile/test_isolate.py and the page's AppTest).
 """
 
 from __future__ import annotations

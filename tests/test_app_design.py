@@ -268,6 +268,58 @@ def test_preview_of_a_missing_image_folder_names_the_folder_not_the_source_type(
     assert not any("pick an image source" in h for h in hints), hints
 
 
+def test_preview_samples_are_computed_in_a_child_process(monkeypatch):
+    """The page never runs a user's source or augmentations in the server process."""
+    import pipeline_core.preview as preview
+    from pipeline_core.spec import load_spec
+
+    def in_the_server(*args, **kwargs):
+        raise AssertionError("the server process ran a user's pipeline")
+
+    monkeypatch.setattr(preview, "preview_samples", in_the_server)
+    monkeypatch.setattr(preview, "batch_summary", in_the_server)
+    source = {"type": "synthetic", "num_examples": 8, "shape": [8, 8, 3]}
+    spec = load_spec({"name": "computed in a child", "source": source})
+    at = AppTest.from_file(str(REPO / "pages" / "preview.py"), default_timeout=TIMEOUT)
+    at.session_state["lab.spec"] = spec
+    at.run()
+    _ok(at)
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.get("image")) == 2 * at.number_input(key="preview.n").value
+
+
+def test_a_preview_child_stopped_at_its_memory_ceiling_is_a_message(monkeypatch):
+    import pipeline_core.child as child
+    from pipeline_core.spec import default_spec
+
+    monkeypatch.setattr(child, "default_memory_limit_mb", lambda: 1)
+    at = AppTest.from_file(str(REPO / "pages" / "preview.py"), default_timeout=TIMEOUT)
+    at.session_state["lab.spec"] = default_spec().replace(name="not cached: a ceiling of 1 MB")
+    at.run()
+    _ok(at)
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("No preview: stopped: memory ceiling 1 MB exceeded") for e in errors)
+    assert any(e.startswith("No batch to show: stopped: memory ceiling 1 MB") for e in errors)
+
+
+def test_preview_of_a_corrupt_image_names_the_fix_and_the_page_keeps_working(tmp_path):
+    from pipeline_core.spec import load_spec
+
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "broken.jpg").write_bytes(b"not an image at all")
+    spec = load_spec({"source": {"type": "image_folder", "path": str(tmp_path)}})
+    at = AppTest.from_file(str(REPO / "pages" / "preview.py"), default_timeout=TIMEOUT)
+    at.session_state["lab.spec"] = spec
+    at.run()
+    _ok(at)
+    errors = [e.value for e in at.error]
+    assert any(
+        e.startswith("No preview: reading sample 0 of the source failed: InvalidArgumentError")
+        and "replace or remove it" in e
+        for e in errors
+    ), errors
+
+
 def test_every_source_type_works_out_of_the_box_on_the_demo_data():
     from pipeline_core.spec import SOURCE_TYPES
 

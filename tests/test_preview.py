@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from pipeline_core.augment import AUGMENTATIONS
+from pipeline_core.isolate import run_job
 from pipeline_core.preview import (
     BatchSummary,
     PreviewError,
     batch_summary,
     label_text,
+    preview_job,
     preview_samples,
     to_display,
 )
@@ -135,6 +137,40 @@ def test_augmentation_errors_name_the_step():
     gray = {**SOURCE, "shape": [16, 16, 1]}
     with pytest.raises(PreviewError, match=r"steps\[0\] map: random_hue needs .*3 channels"):
         preview_samples(_spec(_map({"name": "random_hue"}), source=gray), n=2)
+
+
+def test_a_corrupt_file_names_the_sample_and_the_fix(tmp_path):
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "cats" / "broken.png").write_bytes(b"not an image at all")
+    spec = _spec(source={"type": "image_folder", "path": str(tmp_path)})
+    with pytest.raises(PreviewError, match="reading sample 0 of the source failed: ") as err:
+        preview_samples(spec, n=2)
+    assert "InvalidArgumentError" in str(err.value) and "replace or remove it" in str(err.value)
+
+
+def test_the_preview_job_in_a_child_gives_the_same_samples_and_batch():
+    """Same seed, same samples, whichever process computes them (the page's Reroll)."""
+    child = run_job(preview_job, args=(AUGMENTED.to_json(), 3, 5, None), timeout_s=120)
+    assert child.samples_error is None and child.summary_error is None
+    here = preview_samples(AUGMENTED, n=3, seed=5)
+    for a, b in zip(child.samples, here, strict=True):
+        np.testing.assert_array_equal(a.original, b.original)
+        np.testing.assert_array_equal(a.augmented, b.augmented)
+        assert a.label == b.label
+    assert child.summary == batch_summary(AUGMENTED)
+
+
+def test_the_preview_job_reports_each_part_that_fails_with_its_reason():
+    vectors = _spec({"op": "batch", "batch_size": 2}, source={"type": "synthetic", "shape": [8]})
+    preview = preview_job(vectors.to_json(), 2, 0)
+    assert preview.samples == () and "image-shaped features" in preview.samples_error
+    assert preview.summary.features_shape == (2, 8) and preview.summary_error is None
+    empty = _spec({"op": "batch", "batch_size": 32, "drop_remainder": True})  # 20 examples
+    preview = preview_job(empty.to_json(), 2, 0)
+    assert len(preview.samples) == 2 and preview.samples_error is None
+    assert preview.summary is None
+    assert preview.summary_error.startswith("reading the first batch failed: steps[0] (batch)")
+    assert preview.summary_error.endswith("lower batch_size or set drop_remainder to false")
 
 
 # --- display helpers ------------------------------------------------------------------

@@ -23,8 +23,8 @@ from pipeline_core.analysis.space import search_space
 from pipeline_core.analysis.stages import StageReport, analyze_stages
 from pipeline_core.analysis.trace import capture_trace
 from pipeline_core.analysis.tuner import tune
+from pipeline_core.child import default_memory_limit_mb
 from pipeline_core.isolate import run_job, start_job
-from pipeline_core.run_settings import default_memory_limit_mb
 from pipeline_core.spec import PipelineSpec, load_spec
 
 START_S = 120.0  # child start-up: import TensorFlow and build (slow on a loaded machine)

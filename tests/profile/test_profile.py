@@ -140,6 +140,13 @@ def hangs_at_3():
     return _with_py(ds, stall).batch(1)
 
 
+def float_labels():
+    """10 elements with float scalar labels (a regression target), batch 4."""
+    tf = _tf()
+    ds = tf.data.Dataset.range(10).map(lambda i: (tf.zeros([2]), tf.cast(i, tf.float32)))
+    return ds.batch(4)
+
+
 def _spec(n, batch, *, drop=False, steps_before=(), steps_after=()):
     return {
         "name": f"known-{n}-{batch}",
@@ -170,6 +177,7 @@ RUNS = {
     ),
     "partial": (_spec(10, 4), RunSettings(max_batches=None), True),
     "drop_remainder": (_spec(10, 4, drop=True), RunSettings(max_batches=None), False),
+    "float_labels": (float_labels, RunSettings(max_batches=None), False),
     "allocates": (allocates_400mb, RunSettings(max_batches=None), False),
     "ceiling": (grows_forever, RunSettings(memory_limit_mb=1400, max_seconds=60), False),
     "hangs": (hangs_at_3, RunSettings(max_seconds=1), False),
@@ -257,6 +265,12 @@ def test_exact_counts_with_drop_remainder(results):
     r = results["drop_remainder"]
     assert r.status == "completed", r.reason
     assert r.examples == (4, 4)
+
+
+def test_batches_of_float_scalar_labels_count_their_examples(results):
+    r = results["float_labels"]
+    assert (r.status, r.end_reason) == ("completed", "end of data"), r.reason
+    assert r.examples == (4, 4, 2)
 
 
 def test_sleeping_map_gives_throughput_near_one_over_sleep(results):
@@ -381,6 +395,16 @@ def test_small_model_step_trains_on_batches(results):
     assert 0 <= r.input_bound_percent() <= 100
 
 
+def test_the_small_model_trains_once_per_batch(tf):
+    from pipeline_core.profile.worker import _ModelStep
+
+    step = _ModelStep(tf, batched=True)
+    batch = (tf.zeros([4, 3]), tf.constant([0, 1, 2, 1], tf.int64))
+    step(batch)
+    step(batch)
+    assert int(step.model.optimizer.iterations) == 2
+
+
 def test_readings_environment_and_summary_keys(results):
     r = results["sleep_throughput"]
     assert len(r.readings) >= 3
@@ -452,8 +476,7 @@ def test_snapshots_flow_and_stop_ends_within_a_second():
     assert later.recent_waits_ms and len(later.waits_ms) == later.batches
     asked = time.monotonic()
     handle.stop()
-    while not handle.done and time.monotonic() - asked < 5:
-        time.sleep(0.01)
+    assert handle.wait(5)
     assert time.monotonic() - asked <= 1.0
     result = handle.result(timeout=0)
     assert result.status == "stopped"
@@ -549,7 +572,7 @@ def test_a_factory_defined_in_a_script_main_runs(tmp_path):
             """
         )
     )
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env

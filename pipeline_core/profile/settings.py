@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import psutil
-
 from pipeline_core.errors import PipelineLabError
-from pipeline_core.metrics import MB
 
-STEP_MODELS = ("small",)
+SIMULATED_STEP_MODELS = ("small",)  # Keras models a run can train on each batch (`step_model`)
 
 
 class ProfileError(PipelineLabError):
@@ -54,7 +51,7 @@ class RunSettings:
             )
         if self.step_ms is not None and self.step_ms < 0:
             problems.append(f"step_ms should be >= 0 or None. Received: {self.step_ms}")
-        if self.step_model not in (None, *STEP_MODELS):
+        if self.step_model not in (None, *SIMULATED_STEP_MODELS):
             problems.append(f"step_model should be None or 'small'. Received: {self.step_model!r}")
         if self.step_ms is not None and self.step_model is not None:
             problems.append("choose either step_ms or step_model, not both")
@@ -70,8 +67,3 @@ class RunSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def default_memory_limit_mb() -> int:
-    """Half of the memory available now: a ceiling that leaves the machine usable."""
-    return max(256, int(psutil.virtual_memory().available / MB * 0.5))

@@ -1,20 +1,9 @@
-"""Profile a pipeline in a child process: timed batches, live snapshots, readings, limits.
+"""Start a profile run: what is profiled travels to the child, the handle watches it.
 
-`start_profile(spec_or_factory, settings=...)` starts a child process (the
-"spawn" start method: TensorFlow and fork do not mix) that builds the
-pipeline, times the consumer's wait for every batch, optionally runs a
-simulated training step, samples readings and streams everything to the
-parent. The returned `RunHandle` polls without blocking, stops within a
-second, and turns any failure of the child into a failed run with a reason.
-`profile(...)` is the blocking form.
-
-One concept per module behind this public entry point:
-
-- `run_settings`: `RunSettings`, `ProfileError`, `default_memory_limit_mb`;
-- `run_result`: the frozen `RunResult` (derived figures) and live `Snapshot`;
-- `run_handle`: `RunHandle`, the parent side (monitor thread, limits, store);
-- `_profile_child`: the child's build, timed loop, simulated step and messages;
-- `_spawn`: keeping a script's `__main__` out of the spawned child.
+`start_profile(spec_or_factory, settings=...)` sends a spec, a module-level
+dataset factory or a serialized `tf.data.Dataset` to a child process
+(`worker.run_profile`) and returns its `RunHandle` at once; `profile(...)` is
+the blocking form.
 """
 
 from __future__ import annotations
@@ -25,32 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from pipeline_core._profile_child import EMPTY_DATASET
-from pipeline_core._spawn import main_hidden_from_spawn as _main_hidden_from_spawn
-from pipeline_core.run_handle import RunHandle
-from pipeline_core.run_result import RunResult, Snapshot
-from pipeline_core.run_settings import (
-    STEP_MODELS,
-    ProfileError,
-    RunSettings,
-    default_memory_limit_mb,
-)
-
-__all__ = [
-    "EMPTY_DATASET",
-    "STEP_MODELS",
-    "ProfileError",
-    "RunHandle",
-    "RunResult",
-    "RunSettings",
-    "Snapshot",
-    "_main_hidden_from_spawn",
-    "default_memory_limit_mb",
-    "profile",
-    "start_profile",
-]
-
-# --- entry points ---------------------------------------------------------------------------
+from pipeline_core._tf import tf as _tf
+from pipeline_core.child import default_memory_limit_mb
+from pipeline_core.profile.handle import RunHandle
+from pipeline_core.profile.result import RunResult, Snapshot
+from pipeline_core.profile.settings import ProfileError, RunSettings
+from pipeline_core.spec import PipelineSpec, load_spec
 
 
 def _is_dataset(obj: Any) -> bool:
@@ -65,8 +34,6 @@ _STATEFUL_OP = re.compile(r"(\w+) is stateful")
 
 def _serialized_graph(ds: Any) -> bytes:
     """The dataset's graph as bytes; raises ProfileError for state that cannot be copied."""
-    from pipeline_core._tf import tf as _tf  # noqa: PLC0415
-
     tf = _tf()
     policy = tf.data.experimental.ExternalStatePolicy
     try:
@@ -99,8 +66,6 @@ def _dataset_payload(ds: Any) -> dict[str, Any]:
 
 
 def _payload(source: Any, generator: Any) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
-    from pipeline_core.spec import PipelineSpec, load_spec  # noqa: PLC0415
-
     if _is_dataset(source):
         return _dataset_payload(source), None, f"tf.data.Dataset ({type(source).__name__})"
     if callable(source) and not isinstance(source, PipelineSpec):
@@ -188,7 +153,7 @@ def profile(
         while not handle.done:
             if on_snapshot is not None:
                 on_snapshot(handle.snapshot())
-            handle._done.wait(interval)
+            handle.wait(interval)
     except KeyboardInterrupt:
         handle.stop()
     return handle.result()

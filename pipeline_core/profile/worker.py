@@ -1,11 +1,12 @@
-"""The profiling child process: build, timed iteration, simulated step, readings, messages.
+"""The profiling child's work: build, timed iteration, simulated step, readings, messages.
 
-`child_main` runs in a process started with "spawn". It builds the pipeline,
-times the consumer's wait for every batch (`next(iterator)`, monotonic ns),
-optionally runs a simulated training step, samples readings on a daemon thread
-and streams everything to the parent through a pipe. A watcher thread obeys
-stop requests, the memory ceiling and hangs even while the loop is stuck
-inside `next()`.
+`run_profile` runs in a child process under the supervisor (`pipeline_core.child`).
+It builds the pipeline, times the consumer's wait for every batch
+(`next(iterator)`, monotonic ns), optionally runs a simulated training step,
+samples readings on a daemon thread and streams everything to the parent
+through its `Link`. A watcher thread obeys stop requests, the memory ceiling
+and hangs even while the loop is stuck inside `next()`. Examples per batch are
+counted as `analysis.examples` counts them.
 """
 
 from __future__ import annotations
@@ -15,17 +16,32 @@ import pickle
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
+from pipeline_core._tf import tf as _tf
+from pipeline_core.analysis.examples import examples_in, is_batched
+from pipeline_core.build import build
+from pipeline_core.child import Ending, Link, ceiling_reason
 from pipeline_core.errors import describe_error
 from pipeline_core.metrics import Reading, Sampler, environment, private_mb, process_memory
-from pipeline_core.run_settings import RunSettings
+from pipeline_core.profile.settings import RunSettings
+from pipeline_core.spec import load_spec
 
+WHAT = "profiling"  # names a profile run in the supervisor's reasons
 _STOP_GRACE_S = 0.35  # child: how long the loop may take to notice a stop before forcing it
 _HANG_GRACE_S = 5.0  # past max_seconds, a wait this long (at most max_seconds) is a hang
 EMPTY_DATASET = "Cannot profile a dataset with 0 elements"
+
+
+def where(kind: str, batches: int | None) -> str:
+    """Where a run was when it ended, for `Ending.reason`: the batch that passed the
+    memory ceiling, the batches done, or before the first one (`batches` None)."""
+    if batches is None:
+        return "before its first batch"
+    if kind == "ceiling":
+        return f"at batch {batches + 1}"
+    return f"after {batches} batches"
 
 
 def _first_leaf(value: Any) -> Any:
@@ -36,15 +52,11 @@ def _first_leaf(value: Any) -> Any:
     return value
 
 
-def _is_batched(element_spec: Any) -> bool:
-    """By the (features, label) contract: a batched label has one more dimension."""
-    if isinstance(element_spec, tuple) and len(element_spec) == 2:
-        label = element_spec[1]
-        rank = label.shape.rank
-        if rank is not None:
-            return rank >= (2 if label.dtype.is_floating else 1)
-    features = _first_leaf(element_spec)
-    return getattr(features.shape, "rank", 0) not in (0, None)
+def _label_has_batch_axis(element_spec: Any) -> bool:
+    """A dataset not made from a spec: by the (features, label) contract, its elements are
+    batches when the label (the last component) has a leading dimension."""
+    label = _tf().nest.flatten(element_spec)[-1]
+    return label.shape.rank != 0
 
 
 class _ModelStep:
@@ -74,7 +86,7 @@ class _ModelStep:
         return x, label
 
     def _build(self, x: Any, label: Any) -> None:
-        import keras  # noqa: PLC0415
+        import keras
 
         self.soft = label.dtype.is_floating and label.shape.rank == 2
         if self.soft:
@@ -104,16 +116,11 @@ class _ModelStep:
 class _Runner:
     """The child's work: build, iterate with timing, report, obey limits."""
 
-    def __init__(
-        self, payload: dict[str, Any], conn: Any, stop_event: Any, ceiling_event: Any
-    ) -> None:
+    def __init__(self, payload: dict[str, Any], link: Link) -> None:
         self.payload = payload
-        self.ceiling_event = ceiling_event
         self.settings = RunSettings(**payload["settings"])
-        self.conn = conn
-        self.stop_event = stop_event
+        self.link = link
         self.lock = threading.Lock()
-        self.finished = False
         self.rows: list[tuple[int, int, int, int]] = []
         self.sent_rows = 0
         self.readings: list[dict[str, Any]] = []
@@ -124,11 +131,6 @@ class _Runner:
         self.pid = os.getpid()
 
     # messages
-    def send(self, kind: str, data: Any) -> None:
-        with self.lock:
-            if not self.finished:
-                self.conn.send((kind, data))
-
     def _take(self) -> dict[str, Any]:
         end = len(self.rows)
         rows, self.sent_rows = self.rows[self.sent_rows : end], end
@@ -138,18 +140,17 @@ class _Runner:
 
     def flush(self) -> None:
         with self.lock:
-            if not self.finished:
-                self.conn.send(("tick", self._take()))
+            if not self.link.finished:
+                self.link.send("tick", self._take())
 
     def finish(self, status: str, reason: str | None, end_reason: str | None) -> bool:
+        """Send the run's last word (False when it already went)."""
         with self.lock:
-            if self.finished:
+            if self.link.finished:
                 return False
             data = self._take()
             data.update(status=status, reason=reason, end_reason=end_reason)
-            self.conn.send(("done", data))
-            self.finished = True
-            return True
+            return self.link.send_last("done", data)
 
     # watching: stop requests, memory ceiling, hangs
     def _request_stop(self, status: str, reason: str) -> None:
@@ -159,14 +160,14 @@ class _Runner:
 
     def _check(self) -> None:
         s = self.settings
-        stop = self.stop_event.is_set()
-        held = private_mb(self.pid)
-        over = s.memory_limit_mb is not None and held > s.memory_limit_mb
-        # The parent sets ceiling_event before stop_event when it sees the ceiling first.
-        if over or (stop and self.ceiling_event.is_set()):
-            self._request_stop("stopped", ceiling_reason(s.memory_limit_mb, len(self.rows)))
-        if stop:
-            self._request_stop("stopped", f"stopped by request after {len(self.rows)} batches")
+        asked = self.link.stop_requested()
+        batches = len(self.rows)
+        over = s.memory_limit_mb is not None and private_mb(self.pid) > s.memory_limit_mb
+        if over or asked == "ceiling":
+            at = where("ceiling", batches)
+            self._request_stop("stopped", ceiling_reason(s.memory_limit_mb, WHAT, at))
+        elif asked == "stopped":
+            self._request_stop("stopped", Ending("stopped", WHAT).reason(where(asked, batches)))
         now = time.monotonic()
         if self.stop_reason and now - self.stop_asked_at > _STOP_GRACE_S:
             self._force(*self.stop_reason, None)
@@ -177,7 +178,7 @@ class _Runner:
                 self._force(
                     "failed",
                     f"the pipeline hangs: no batch for {now - waiting:.1f} s and the time limit of "
-                    f"{s.max_seconds:g} s has passed (after {len(self.rows)} batches); check the "
+                    f"{s.max_seconds:g} s has passed (after {batches} batches); check the "
                     "source (a generator that never yields?) or make elements cheaper",
                     None,
                 )
@@ -185,12 +186,12 @@ class _Runner:
     def _force(self, status: str, reason: str, end_reason: str | None) -> None:
         """End the run from the watcher while the loop is stuck inside `next()`."""
         if self.finish(status, reason, end_reason):
-            _exit_child(self.conn)
+            self.link.exit()
 
     def watch(self) -> None:
         tick = 1.0 / self.settings.sample_hz
         next_flush = time.monotonic() + tick
-        while not self.finished:
+        while not self.link.finished:
             self._check()
             if time.monotonic() >= next_flush:
                 next_flush += tick
@@ -198,14 +199,19 @@ class _Runner:
             time.sleep(0.05)
 
     # the work
-    def _dataset(self) -> Any:
-        if self.payload.get("spec") is not None:
-            from pipeline_core.build import build  # noqa: PLC0415
-
-            return build(self.payload["spec"], generator=self.payload.get("generator"))
-        if self.payload.get("dataset_graph") is not None:
-            return _from_graph(self.payload["dataset_graph"], self.payload["element_spec"])
-        return self.payload["factory"]()
+    def _dataset(self) -> tuple[Any, bool]:
+        """The pipeline and whether its elements are batches."""
+        payload = self.payload
+        if payload.get("spec") is not None:
+            spec = load_spec(payload["spec"])
+            return build(spec, generator=payload.get("generator")), is_batched(spec)
+        if payload.get("dataset_graph") is not None:
+            ds = _from_graph(payload["dataset_graph"], payload["element_spec"])
+        else:
+            ds = payload["factory"]()
+        if not isinstance(ds, _tf().data.Dataset):
+            raise TypeError(f"the factory returned {type(ds).__name__}, not a tf.data.Dataset")
+        return ds, _label_has_batch_axis(ds.element_spec)
 
     def _step(self, tf: Any, batched: bool) -> Callable[[Any], None] | None:
         s = self.settings
@@ -217,24 +223,19 @@ class _Runner:
         return None
 
     def run(self) -> None:
-        from pipeline_core._tf import tf as _tf  # noqa: PLC0415
-
         tf = _tf()
-        self.send("env", environment())
+        self.link.send("env", environment())
         if self.settings.step_model:
-            import keras  # noqa: F401, PLC0415 - part of the baseline, not of the pipeline
+            import keras  # noqa: F401 - part of the baseline, not of the pipeline
         # TensorFlow's own memory, before the pipeline exists: "held by the pipeline" is
         # the private peak minus this. Its devices first: a GPU's driver context (hundreds
         # of MB of host memory) belongs to TensorFlow, not to the pipeline.
         tf.config.list_logical_devices()
-        self.send("baseline", process_memory().to_dict())
+        self.link.send("baseline", process_memory().to_dict())
         try:
-            ds = self._dataset()
-            if not isinstance(ds, tf.data.Dataset):
-                raise TypeError(f"the factory returned {type(ds).__name__}, not a tf.data.Dataset")
-            batched = _is_batched(ds.element_spec)
+            ds, batched = self._dataset()
             step = self._step(tf, batched)
-        except Exception as exc:  # noqa: BLE001 - any build error ends the run with its reason
+        except Exception as exc:  # any build error ends the run with its reason
             self.finish("failed", f"building the pipeline failed: {describe_error(exc)}", None)
             return
         sampler = Sampler(hz=self.settings.sample_hz, on_reading=self._on_reading, keep=False)
@@ -258,7 +259,7 @@ class _Runner:
         max_batches = s.max_batches or sys.maxsize
         deadline_ns = int(s.max_seconds * 1e9) if s.max_seconds else sys.maxsize
         self.t0 = time.monotonic()
-        self.send("started", {"t": time.time()})
+        self.link.started({"t": time.time()})
         start = clock()
         try:
             self.waiting_since = time.monotonic()
@@ -272,7 +273,7 @@ class _Runner:
                     break
                 after = clock()
                 self.waiting_since = None
-                n = _count(element, batched)
+                n = examples_in(element, batched=batched)
                 step_ns = 0
                 if step is not None:
                     step(element)
@@ -283,7 +284,7 @@ class _Runner:
                 if after - start >= deadline_ns:
                     return "completed", None, f"time limit ({s.max_seconds:g} s)"
                 before = clock()
-        except Exception as exc:  # noqa: BLE001 - report any pipeline error as the reason
+        except Exception as exc:  # report any pipeline error as the reason
             self.waiting_since = None
             return (
                 "failed",
@@ -303,47 +304,13 @@ class _Runner:
         return "completed", None, "end of data"
 
 
-def ceiling_reason(limit_mb: float | None, batches: int) -> str:
-    """Why a run stopped at the memory ceiling, with the fix."""
-    return (
-        f"stopped: memory ceiling {limit_mb} MB exceeded at batch {batches} (private memory of "
-        "the pipeline process; pages of memory-mapped files are not counted); raise the "
-        "ceiling or shrink the cache, shuffle and prefetch buffers"
-    )
-
-
 def _from_graph(graph: bytes, element_spec: bytes) -> Any:
     """Rebuild a dataset serialized by the parent (`Dataset._as_serialized_graph`)."""
-    from pipeline_core._tf import tf as _tf  # noqa: PLC0415
-
     tf = _tf()
     variant = tf.raw_ops.DatasetFromGraph(graph_def=graph)
     return tf.data.experimental.from_variant(variant, pickle.loads(element_spec))
 
 
-def _count(element: Any, batched: bool) -> int:
-    if not batched:
-        return 1
-    leaf = _first_leaf(element)
-    shape = getattr(leaf, "shape", ())
-    return int(shape[0]) if len(shape) else 1
-
-
-def _exit_child(conn: Any) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        conn.close()
-    finally:
-        os._exit(0)
-
-
-def child_main(payload: dict[str, Any], conn: Any, stop_event: Any, ceiling_event: Any) -> None:
-    """Entry point of the profiling child process."""
-    runner = _Runner(payload, conn, stop_event, ceiling_event)
-    try:
-        runner.run()
-    except BaseException as exc:  # noqa: BLE001 - last resort: tell the parent, then exit
-        runner.finish("failed", f"the profiler failed: {describe_error(exc)}", None)
-        traceback.print_exc()
-    _exit_child(conn)
+def run_profile(link: Link, payload: dict[str, Any]) -> None:
+    """The profiling child's target (`RunHandle` spawns it): build, time, report."""
+    _Runner(payload, link).run()

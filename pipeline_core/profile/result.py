@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline_core.metrics import ProcessMemory, Reading, summarize_readings
-from pipeline_core.run_settings import RunSettings
+from pipeline_core.profile.settings import RunSettings
 
 
 def _percentile(values: list[float], q: float) -> float | None:
