@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
         start = time.monotonic()
         try:
             rows = importlib.import_module(name).run()
-        except Exception:  # noqa: BLE001 - report and go on with the other benchmarks
+        except Exception:  # report and go on with the other benchmarks
             traceback.print_exc()
             failed += 1
             continue

@@ -55,7 +55,7 @@ SLOW_STEP_MS = 100.0  # a consumer this slow keeps every buffer in front of it f
 
 
 def _images(folder: Path) -> str:
-    from pipeline_core.demo_data import write_demo_images  # noqa: PLC0415
+    from pipeline_core.demo_data import write_demo_images
 
     return str(write_demo_images(folder, per_class=IMAGES_PER_CLASS, size=64))
 
@@ -157,8 +157,8 @@ def _held(spec: dict[str, Any], settings: RunSettings) -> float:
 
 
 def _estimate(spec: dict[str, Any]) -> tuple[float, set[str]]:
-    from pipeline_core.analysis import memory_estimate  # noqa: PLC0415
-    from pipeline_core.spec import load_spec  # noqa: PLC0415
+    from pipeline_core.analysis import memory_estimate
+    from pipeline_core.spec import load_spec
 
     estimate = memory_estimate(load_spec(spec))
     notes = {f"{p.what}: {p.note}" for p in estimate.parts if p.note}

@@ -98,7 +98,7 @@ def _ensure(name: str, write: Callable[[Path], None]) -> Path:
 
 def smooth_picture(rng: np.random.Generator, size: int) -> np.ndarray:
     """A `[size, size, 3]` uint8 picture: bicubic-upsampled 8x8 colours plus mild noise."""
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     small = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
     smooth = np.asarray(Image.fromarray(small).resize((size, size), Image.BICUBIC), np.int16)
@@ -107,7 +107,7 @@ def smooth_picture(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def jpeg_bytes(image: np.ndarray, quality: int = 90) -> bytes:
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
@@ -590,7 +590,7 @@ def run() -> list[dict[str, Any]]:
     for case in selected(cases()):
         try:
             rows.append(measure(case))
-        except Exception as exc:  # noqa: BLE001 - report it in its row, go on with the rest
+        except Exception as exc:  # report it in its row, go on with the rest
             rows.append(_failed(case, exc))
     return rows
 

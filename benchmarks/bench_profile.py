@@ -38,7 +38,7 @@ def _repeated(spec: dict[str, Any]) -> dict[str, Any]:
 
 def pipelines() -> dict[str, dict[str, Any]]:
     """The benchmarked specs: synthetic small, seed Example 3, the demo image folder."""
-    from pipeline_core.demo_data import ensure_demo_data  # noqa: PLC0415
+    from pipeline_core.demo_data import ensure_demo_data
 
     ensure_demo_data()
     small = {
@@ -57,7 +57,7 @@ def pipelines() -> dict[str, dict[str, Any]]:
 
 def bare_loop(spec: dict[str, Any], batches: int) -> float:
     """Steady-state examples/s of `for element in dataset` (first batch excluded)."""
-    from pipeline_core.build import build  # noqa: PLC0415
+    from pipeline_core.build import build
 
     iterator = iter(build(spec))
     next(iterator)

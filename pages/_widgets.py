@@ -68,13 +68,24 @@ def _number(field: ParamField, value: Any, *, key: str, label: str, integer: boo
         value = cast(value)
     if not integer and low is not None and high is not None and not field.optional:
         return st.slider(
-            label, min_value=low, max_value=high, value=value, step=(high - low) / 100 or 0.01,
-            key=key, help=_help(field),
-        )  # fmt: skip
+            label,
+            min_value=low,
+            max_value=high,
+            value=value,
+            step=(high - low) / 100 or 0.01,
+            key=key,
+            help=_help(field),
+        )
     return st.number_input(
-        label, min_value=low, max_value=high, value=value, step=1 if integer else None,
-        key=key, help=_help(field), placeholder="null" if field.optional else None,
-    )  # fmt: skip
+        label,
+        min_value=low,
+        max_value=high,
+        value=value,
+        step=1 if integer else None,
+        key=key,
+        help=_help(field),
+        placeholder="null" if field.optional else None,
+    )
 
 
 def _sequence(field: ParamField, value: Any, *, key: str, label: str) -> Any:
@@ -92,9 +103,7 @@ def _sequence(field: ParamField, value: Any, *, key: str, label: str) -> Any:
 
 
 def _json(field: ParamField, value: Any, *, key: str, label: str) -> Any:
-    text = st.text_area(
-        label, value=json.dumps(value), key=key, help=_help(field), height=68
-    )  # fmt: skip
+    text = st.text_area(label, value=json.dumps(value), key=key, help=_help(field), height=68)
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -110,21 +119,44 @@ def field_widget(field: ParamField, value: Any, *, key: str, label: str | None =
         return st.toggle(label, value=bool(value), key=key, help=_help(field))
     if kind == "bool":
         options = [None, True, False]
-        return st.selectbox(label, options, index=options.index(value), key=key,
-                            help=_help(field), format_func=_fmt_optional_bool)  # fmt: skip
+        return st.selectbox(
+            label,
+            options,
+            index=options.index(value),
+            key=key,
+            help=_help(field),
+            format_func=_fmt_optional_bool,
+        )
     if kind in ("int", "float"):
         return _number(field, value, key=key, label=label, integer=kind == "int")
     if kind == "choice":
         options = _with(([None] if field.optional else []) + list(field.choices or ()), value)
-        return st.selectbox(label, options, index=options.index(value), key=key,
-                            help=_help(field), format_func=_fmt_choice)  # fmt: skip
+        return st.selectbox(
+            label,
+            options,
+            index=options.index(value),
+            key=key,
+            help=_help(field),
+            format_func=_fmt_choice,
+        )
     if kind in ("parallelism", "buffer"):
         options = _with(_PARALLELISM if kind == "parallelism" else _BUFFER, value)
-        return st.selectbox(label, options, index=options.index(value), key=key,
-                            help=_help(field), format_func=_fmt_parallel)  # fmt: skip
+        return st.selectbox(
+            label,
+            options,
+            index=options.index(value),
+            key=key,
+            help=_help(field),
+            format_func=_fmt_parallel,
+        )
     if kind == "text":
-        typed = st.text_input(label, value=value or "", key=key, help=_help(field),
-                              placeholder="null" if field.optional else None)  # fmt: skip
+        typed = st.text_input(
+            label,
+            value=value or "",
+            key=key,
+            help=_help(field),
+            placeholder="null" if field.optional else None,
+        )
         return None if field.optional and not typed else typed
     if kind in ("ints", "floats"):
         return _sequence(field, value, key=key, label=label)

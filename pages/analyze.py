@@ -136,8 +136,9 @@ def _collect(results: dict) -> bool:
 
 
 def _start_button(kind: str, label: str, running: bool, **kwargs) -> None:
-    st.button(label, key=KEY + "run_" + kind, on_click=_start, args=(kind,), disabled=running,
-              **kwargs)  # fmt: skip
+    st.button(
+        label, key=KEY + "run_" + kind, on_click=_start, args=(kind,), disabled=running, **kwargs
+    )
 
 
 def _live(kind: str, results: dict) -> bool:
@@ -168,8 +169,9 @@ def _job_view() -> None:
         text, fraction = latest.text, latest.fraction
     bar, cancel = st.columns([6, 1], vertical_alignment="bottom")
     bar.progress(min(max(fraction, 0.0), 1.0), text=f"{text} · {state.elapsed_s:.0f} s")
-    cancel.button("Cancel", key=KEY + "cancel", icon=":material/stop:", on_click=_cancel,
-                  width="stretch")  # fmt: skip
+    cancel.button(
+        "Cancel", key=KEY + "cancel", icon=":material/stop:", on_click=_cancel, width="stretch"
+    )
     rows = [p.row for p in state.progress if p.row]
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, key=KEY + "live_rows")
@@ -187,14 +189,23 @@ def _stages_section(results: dict, running: bool) -> None:
     st.subheader("Stages: where the time goes")
     slider, rounds, button = st.columns([3, 1, 1], vertical_alignment="bottom")
     slider.slider(
-        "Seconds timed per stage", 0.1, 3.0, WINDOW_S, 0.1, key=KEY + "seconds",
+        "Seconds timed per stage",
+        0.1,
+        3.0,
+        WINDOW_S,
+        0.1,
+        key=KEY + "seconds",
         help="Each prefix of the pipeline (source, + each step) is timed this long, "
         "pulled inside TensorFlow; then the whole pipeline as a Python loop pulls it.",
-    )  # fmt: skip
+    )
     rounds.number_input(
-        "Rounds", 1, 5, 1, key=KEY + "rounds",
+        "Rounds",
+        1,
+        5,
+        1,
+        key=KEY + "rounds",
         help="Time every row this many times, round after round, and keep the median.",
-    )  # fmt: skip
+    )
     with button:
         _start_button("stages", "Analyze stages", running, type="primary", width="stretch")
     if _live("stages", results):
@@ -269,12 +280,18 @@ def _tuner_section(results: dict, running: bool) -> None:
     budget_col, trial_col, batch_col, order_col, button = st.columns(
         [2, 2, 1.2, 1.2, 1.2], vertical_alignment="bottom"
     )
-    budget_col.slider("Budget (s)", 5, 300, 60, key=KEY + "budget",
-                      help="Search and re-measurement together.")  # fmt: skip
+    budget_col.slider(
+        "Budget (s)", 5, 300, 60, key=KEY + "budget", help="Search and re-measurement together."
+    )
     trial_col.slider(
-        "Seconds per trial", 0.1, 3.0, WINDOW_S, 0.1, key=KEY + "trial_s",
+        "Seconds per trial",
+        0.1,
+        3.0,
+        WINDOW_S,
+        0.1,
+        key=KEY + "trial_s",
         help="Timed window of each trial and re-measurement, after a warm-up.",
-    )  # fmt: skip
+    )
     batch_col.checkbox("Tune batch size", key=KEY + "batch")
     order_col.checkbox("Allow reordering", key=KEY + "reorder")
     with button:
@@ -291,10 +308,13 @@ def _tuner_section(results: dict, running: bool) -> None:
         return
     headline, *details, budget = result.story()
     a, b, c = st.columns(3)
-    a.metric("As written (re-measured)", f"{result.baseline_examples_per_s:,.0f} ex/s",
-             border=True)  # fmt: skip
-    b.metric("Tuned (re-measured)", f"{result.best_examples_per_s:,.0f} ex/s",
-             f"{result.speedup():.2f}×", border=True)  # fmt: skip
+    a.metric("As written (re-measured)", f"{result.baseline_examples_per_s:,.0f} ex/s", border=True)
+    b.metric(
+        "Tuned (re-measured)",
+        f"{result.best_examples_per_s:,.0f} ex/s",
+        f"{result.speedup():.2f}×",
+        border=True,
+    )
     c.metric("Trials", f"{len(result.search.trials)} of {result.space.size():,}", border=True)
     changes = result.changes()
     if result.improved():
@@ -303,8 +323,9 @@ def _tuner_section(results: dict, running: bool) -> None:
         text.markdown(
             "Changes: " + "; ".join(f"`{k}` {old} → **{new}**" for k, (old, new) in changes.items())
         )
-        if action.button("Apply best", type="primary", key=KEY + "apply_best", disabled=running,
-                         width="stretch"):  # fmt: skip
+        if action.button(
+            "Apply best", type="primary", key=KEY + "apply_best", disabled=running, width="stretch"
+        ):
             _apply(result.apply(), f"Applied the tuned settings ({result.speedup():.2f}×).")
             st.rerun()
     else:
@@ -363,7 +384,7 @@ def _memory_section(spec, results: dict, running: bool) -> None:
     except PipelineLabError as exc:
         st.error(f"Memory estimate failed: {exc}")
         return
-    except Exception as exc:  # noqa: BLE001 - shown to the user, never a traceback
+    except Exception as exc:  # shown to the user, never a traceback
         show_bug("The memory estimate", exc)
         return
     estimate = verdict.estimate

@@ -124,7 +124,7 @@ def _demo_fields(kind: str) -> dict[str, Any]:
         },
     }.get(kind)
     if demo:
-        from pipeline_core.demo_data import ensure_demo_data  # noqa: PLC0415
+        from pipeline_core.demo_data import ensure_demo_data
 
         with st.spinner("Writing the demo data set (once)..."):
             ensure_demo_data()
@@ -163,12 +163,29 @@ def _step_header(index: int, count: int, op: str, key: str) -> None:
     title, buttons = st.columns([3, 2], vertical_alignment="center")
     title.markdown(f"**{index}. {op}**", help=_doc(STEPS[op].model))
     with buttons.container(horizontal=True, horizontal_alignment="right", gap="small"):
-        st.button(":material/arrow_upward:", key=f"{key}.up", help="Move up",
-                  disabled=index == 0, on_click=_move_step, args=(index, -1))  # fmt: skip
-        st.button(":material/arrow_downward:", key=f"{key}.down", help="Move down",
-                  disabled=index == count - 1, on_click=_move_step, args=(index, 1))  # fmt: skip
-        st.button(":material/delete:", key=f"{key}.remove", help="Remove this step",
-                  on_click=_remove_step, args=(index,))  # fmt: skip
+        st.button(
+            ":material/arrow_upward:",
+            key=f"{key}.up",
+            help="Move up",
+            disabled=index == 0,
+            on_click=_move_step,
+            args=(index, -1),
+        )
+        st.button(
+            ":material/arrow_downward:",
+            key=f"{key}.down",
+            help="Move down",
+            disabled=index == count - 1,
+            on_click=_move_step,
+            args=(index, 1),
+        )
+        st.button(
+            ":material/delete:",
+            key=f"{key}.remove",
+            help="Remove this step",
+            on_click=_remove_step,
+            args=(index,),
+        )
 
 
 def _doc(model: type) -> str:
@@ -185,8 +202,13 @@ def _augmentation_editor(index: int, position: int, aug: dict[str, Any], key: st
         key=f"{key}.name",
         help="Each augmentation's parameters appear below with their ranges and defaults.",
     )
-    remove.button(":material/close:", key=f"{key}.remove", help="Remove this augmentation",
-                  on_click=_remove_augmentation, args=(index, position))  # fmt: skip
+    remove.button(
+        ":material/close:",
+        key=f"{key}.remove",
+        help="Remove this augmentation",
+        on_click=_remove_augmentation,
+        args=(index, position),
+    )
     st.caption(AUGMENTATIONS[name].description)
     values = aug if aug["name"] == name else {}
     return {"name": name, **model_form(param_fields(name), values, key=f"{key}.{name}")}
@@ -202,8 +224,13 @@ def _step_editor(index: int, step: dict[str, Any], count: int, key: str) -> dict
                 _augmentation_editor(index, j, aug, f"{key}.aug{j}")
                 for j, aug in enumerate(step["augmentations"])
             ]
-            st.button("Add augmentation", key=f"{key}.add_aug", icon=":material/add:",
-                      on_click=_add_augmentation, args=(index,))  # fmt: skip
+            st.button(
+                "Add augmentation",
+                key=f"{key}.add_aug",
+                icon=":material/add:",
+                on_click=_add_augmentation,
+                args=(index,),
+            )
         fields = fields_of(STEPS[op].model, skip=("op", "augmentations"))
         out.update(model_form(fields, step, key=f"{key}.fields", columns=3))
         return out
@@ -215,10 +242,20 @@ def _steps_editor(spec: PipelineSpec, key: str) -> list[dict[str, Any]]:
     if not steps:
         st.info("No steps yet: the pipeline yields the source's elements one by one.")
     pick, add = st.columns([2, 1], vertical_alignment="bottom")
-    pick.selectbox("New step", list(STEPS), key=f"{key}.new_op",
-                   format_func=lambda op: f"{op} — {_doc(STEPS[op].model)}")  # fmt: skip
-    add.button("Add step", key=f"{key}.add", icon=":material/add:", width="stretch",
-               on_click=_add_step, args=(f"{key}.new_op",))  # fmt: skip
+    pick.selectbox(
+        "New step",
+        list(STEPS),
+        key=f"{key}.new_op",
+        format_func=lambda op: f"{op} — {_doc(STEPS[op].model)}",
+    )
+    add.button(
+        "Add step",
+        key=f"{key}.add",
+        icon=":material/add:",
+        width="stretch",
+        on_click=_add_step,
+        args=(f"{key}.new_op",),
+    )
     return edited
 
 
@@ -237,7 +274,7 @@ def _problems(exc: SpecError) -> None:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _element_specs(spec_json: str) -> list[dict[str, Any]]:
-    from pipeline_core.build import element_specs  # noqa: PLC0415
+    from pipeline_core.build import element_specs
 
     return [
         {
@@ -270,7 +307,7 @@ def _element_spec_view(spec: PipelineSpec) -> None:
 
 
 def _code_view(spec: PipelineSpec) -> None:
-    from pipeline_core.export import export_code  # noqa: PLC0415
+    from pipeline_core.export import export_code
 
     try:
         code = export_code(spec)
@@ -280,24 +317,38 @@ def _code_view(spec: PipelineSpec) -> None:
     except Exception as exc:
         show_bug("Writing the code", exc)
         return
-    st.download_button("Download pipeline.py", code, file_name="pipeline.py",
-                       mime="text/x-python", on_click="ignore", key="design.code_download",
-                       icon=":material/download:")  # fmt: skip
+    st.download_button(
+        "Download pipeline.py",
+        code,
+        file_name="pipeline.py",
+        mime="text/x-python",
+        on_click="ignore",
+        key="design.code_download",
+        icon=":material/download:",
+    )
     st.code(code, language="python", height=520, wrap_lines=True)
 
 
 def _json_view(spec: PipelineSpec, key: str) -> None:
-    st.download_button("Download spec JSON", spec.to_json(), file_name="pipeline.json",
-                       mime="application/json", on_click="ignore", key="design.json_download",
-                       icon=":material/download:")  # fmt: skip
+    st.download_button(
+        "Download spec JSON",
+        spec.to_json(),
+        file_name="pipeline.json",
+        mime="application/json",
+        on_click="ignore",
+        key="design.json_download",
+        icon=":material/download:",
+    )
     upload = st.file_uploader("Load a spec (JSON)", type=["json"], key=f"{key}.spec_upload")
     if upload is not None:
         try:
             loaded = load_spec(upload.getvalue())
         except SpecError as exc:
             count = len(exc.problems)
-            st.error(f"{upload.name} is not a valid pipeline spec "
-                     f"({count} problem{'s' if count != 1 else ''}):")  # fmt: skip
+            st.error(
+                f"{upload.name} is not a valid pipeline spec "
+                f"({count} problem{'s' if count != 1 else ''}):"
+            )
             _problems(exc)
         else:
             _state.replace_spec(loaded)

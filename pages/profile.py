@@ -94,7 +94,7 @@ def _memory_verdict(spec):
     except PipelineLabError as exc:
         st.caption(f"Memory estimate unavailable ({exc}); the memory ceiling still applies.")
         return None
-    except Exception as exc:  # noqa: BLE001 - an estimate failure must not block the page
+    except Exception as exc:  # an estimate failure must not block the page
         st.caption(bug_message("The memory estimate", exc) + " The memory ceiling still applies.")
         return None
 

@@ -15,12 +15,22 @@ from pipeline_core.store import STATUSES, RunStore, StoreError
 SELECTED = "runs.selected"
 LINK = "runs.link"  # the ?run= value last applied to the selection
 MISSING = "—"  # a figure the run did not produce (failed early, no step, ...)
-NUMBER_FORMATS = {"batches": "{:,.0f}", "examples/s": "{:,.0f}", "p50 wait (ms)": "{:.2f}",
-                  "input-bound %": "{:.0f}", "held (MB)": "{:,.0f}"}  # fmt: skip
+NUMBER_FORMATS = {
+    "batches": "{:,.0f}",
+    "examples/s": "{:,.0f}",
+    "p50 wait (ms)": "{:.2f}",
+    "input-bound %": "{:.0f}",
+    "held (MB)": "{:,.0f}",
+}
 # report.FIGURES keys of the memory tiles, one tile each
 MEMORY_FIGURES = ("held", "private", "baseline", "file", "rss")
-SORTS = {"newest": ("id", False), "oldest": ("id", True), "fastest": ("examples/s", False),
-         "lowest p50 wait": ("p50 wait (ms)", True), "name": ("name", True)}  # fmt: skip
+SORTS = {
+    "newest": ("id", False),
+    "oldest": ("id", True),
+    "fastest": ("examples/s", False),
+    "lowest p50 wait": ("p50 wait (ms)", True),
+    "name": ("name", True),
+}
 
 
 def _history(store: RunStore) -> pd.DataFrame:
@@ -36,12 +46,24 @@ def _history(store: RunStore) -> pd.DataFrame:
             "input-bound %": r.input_bound_percent,
             "held (MB)": r.held_by_pipeline_mb,
             "reason": r.error or "",
-        }  # fmt: skip
+        }
         for r in store.list_runs()
     ]
-    table = pd.DataFrame(rows, columns=["id", "name", "created", "status", "batches", "examples/s",
-                                       "p50 wait (ms)", "input-bound %", "held (MB)",
-                                       "reason"])  # fmt: skip
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "id",
+            "name",
+            "created",
+            "status",
+            "batches",
+            "examples/s",
+            "p50 wait (ms)",
+            "input-bound %",
+            "held (MB)",
+            "reason",
+        ],
+    )
     for column in ("batches", "examples/s", "p50 wait (ms)", "input-bound %", "held (MB)"):
         table[column] = pd.to_numeric(table[column], errors="coerce")
     return table
@@ -87,8 +109,10 @@ def _rename(store: RunStore, run_id: int) -> None:
 def _run_detail(store: RunStore, record) -> None:
     summary = record.summary or {}
     st.subheader(report.run_label(record))
-    st.caption(f"{record.status} · {record.created.replace('T', ' ')[:19]} · "
-               f"{_settings_text(record.settings or {})}")  # fmt: skip
+    st.caption(
+        f"{record.status} · {record.created.replace('T', ' ')[:19]} · "
+        f"{_settings_text(record.settings or {})}"
+    )
     if record.status == "failed":
         st.error(f"The run failed: {record.error or 'no reason recorded'}")
     elif record.error:
@@ -101,10 +125,20 @@ def _run_detail(store: RunStore, record) -> None:
     with manage:
         st.text_input("Rename", value=record.name, key=f"runs.rename.{record.id}")
         left, right = st.columns(2)
-        left.button("Save name", key=f"runs.rename_btn.{record.id}", on_click=_rename,
-                    args=(store, record.id), icon=":material/edit:")  # fmt: skip
-        right.button("Delete run", key=f"runs.delete.{record.id}", on_click=_delete,
-                     args=(store, record.id), icon=":material/delete:")  # fmt: skip
+        left.button(
+            "Save name",
+            key=f"runs.rename_btn.{record.id}",
+            on_click=_rename,
+            args=(store, record.id),
+            icon=":material/edit:",
+        )
+        right.button(
+            "Delete run",
+            key=f"runs.delete.{record.id}",
+            on_click=_delete,
+            args=(store, record.id),
+            icon=":material/delete:",
+        )
     with downloads:
         _downloads(store, [record])
         st.caption("Shareable link: this page's address, with `?run=" + str(record.id) + "`.")
@@ -140,8 +174,10 @@ def _figure_tiles(summary: dict) -> None:
     if summary.get("private_peak_mb") is not None:
         st.caption(f"Memory: {MEMORY_NOTE}.")
     else:
-        st.caption("Memory by kind was not measured for this run (stored before it was); "
-                   "its peak RSS includes pages of mapped files.")  # fmt: skip
+        st.caption(
+            "Memory by kind was not measured for this run (stored before it was); "
+            "its peak RSS includes pages of mapped files."
+        )
 
 
 def _charts(records: list, *, key: str) -> None:
@@ -160,17 +196,32 @@ def _downloads(store: RunStore, records: list, baseline_id: int | None = None) -
     ids = "-".join(str(r.id) for r in records)
     cols = st.columns(3 if len(records) == 1 else 1)
     cols[0].download_button(
-        "HTML report", report.html_report(records, baseline_id=baseline_id),
-        file_name=f"pipeline-lab-runs-{ids}.html", mime="text/html", on_click="ignore",
-        key=f"runs.html.{ids}", icon=":material/description:",
-    )  # fmt: skip
+        "HTML report",
+        report.html_report(records, baseline_id=baseline_id),
+        file_name=f"pipeline-lab-runs-{ids}.html",
+        mime="text/html",
+        on_click="ignore",
+        key=f"runs.html.{ids}",
+        icon=":material/description:",
+    )
     if len(records) == 1:
         run_id = records[0].id
-        cols[1].download_button("CSV", store.dump_csv(run_id), file_name=f"run-{run_id}.csv",
-                                mime="text/csv", on_click="ignore", key=f"runs.csv.{run_id}")  # fmt: skip
-        cols[2].download_button("JSON", store.dump_json(run_id), file_name=f"run-{run_id}.json",
-                                mime="application/json", on_click="ignore",
-                                key=f"runs.json.{run_id}")  # fmt: skip
+        cols[1].download_button(
+            "CSV",
+            store.dump_csv(run_id),
+            file_name=f"run-{run_id}.csv",
+            mime="text/csv",
+            on_click="ignore",
+            key=f"runs.csv.{run_id}",
+        )
+        cols[2].download_button(
+            "JSON",
+            store.dump_json(run_id),
+            file_name=f"run-{run_id}.json",
+            mime="application/json",
+            on_click="ignore",
+            key=f"runs.json.{run_id}",
+        )
 
 
 def _compare(store: RunStore, records: list) -> None:
@@ -211,8 +262,10 @@ known = set(table["id"])
 requested = _requested_ids()
 missing = [i for i in requested if i not in known]
 if missing:
-    st.error(f"Run {', '.join(map(str, missing))} does not exist (deleted, or stored on another "
-             "machine); pick a run below or import its JSON.")  # fmt: skip
+    st.error(
+        f"Run {', '.join(map(str, missing))} does not exist (deleted, or stored on another "
+        "machine); pick a run below or import its JSON."
+    )
 query = st.query_params.get("run", "")
 if st.session_state.get(LINK) != query:  # a link was followed (or first visit): open its runs
     st.session_state[LINK] = query
@@ -226,12 +279,20 @@ if table.empty:
     st.stop()
 
 shown = _filtered(table)
-st.dataframe(shown.style.format(NUMBER_FORMATS, na_rep=MISSING), hide_index=True,
-             placeholder=MISSING, width="stretch",
-             height=min(38 + 35 * len(shown), 300))  # fmt: skip
+st.dataframe(
+    shown.style.format(NUMBER_FORMATS, na_rep=MISSING),
+    hide_index=True,
+    placeholder=MISSING,
+    width="stretch",
+    height=min(38 + 35 * len(shown), 300),
+)
 names = dict(zip(table["id"], table["name"], strict=True))
-selected = st.multiselect("Open one run, or select two or more to compare", list(table["id"]),
-                          format_func=lambda i: f"#{i} {names[i]}", key=SELECTED)  # fmt: skip
+selected = st.multiselect(
+    "Open one run, or select two or more to compare",
+    list(table["id"]),
+    format_func=lambda i: f"#{i} {names[i]}",
+    key=SELECTED,
+)
 _import(store)
 
 if selected:

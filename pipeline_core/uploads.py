@@ -255,7 +255,7 @@ def _write(target: Path, suffix: str, data: bytes) -> Path:
 
 
 def _store_npz(name: str, data: bytes, target: Path, limits: ZipLimits) -> StoredUpload:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
@@ -317,7 +317,7 @@ def _store_tfrecord(name: str, data: bytes, target: Path, limits: ZipLimits) -> 
             "upload a file written by tf.io.TFRecordWriter (uncompressed)"
         )
     path = _write(target, ".tfrecord", data)
-    from pipeline_core.sources import SourceError, infer_tfrecord_features  # noqa: PLC0415
+    from pipeline_core.sources import SourceError, infer_tfrecord_features
 
     try:
         features = infer_tfrecord_features(str(path))

@@ -54,7 +54,7 @@ def test_file_and_export_twins_yield_the_same_structure(key, small_data):
 
 
 def test_the_hand_written_arrays_are_the_numpy_source_data():
-    from pipeline_core.build import build  # noqa: PLC0415
+    from pipeline_core.build import build
 
     features, label = next(iter(build({"source": parity.spec_example1()["source"]})))
     images, labels = parity.numpy_arrays(1024, (28, 28, 1), np.float32, 10, seed=0)

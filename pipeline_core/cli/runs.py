@@ -66,7 +66,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def _store(args: argparse.Namespace):
-    from pipeline_core.store import RunStore  # noqa: PLC0415
+    from pipeline_core.store import RunStore
 
     return RunStore(args.db)
 
@@ -83,8 +83,8 @@ def _progress(snapshot) -> None:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from pipeline_core.profile import RunSettings, profile  # noqa: PLC0415
-    from pipeline_core.spec import load_spec  # noqa: PLC0415
+    from pipeline_core.profile import RunSettings, profile
+    from pipeline_core.spec import load_spec
 
     spec = load_spec(Path(args.spec))
     settings = RunSettings(

@@ -14,7 +14,7 @@ from pipeline_core.cli._io import write_output
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from pipeline_core.spec import load_spec  # noqa: PLC0415
+    from pipeline_core.spec import load_spec
 
     spec = load_spec(Path(args.spec))
     print(
@@ -25,15 +25,15 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pipeline_core.export import export_code  # noqa: PLC0415
-    from pipeline_core.spec import load_spec  # noqa: PLC0415
+    from pipeline_core.export import export_code
+    from pipeline_core.spec import load_spec
 
     write_output(export_code(load_spec(Path(args.spec))), args.output)
     return 0
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from pipeline_core.demo_data import write_demo_data  # noqa: PLC0415
+    from pipeline_core.demo_data import write_demo_data
 
     root = write_demo_data(args.directory, per_class=args.per_class, size=args.size)
     print(f"wrote demo data to {root} (images/, tfrecord/, csv/, npz/, npy/)")
