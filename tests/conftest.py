@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import REPO
+
 # Before anything imports pipeline_core or TensorFlow.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Idempotent: a second import of this file (e.g. as `tests.conftest`) must not
@@ -19,7 +21,6 @@ os.environ["PIPELINE_LAB_TEST_HOME"] = str(_HOME)
 os.environ["PIPELINE_LAB_HOME"] = str(_HOME)
 os.environ["PIPELINE_LAB_DB"] = str(_HOME / "runs.sqlite")
 
-REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,9 @@ import pytest
 from pipeline_core.build import BuildError, build, dataset_cardinality, element_specs
 from pipeline_core.spec import load_spec
 from pipeline_core.steps import HUGE_BATCH, STEPS, batch_size_for
+from tests import REPO
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.json"))
+EXAMPLES = sorted((REPO / "examples").glob("*.json"))
 SOURCE = {"type": "synthetic", "num_examples": 10, "shape": [4, 4, 3], "dtype": "uint8"}
 FLIP = {"name": "random_flip_left_right"}
 

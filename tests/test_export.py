@@ -23,8 +23,9 @@ from pipeline_core.build import build
 from pipeline_core.export import ExportError, export_code
 from pipeline_core.spec import load_spec
 from pipeline_core.steps import STEPS, ScriptNames
+from tests import REPO
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.json"))
+EXAMPLES = sorted((REPO / "examples").glob("*.json"))
 
 CASES = {
     "synthetic-map-options": {

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests import REPO
 
 CHROMIUM = os.environ.get("PIPELINE_LAB_CHROMIUM", "/usr/bin/chromium")
 REQUIRE = os.environ.get("PIPELINE_LAB_REQUIRE_BROWSER") == "1"

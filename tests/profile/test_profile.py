@@ -31,6 +31,7 @@ from pipeline_core.profile import (
     start_profile,
 )
 from pipeline_core.store import RunStore
+from tests import REPO
 
 # --- dataset factories (module level, so the child process can import them) -------------
 
@@ -572,7 +573,7 @@ def test_a_factory_defined_in_a_script_main_runs(tmp_path):
             """
         )
     )
-    repo = Path(__file__).resolve().parents[2]
+    repo = REPO
     env = {**os.environ, "PYTHONPATH": str(repo)}
     proc = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env

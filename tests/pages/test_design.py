@@ -6,16 +6,15 @@ import io
 import json
 import logging
 import zipfile
-from pathlib import Path
 
 import pytest
+
+from tests import REPO
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from pipeline_core.export import ExportError  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 TIMEOUT = 90  # TensorFlow's first import alone exceeds AppTest's 3 s default
 

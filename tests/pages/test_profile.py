@@ -8,16 +8,13 @@ shuffle buffer and the prefetch). `available_bytes` is patched where
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pipeline_core.analysis import memory
+from tests import REPO
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 TIMEOUT = 90
 MIB = 1024 * 1024

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,11 +19,10 @@ from pipeline_core.analysis import JOBS
 from pipeline_core.analysis.jobs import JobKind
 from pipeline_core.errors import PipelineLabError
 from pipeline_core.spec import load_spec
+from tests import REPO
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 TIMEOUT = 120
 PLANTED = load_spec(

@@ -13,8 +13,8 @@ import pytest
 from pipeline_core import cli
 from pipeline_core.errors import PipelineLabError
 from pipeline_core.spec import default_spec
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 BAD_SPEC = {"source": {"type": "synthetic"}, "steps": [{"op": "batch", "batch_size": 0}]}
 
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
 from pipeline_core.spec import default_spec
 from pipeline_core.store import RunStore
+from tests import REPO
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 TIMEOUT = 90
 PAGES = ("pages/design.py", "pages/preview.py", "pages/profile.py", "pages/runs.py")
