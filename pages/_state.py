@@ -1,6 +1,6 @@
 """The little state pages share: the current spec (one PipelineSpec per session).
 
-Keep session state small (STYLE.md): the spec and run ids; derive the rest.
+Keep session state small: the spec and run ids; derive the rest.
 """
 
 from __future__ import annotations

@@ -42,8 +42,13 @@ from typing import Any
 from pipeline_core import augment_ops
 from pipeline_core._tf import tf as _tf
 from pipeline_core.augment import AUGMENTATIONS, AugParams
+from pipeline_core.errors import PipelineLabError
 
 _INDENT = "    "
+
+
+class AugmentError(PipelineLabError):
+    """An augmentation cannot work on these features (the message names the fix)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ class _Writer:
 
     def need_image(self, what: str) -> None:
         if self.shape is not None and len(self.shape) not in (3, 4):
-            raise ValueError(
+            raise AugmentError(
                 f"{what} needs image features [height, width, channels] or a batch "
                 f"[batch, height, width, channels]; received features of shape "
                 f"{self.shape_text()}. Use an image source or give the features a channel "
@@ -128,14 +133,14 @@ class _Writer:
         channels = None if self.shape is None else self.shape[-1]
         if channels is not None and channels not in allowed:
             wanted = " or ".join(str(c) for c in allowed)
-            raise ValueError(
+            raise AugmentError(
                 f"{what} needs images with {wanted} channels; received shape "
                 f"{self.shape_text()}. Remove this augmentation or use an RGB source."
             )
 
     def need_batch(self, what: str) -> None:
         if not self.batched:
-            raise ValueError(
+            raise AugmentError(
                 f"{what} mixes images of a batch, so it needs [batch, height, width, channels] "
                 f"features; received shape {self.shape_text()}. Add a batch step before this map."
             )
@@ -253,7 +258,7 @@ def _crop(w: _Writer, p: dict[str, Any], seed: str) -> None:
     if w.shape is not None:
         in_h, in_w = w.shape[-3], w.shape[-2]
         if (in_h is not None and in_h < height) or (in_w is not None and in_w < width):
-            raise ValueError(
+            raise AugmentError(
                 f"random_crop size {height}x{width} is larger than the image {in_h}x{in_w}; "
                 "lower height/width or resize the images first"
             )
@@ -346,7 +351,7 @@ def _noise(w: _Writer, p: dict[str, Any], seed: str) -> None:
 @_emits("jpeg_quality")
 def _jpeg(w: _Writer, p: dict[str, Any], seed: str) -> None:
     if w.shape is not None and len(w.shape) != 3:
-        raise ValueError(
+        raise AugmentError(
             f"jpeg_quality re-encodes one image [height, width, channels] at a time; "
             f"received shape {w.shape_text()}. Move this map before the batch step."
         )
@@ -377,7 +382,7 @@ def _normalize(w: _Writer, p: dict[str, Any], seed: str) -> None:
         for label in ("mean", "std"):
             values = p[label]
             if len(values) != 1 and channels is not None and len(values) != channels:
-                raise ValueError(
+                raise AugmentError(
                     f"normalize {label} has {len(values)} values but the features have "
                     f"{channels} channels; give one value or one per channel"
                 )
@@ -448,7 +453,7 @@ def augment_source(
         name: the function's name.
 
     Raises:
-        ValueError: an augmentation cannot work on these features; the message
+        AugmentError: an augmentation cannot work on these features; the message
             says why and what to change.
     """
     w = _Writer(dtype=features.dtype, origin=features.dtype, shape=features.shape)
@@ -456,7 +461,7 @@ def augment_source(
     for position, aug in enumerate(augmentations):
         entry = AUGMENTATIONS.get(getattr(aug, "name", None))
         if entry is None or not isinstance(aug, entry.params):
-            raise ValueError(
+            raise AugmentError(
                 f"expected augmentation parameter models (e.g. from MapStep.augmentations), "
                 f"received {aug!r}; build one with AUGMENTATIONS[name].params(...)"
             )

@@ -33,7 +33,5 @@ def resolve_path(path: str) -> Path:
     `"{data_dir}/demo/images"` names a folder inside the data dir, so example
     specs work on any machine.
     """
-    import os.path
-
     text = path.replace("{data_dir}", str(data_dir()))
     return Path(os.path.expandvars(os.path.expanduser(text)))

@@ -14,6 +14,7 @@ pipeline or runs an augmentation itself.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -388,11 +389,20 @@ def preview_job(
         samples = tuple(preview_samples(spec, n=n, seed=seed, only=only))
         samples_error = None
     except Exception as exc:  # shown on the page; the batch may still work
+        _log_unexpected("the samples", exc)
         samples, samples_error = (), describe_error(exc)
     if progress is not None:
         progress("reading the first batch")
     try:
         summary, summary_error = batch_summary(spec), None
     except Exception as exc:  # shown on the page; the samples may still work
+        _log_unexpected("the first batch", exc)
         summary, summary_error = None, f"reading the first batch failed: {describe_error(exc)}"
     return Preview(samples, samples_error, summary, summary_error)
+
+
+def _log_unexpected(what: str, exc: BaseException) -> None:
+    """Leave the traceback of an error that is not a `PipelineLabError` in the log (the
+    child's stderr is the server's): it is a data error TensorFlow raised or a bug."""
+    if not isinstance(exc, PipelineLabError):
+        logging.getLogger(__name__).warning("preview: %s failed", what, exc_info=exc)

@@ -25,6 +25,7 @@ from pydantic import Field
 from pipeline_core._tf import tf as _tf
 from pipeline_core.augment import AugmentationParams
 from pipeline_core.augment_code import augment_function, features_of
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.fields import BufferSize, Frozen, Parallelism
 from pipeline_core.paths import resolve_path
 
@@ -33,6 +34,10 @@ from pipeline_core.paths import resolve_path
 HUGE_BATCH = 65_536
 
 # --- the models -----------------------------------------------------------------
+
+
+class StepError(PipelineLabError):
+    """A step cannot apply to what reaches it (the message names the fix)."""
 
 
 class MapStep(Frozen):
@@ -167,12 +172,12 @@ def batch_size_for(batch_size: int, count: int | None, *, drop_remainder: bool) 
     worth naming.
 
     Raises:
-        ValueError: `drop_remainder` with more than `count` elements to a batch.
+        StepError: `drop_remainder` with more than `count` elements to a batch.
     """
     if count is None or batch_size <= count:
         return batch_size
     if drop_remainder:
-        raise ValueError(
+        raise StepError(
             f"batch_size {batch_size} is larger than the {count} elements that reach this "
             "step, and drop_remainder drops that one partial batch, so the pipeline yields "
             "nothing: lower batch_size or set drop_remainder to false"
@@ -236,7 +241,7 @@ def _build_cache(ds: Any, step: CacheStep, index: int) -> Any:
         return ds.cache()
     path = resolve_path(step.filename)
     if path.is_dir():
-        raise ValueError(
+        raise StepError(
             f"cache filename {str(path)!r} is a folder; give a file path prefix such as "
             f"{str(path / 'cache')!r}"
         )

@@ -43,6 +43,15 @@ def is_batched(spec: PipelineSpec) -> bool:
     return any(isinstance(step, BatchStep) for step in spec.steps)
 
 
+def is_batched_element(element_spec: Any) -> bool:
+    """For a dataset not made from a spec (a factory's, a graph's): by the
+    `(features, label)` contract, its elements are batches when the label (the last
+    component) has a leading dimension. One-hot labels of single examples read as
+    batches here; a spec never needs this guess (`is_batched`)."""
+    label = _tf().nest.flatten(element_spec)[-1]
+    return label.shape.rank != 0
+
+
 def _leading(tensor: Any) -> Any:
     return tensor.shape[0] if tensor.shape.rank else 1
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline_core._tf import tf as _tf
-from pipeline_core.analysis.examples import examples_in, is_batched
+from pipeline_core.analysis.examples import examples_in, is_batched, is_batched_element
 from pipeline_core.build import build
 from pipeline_core.child import Ending, Link, ceiling_reason
 from pipeline_core.errors import describe_error
@@ -50,13 +50,6 @@ def _first_leaf(value: Any) -> Any:
     if isinstance(value, dict) and value:
         return _first_leaf(next(iter(value.values())))
     return value
-
-
-def _label_has_batch_axis(element_spec: Any) -> bool:
-    """A dataset not made from a spec: by the (features, label) contract, its elements are
-    batches when the label (the last component) has a leading dimension."""
-    label = _tf().nest.flatten(element_spec)[-1]
-    return label.shape.rank != 0
 
 
 class _ModelStep:
@@ -211,7 +204,7 @@ class _Runner:
             ds = payload["factory"]()
         if not isinstance(ds, _tf().data.Dataset):
             raise TypeError(f"the factory returned {type(ds).__name__}, not a tf.data.Dataset")
-        return ds, _label_has_batch_axis(ds.element_spec)
+        return ds, is_batched_element(ds.element_spec)
 
     def _step(self, tf: Any, batched: bool) -> Callable[[Any], None] | None:
         s = self.settings

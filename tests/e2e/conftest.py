@@ -108,13 +108,17 @@ def lab_server():
             pytest.fail(f"the dashboard server did not start on {url}:\n{tail}")
         time.sleep(0.3)
     yield url, home
+    died = server.poll()
     server.terminate()
     try:
         server.wait(timeout=10)
     except subprocess.TimeoutExpired:
         server.kill()
     log.close()
+    tail = (home / "server.log").read_text(errors="replace")[-3000:]
     shutil.rmtree(home, ignore_errors=True)
+    if died is not None:  # every session's server going down is the worst failure there is
+        pytest.fail(f"the dashboard server died during the e2e session (exit {died}):\n{tail}")
 
 
 @pytest.fixture(scope="session")
