@@ -48,6 +48,7 @@ STOP_KINDS = ("stopped", "cancelled", "ceiling", "timeout", "silent")
 # Every way a child can end without its protocol's last word (`Ending.kind`).
 ENDINGS = (*STOP_KINDS, "died", "raised", "broken", "lost")
 _CRASH_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE")
+PARENT_GONE_EXIT = 3  # a child's exit status when it ended because its parent died
 
 
 def default_memory_limit_mb() -> int:
@@ -219,8 +220,29 @@ class Link:
             os._exit(0)
 
 
+def _exit_with_parent() -> None:
+    """End this child as soon as its parent process is gone, however it went (a SIGKILL
+    of the server or of the CLI included): no orphan keeps running the pipeline.
+
+    `multiprocessing` gives a spawned child a sentinel of its parent that becomes
+    ready when the parent dies (no polling, any platform); a daemon thread waits on
+    it. Linux's parent-death signal is not used: it follows the parent *thread* that
+    started the child, and a Streamlit script thread ends while its run goes on.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # pragma: no cover - not started by multiprocessing
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(PARENT_GONE_EXIT)
+
+    threading.Thread(target=watch, name="pl-parent-watch", daemon=True).start()
+
+
 def _child_main(target: Callable[..., Any], args: tuple, conn: Any, flag: Any) -> None:
     """Entry point of every child: run the target, report a raise, exit."""
+    _exit_with_parent()
     link = Link(conn, flag)
     try:
         target(link, *args)
