@@ -20,11 +20,17 @@ from pydantic import BaseModel, Field, ValidationError
 
 from pipeline_core.augment import AUGMENTATIONS
 from pipeline_core.errors import PipelineLabError
-from pipeline_core.fields import Dim, DType, Frozen, Parallelism
+from pipeline_core.fields import Dim, DType, Frozen, Parallelism, Seed
 from pipeline_core.generators import CUSTOM_TEMPLATE, GENERATOR_TEMPLATES
 from pipeline_core.steps import STEPS, BatchStep, CacheStep, InterleaveStep, MapStep
 
 SCHEMA_VERSION = 1
+# Bounds on a spec as read (issue 10): what any real pipeline stays far below.
+MAX_SPEC_BYTES = 1_000_000  # JSON text of a spec
+MAX_DEPTH = 32  # nesting of JSON objects and lists
+MAX_STEPS = 256
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # TensorFlow takes int64 at most
+ECHO_CHARS = 80  # a received value is echoed in a message up to this many characters
 
 # --- sources -------------------------------------------------------------------
 
@@ -37,7 +43,7 @@ class SyntheticSource(Frozen):
     shape: tuple[Dim, ...] = Field((32, 32, 3), min_length=1, description="Shape of one example.")
     dtype: DType = Field("float32", description="Data type of the features.")
     num_classes: int = Field(10, ge=1, description="Labels are drawn from 0..num_classes-1.")
-    seed: int = Field(0, description="Seed of the random values.")
+    seed: Seed = Field(0, description="Seed of the random values.")
 
 
 class NumpySource(Frozen):
@@ -55,7 +61,7 @@ class NumpySource(Frozen):
     shape: tuple[Dim, ...] = Field((32, 32, 3), min_length=1, description="Shape of one example.")
     dtype: DType = Field("float32", description="Data type of generated features.")
     num_classes: int = Field(10, ge=1, description="Number of label classes when generating.")
-    seed: int = Field(0, description="Seed of generated arrays.")
+    seed: Seed = Field(0, description="Seed of generated arrays.")
 
 
 class NpySource(Frozen):
@@ -89,7 +95,7 @@ class GeneratorSource(Frozen):
     shape: tuple[Dim, ...] = Field((32, 32, 3), min_length=1, description="Shape of one example.")
     dtype: DType = Field("float32", description="dtype in the output_signature.")
     num_classes: int = Field(10, ge=1, description="Number of label classes.")
-    seed: int = Field(0, description="Seed of the generator.")
+    seed: Seed = Field(0, description="Seed of the generator.")
 
 
 class ImageFolderSource(Frozen):
@@ -100,7 +106,7 @@ class ImageFolderSource(Frozen):
     image_size: tuple[Dim, Dim] = Field((64, 64), description="Height and width after resize.")
     channels: Literal[1, 3] = Field(3, description="Decode as grayscale (1) or RGB (3).")
     shuffle_files: bool = Field(True, description="Shuffle the file list (streams large data).")
-    seed: int = Field(0, description="Seed of the file shuffle.")
+    seed: Seed = Field(0, description="Seed of the file shuffle.")
     num_parallel_calls: Parallelism = Field(
         "autotune", description='Files read and decoded at once: null, an int or "autotune".'
     )
@@ -202,9 +208,9 @@ class PipelineSpec(Frozen):
     """A whole pipeline: where data comes from and what happens to it, in order."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    name: str = Field("untitled pipeline", max_length=200)
+    name: str = Field("untitled pipeline", max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
     source: Source = Field(default_factory=SyntheticSource)
-    steps: tuple[Step, ...] = ()
+    steps: tuple[Step, ...] = Field((), max_length=MAX_STEPS)
     options: Options = Field(default_factory=Options)
 
     def to_dict(self) -> dict[str, Any]:
@@ -310,9 +316,45 @@ def _model_at(data: Any, loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def _fmt(value: Any) -> str:
     try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    if len(text) > ECHO_CHARS:
+        text = text[:ECHO_CHARS] + f"... ({len(text):,} characters)"
+    return text
+
+
+def _bounds_problems(obj: Any, path: str = "", depth: int = 0) -> list[Problem]:
+    """Integers TensorFlow cannot take and nesting deeper than any spec needs, by path
+    (checked before validation, so a 2**70 seed is named here, not at run time)."""
+    if depth > MAX_DEPTH:
+        return [Problem(path, f"nested deeper than {MAX_DEPTH} levels; no spec field needs that")]
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, int) and not INT64_MIN <= obj <= INT64_MAX:
+        return [
+            Problem(
+                path,
+                "must fit in a signed 64-bit integer, the largest TensorFlow takes, "
+                f"received {_fmt(obj)}",
+                obj,
+            )
+        ]
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, list | tuple):
+        items = ((f"[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return []
+    problems: list[Problem] = []
+    for key, value in items:
+        where = (
+            f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}" if path else str(key)
+        )
+        problems.extend(_bounds_problems(value, where, depth + 1))
+        if len(problems) >= 20:
+            break
+    return problems
 
 
 def _problem(error: dict[str, Any], data: Any) -> Problem:
@@ -457,22 +499,42 @@ def load_spec(obj: dict[str, Any] | str | bytes | Path | PipelineSpec) -> Pipeli
         return obj
     if isinstance(obj, Path):
         try:
-            obj = obj.read_text(encoding="utf-8")
+            if obj.stat().st_size > MAX_SPEC_BYTES:
+                raise SpecError([_too_large(obj.stat().st_size)])
+            obj = obj.read_bytes()
         except OSError as exc:
             raise SpecError(
                 [Problem("", f"cannot read spec file {str(obj)!r}: {exc.strerror}")]
             ) from None
     if isinstance(obj, str | bytes):
+        if len(obj) > MAX_SPEC_BYTES:
+            raise SpecError([_too_large(len(obj))])
         try:
             obj = json.loads(obj)
         except json.JSONDecodeError as exc:
             raise SpecError(
                 [Problem("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]
             ) from None
+        except UnicodeDecodeError:
+            raise SpecError(
+                [
+                    Problem(
+                        "",
+                        "not a JSON text file (its bytes are not UTF-8): choose the spec's .json file",
+                    )
+                ]
+            ) from None
+        except RecursionError:
+            raise SpecError(
+                [Problem("", f"nested deeper than {MAX_DEPTH} levels; no spec field needs that")]
+            ) from None
     if not isinstance(obj, dict):
         raise SpecError(
             [Problem("", f"a spec must be a JSON object, received {type(obj).__name__}")]
         )
+    bounds = _bounds_problems(obj)
+    if bounds:
+        raise SpecError(bounds)
     version = obj.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise SpecError(
@@ -504,6 +566,14 @@ def load_spec(obj: dict[str, Any] | str | bytes | Path | PipelineSpec) -> Pipeli
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def _too_large(size: int) -> Problem:
+    return Problem(
+        "",
+        f"the spec is {size:,} bytes; specs are limited to {MAX_SPEC_BYTES:,} bytes "
+        "(a real pipeline needs a few kB): choose the right file",
+    )
 
 
 def default_spec() -> PipelineSpec:

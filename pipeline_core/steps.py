@@ -26,7 +26,7 @@ from pipeline_core._tf import tf as _tf
 from pipeline_core.augment import AugmentationParams
 from pipeline_core.augment_code import augment_function, features_of
 from pipeline_core.errors import PipelineLabError
-from pipeline_core.fields import BufferSize, Frozen, Parallelism
+from pipeline_core.fields import MAX_BUFFER, BufferSize, Frozen, Parallelism, Seed
 from pipeline_core.paths import resolve_path
 
 # Above this batch size the pipeline asks for the known element count instead (see
@@ -55,8 +55,10 @@ class ShuffleStep(Frozen):
     """Shuffle with a buffer."""
 
     op: Literal["shuffle"] = "shuffle"
-    buffer_size: int = Field(1000, ge=1, description="Elements held in the shuffle buffer.")
-    seed: int | None = Field(None, description="Seed (null = random).")
+    buffer_size: int = Field(
+        1000, ge=1, le=MAX_BUFFER, description="Elements held in the shuffle buffer."
+    )
+    seed: Seed | None = Field(None, description="Seed (null = random).")
     reshuffle_each_iteration: bool = Field(True, description="New order each epoch.")
 
 

@@ -176,7 +176,7 @@ INVALID = [
     ),
     (
         {"steps": [{"op": "prefetch", "buffer_size": -1}]},
-        'steps[0].buffer_size: must be an integer >= 0 or "autotune", received -1',
+        'steps[0].buffer_size: must be an integer from 0 to 10,000,000 or "autotune"',
     ),
     (
         {"steps": [{"op": "batch", "num_parallel_calls": 0}]},
