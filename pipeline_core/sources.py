@@ -23,8 +23,13 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
+import lzma
+import math
 import os
+import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +134,9 @@ def open_npz_member(path, key):
         else:
             shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
         offset = handle.tell()
+    if dtype.hasobject or dtype.names is not None:
+        # Mapped bytes would be used as object pointers: refuse before mapping.
+        raise ValueError(f"{path}: array {key!r} has dtype {dtype}; save it with a numeric dtype")
     order = "F" if fortran_order else "C"
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
 
@@ -356,6 +364,234 @@ def _resolve(text: str) -> Path:
     return path
 
 
+# --- .npy / .npz headers: read and checked before anything is mapped or loaded ---
+
+_MAGIC = b"\x93NUMPY"
+_MAX_HEADER_BYTES = 65_536  # np.save writes far less for any numeric array
+_FEATURE_KINDS = "biufc"  # bool, int, uint, float, complex: what TensorFlow takes as numbers
+_LABEL_KINDS = "biuf"  # labels become int64 class indices
+_AS_FLOAT = "arr.astype('float32')"
+_KIND_NAMES = {
+    "b": "bool",
+    "i": "int",
+    "u": "uint",
+    "f": "float",
+    "c": "complex",
+    "O": "Python objects",
+    "U": "text",
+    "S": "byte strings",
+    "V": "raw bytes",
+    "M": "datetimes",
+    "m": "time deltas",
+}
+
+
+@dataclass(frozen=True)
+class ArrayHeader:
+    """What a checked `.npy` header declares; `data_offset` counts from the magic string."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    data_offset: int
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _byte_count(n: int) -> str:
+    return f"{n:,} bytes" if n < 10**15 else f"about 10^{len(str(n)) - 1} bytes"
+
+
+def _saver(key: str | None) -> Callable[[str], str]:
+    """The call that saves `expr` the way the file is read: np.save, or np.savez under `key`."""
+    if key is None:
+        return lambda expr: f"np.save(path, {expr})"
+    if key.isidentifier():
+        return lambda expr: f"np.savez(path, {key}={expr})"
+    return lambda expr: f"np.savez(path, **{{{key!r}: {expr}}})"
+
+
+def check_array_header(
+    stream: Any, *, size: int, what: str, key: str | None = None, labels: bool = False
+) -> ArrayHeader:
+    """Read and check the `.npy` header at the start of `stream` (only the header is read).
+
+    `size` is how many bytes the `.npy` data holds in all (header and data); `what`
+    names it in messages ("'x.npy'", "array 'x' of 'd.npz'"); `key` is the npz
+    member's name (for the fix shown), None for a `.npy` file. Refused: a header
+    numpy cannot parse; Python objects (reading them would use raw bytes as object
+    pointers); structured dtypes; dtypes that are not bool, int, uint, float or
+    complex (labels: not complex either); a shape whose data is larger than the
+    bytes present (a truncated file, or a header that lies).
+
+    Raises:
+        SourceError: the array cannot be read safely; the message names the fix.
+    """
+    save = _saver(key)
+    prefix = stream.read(len(_MAGIC) + 2)
+    if len(prefix) < len(_MAGIC) + 2 or not prefix.startswith(_MAGIC):
+        raise SourceError(
+            f"{what} is not a .npy array (it does not start with numpy's magic string); "
+            f"save the array with {save('arr')}"
+        )
+    version = (prefix[-2], prefix[-1])
+    if version not in ((1, 0), (2, 0)):
+        raise SourceError(
+            f"{what} uses .npy format version {version[0]}.{version[1]}, which holds no plain "
+            f"numeric array; save it with a numeric dtype: {save(_AS_FLOAT)}"
+        )
+    length_format = "<H" if version == (1, 0) else "<I"
+    length_bytes = stream.read(struct.calcsize(length_format))
+    header_length = (
+        struct.unpack(length_format, length_bytes)[0]
+        if len(length_bytes) == struct.calcsize(length_format)
+        else -1
+    )
+    header = stream.read(header_length) if 0 <= header_length <= _MAX_HEADER_BYTES else b""
+    if len(header) != header_length or header_length > _MAX_HEADER_BYTES:
+        raise SourceError(
+            f"{what} has a damaged .npy header (cut short or over {_MAX_HEADER_BYTES:,} bytes); "
+            f"save the array again with {save('arr')}"
+        )
+    reader = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    try:
+        shape, fortran_order, dtype = reader(io.BytesIO(length_bytes + header))
+    except Exception:  # a bounded header parsed in memory: any failure means a bad header
+        raise SourceError(
+            f"{what} has a .npy header numpy cannot parse; save the array again with {save('arr')}"
+        ) from None
+    data_offset = len(prefix) + len(length_bytes) + header_length
+    _check_dtype(dtype, what=what, save=save, labels=labels)
+    shape = tuple(shape)
+    if len(shape) > 64 or any(d < 0 for d in shape):
+        raise SourceError(
+            f"{what} declares an impossible shape {_clip(str(shape))}; the file is damaged: "
+            f"save the array again with {save('arr')}"
+        )
+    needed = math.prod(shape) * dtype.itemsize
+    present = max(0, size - data_offset)
+    if needed > present:
+        raise SourceError(
+            f"{what} is truncated: its header declares shape {_clip(str(shape))} of {dtype} "
+            f"({_byte_count(needed)}) but only {_byte_count(present)} of data follow; copy the "
+            f"file again, or save the array again with {save('arr')}"
+        )
+    return ArrayHeader(shape, dtype, bool(fortran_order), data_offset)
+
+
+def _check_dtype(dtype: np.dtype, *, what: str, save: Callable[[str], str], labels: bool) -> None:
+    numeric = save("arr.astype('int64')" if labels else _AS_FLOAT)
+    if dtype.hasobject:
+        raise SourceError(
+            f"{what} holds Python objects (dtype {_clip(str(dtype), 80)}); reading them means "
+            f"unpickling, which can run code from the file, so they are refused: save it with a "
+            f"numeric dtype: {numeric}"
+        )
+    if dtype.names is not None:
+        fields = ", ".join(dtype.names[:5]) + (", ..." if len(dtype.names) > 5 else "")
+        first = dtype.names[0] if dtype.names else "a"
+        raise SourceError(
+            f"{what} has a structured dtype (fields: {_clip(fields, 80)}); TensorFlow needs one "
+            f"numeric dtype per array: save each field as its own array, e.g. "
+            f"{save(f'arr[{first!r}]')}"
+        )
+    kinds = _LABEL_KINDS if labels else _FEATURE_KINDS
+    if dtype.subdtype is not None or dtype.kind not in kinds:
+        kind = "sub-arrays" if dtype.subdtype is not None else _KIND_NAMES.get(dtype.kind, "?")
+        allowed = "bool, int, uint or float" if labels else "bool, int, uint, float or complex"
+        role = "labels need" if labels else "features need"
+        raise SourceError(
+            f"{what} has dtype {_clip(str(dtype), 80)} ({kind}); {role} {allowed} numbers: "
+            f"save it with a numeric dtype: {numeric}"
+        )
+
+
+def read_npy_header(path: str, *, labels: bool = False) -> ArrayHeader:
+    """The checked header of a `.npy` file (see `check_array_header`); nothing is mapped."""
+    with open(path, "rb") as handle:
+        return check_array_header(
+            handle, size=os.fstat(handle.fileno()).st_size, what=repr(path), labels=labels
+        )
+
+
+def npz_member(archive: zipfile.ZipFile, key: str) -> zipfile.ZipInfo | None:
+    """The zip entry of array `key` (`key.npy`, or `key` as np.load also accepts)."""
+    names = set(archive.namelist())
+    for name in (key + ".npy", key):
+        if name in names:
+            return archive.getinfo(name)
+    return None
+
+
+def read_npz_header(
+    archive: zipfile.ZipFile,
+    key: str,
+    *,
+    what: str,
+    archive_size: int,
+    labels: bool = False,
+) -> ArrayHeader:
+    """The checked header of npz member `key` (only its header is decompressed).
+
+    A stored (uncompressed) member must also lie inside the archive's
+    `archive_size` bytes, as memory-mapping reads it straight from the file.
+    """
+    info = npz_member(archive, key)
+    if info is None:
+        raise SourceError(f"{what}: no array {key!r}; set the key to one of: {_npz_keys(archive)}")
+    try:
+        if info.compress_type == zipfile.ZIP_STORED:
+            _check_stored_member(archive, info, what=what, archive_size=archive_size)
+        with archive.open(info) as stream:
+            return check_array_header(
+                stream, size=info.file_size, what=what, key=key, labels=labels
+            )
+    except SourceError:
+        raise
+    except (
+        zipfile.BadZipFile,
+        NotImplementedError,  # a compression method zipfile lacks
+        RuntimeError,  # an encrypted member
+        OSError,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+    ) as exc:
+        raise SourceError(
+            f"{what} cannot be read from the archive ({_clip(str(exc), 80)}); save the file "
+            "again with np.savez"
+        ) from None
+
+
+def _check_stored_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, *, what: str, archive_size: int
+) -> None:
+    raw = archive.fp
+    if raw is None:
+        raise SourceError(f"{what}: the archive is closed")
+    raw.seek(info.header_offset)
+    local = raw.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04" or info.compress_size != info.file_size:
+        raise SourceError(f"{what} has a damaged zip entry; save the file again with np.savez")
+    name_length, extra_length = struct.unpack("<HH", local[26:30])
+    end = info.header_offset + 30 + name_length + extra_length + info.file_size
+    if end > archive_size:
+        raise SourceError(
+            f"{what} is truncated: the archive ends {_byte_count(end - archive_size)} before "
+            "the array does; copy the file again, or save it again with np.savez"
+        )
+
+
+def _npz_keys(archive: zipfile.ZipFile) -> str:
+    return ", ".join(n.removesuffix(".npy") for n in archive.namelist())
+
+
 def _interleave_args(interleave: InterleaveStep | None) -> dict[str, Any] | None:
     if interleave is None:
         return None
@@ -381,41 +617,62 @@ def _plan_numpy(source: NumpySource, **_: Any) -> Call:
     if not path.endswith((".npy", ".npz")):
         raise SourceError(f"numpy source path {path!r} must end in .npy or .npz")
     if path.endswith(".npz"):
-        with np.load(path) as archive:
-            if source.features_key not in archive.files:
+        with _open_npz(path) as archive:
+            if npz_member(archive, source.features_key) is None:
                 raise SourceError(
                     f"{path!r} has no array {source.features_key!r}; set features_key to "
-                    f"one of: {', '.join(archive.files)}"
+                    f"one of: {_npz_keys(archive)}"
                 )
+            size = os.path.getsize(path)
+            features = read_npz_header(
+                archive,
+                source.features_key,
+                what=_member(path, source.features_key),
+                archive_size=size,
+            )
+            if npz_member(archive, source.labels_key) is not None:
+                read_npz_header(
+                    archive,
+                    source.labels_key,
+                    what=_member(path, source.labels_key),
+                    archive_size=size,
+                    labels=True,
+                )
+    else:
+        features = read_npy_header(path)
+    if not features.shape:
+        raise SourceError(f"{path!r} holds a scalar; it needs one row per example")
     kwargs = {"path": path, "features_key": source.features_key, "labels_key": source.labels_key}
     return Call(numpy_file_dataset, kwargs)
 
 
-def _npy_shape(path: str) -> tuple[tuple[int, ...], np.dtype]:
+def _member(path: str, key: str) -> str:
+    return f"array {key!r} of {path!r}"
+
+
+def _open_npz(path: str) -> zipfile.ZipFile:
     try:
-        array = np.load(path, mmap_mode="r")
-    except ValueError as exc:
-        raise SourceError(
-            f"{path!r} is not a readable .npy file ({exc}); save it with np.save"
-        ) from None
-    return array.shape, array.dtype
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise SourceError(f"{path!r} is not an .npz archive; save it with np.savez") from None
 
 
 def _plan_npy(source: NpySource, **_: Any) -> Call:
     features = _existing_file(source.features_path, what="features_path", kind=".npy")
-    shape, dtype = _npy_shape(features)
+    header = read_npy_header(features)
+    shape, dtype = header.shape, header.dtype
     if not shape:
         raise SourceError(f"{features!r} holds a scalar; it needs one row per example")
     labels = None
     if source.labels_path is not None:
         labels = _existing_file(source.labels_path, what="labels_path", kind=".npy")
-        label_shape, _ = _npy_shape(labels)
-        if label_shape[:1] != shape[:1]:
+        label_rows = (read_npy_header(labels, labels=True).shape or (0,))[0]
+        if label_rows != shape[0]:
             raise SourceError(
-                f"labels_path has {label_shape[:1] or 0} rows but features_path has {shape[0]}; "
+                f"labels_path has {label_rows} rows but features_path has {shape[0]}; "
                 "both files need one row per example"
             )
-    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    row_bytes = math.prod(shape[1:]) * dtype.itemsize
     return Call(
         npy_dataset,
         {"features_path": features, "labels_path": labels, "chunk_rows": _chunk_rows(row_bytes)},
@@ -425,30 +682,45 @@ def _plan_npy(source: NpySource, **_: Any) -> Call:
 
 def _plan_npz(source: NpzSource, **_: Any) -> Call:
     path = _existing_file(source.path, what="npz path", kind=".npz")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n.removesuffix(".npy") for n in archive.namelist()]
-    except zipfile.BadZipFile:
-        raise SourceError(f"{path!r} is not an .npz archive; save it with np.savez") from None
-    for key, what in ((source.features_key, "features_key"), (source.labels_key, "labels_key")):
-        if key is not None and key not in names:
-            raise SourceError(
-                f"{path!r} has no array {key!r}; set {what} to one of: {', '.join(names)}"
-            )
-    try:
-        features = open_npz_member(path, source.features_key)
-        if source.labels_key is not None:
-            labels = open_npz_member(path, source.labels_key)
-            if len(labels) != len(features):
+    with _open_npz(path) as archive:
+        for key, what in ((source.features_key, "features_key"), (source.labels_key, "labels_key")):
+            if key is not None and npz_member(archive, key) is None:
                 raise SourceError(
-                    f"{source.labels_key!r} has {len(labels)} rows but {source.features_key!r} "
-                    f"has {len(features)}; both need one row per example"
+                    f"{path!r} has no array {key!r}; set {what} to one of: {_npz_keys(archive)}"
                 )
-    except SourceError:
-        raise
-    except ValueError as exc:
-        raise SourceError(str(exc)) from None
-    row_bytes = int(np.prod(features.shape[1:], dtype=np.int64)) * features.dtype.itemsize
+        size = os.path.getsize(path)
+        features = read_npz_header(
+            archive,
+            source.features_key,
+            what=_member(path, source.features_key),
+            archive_size=size,
+        )
+        if not features.shape:
+            raise SourceError(
+                f"{_member(path, source.features_key)} holds a scalar; it needs one row per example"
+            )
+        if source.labels_key is not None:
+            labels = read_npz_header(
+                archive,
+                source.labels_key,
+                what=_member(path, source.labels_key),
+                archive_size=size,
+                labels=True,
+            )
+            label_rows = (labels.shape or (0,))[0]
+            if label_rows != features.shape[0]:
+                raise SourceError(
+                    f"{source.labels_key!r} has {label_rows} rows but {source.features_key!r} "
+                    f"has {features.shape[0]}; both need one row per example"
+                )
+        for key in (source.features_key, source.labels_key):
+            info = npz_member(archive, key) if key is not None else None
+            if info is not None and info.compress_type != zipfile.ZIP_STORED:
+                raise SourceError(
+                    f"{path}: array {key!r} is compressed, so it cannot be memory-mapped; "
+                    "save the file with np.savez (not np.savez_compressed)"
+                )
+    row_bytes = math.prod(features.shape[1:]) * features.dtype.itemsize
     kwargs = {
         "path": path,
         "features_key": source.features_key,

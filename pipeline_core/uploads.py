@@ -4,7 +4,9 @@ An upload is one of: a zip of an image folder (one sub-folder per class), an
 `.npz` archive, a `.csv` file or a `.tfrecord` file. It is stored under
 `paths.uploads_dir()` and turned into the source JSON that reads it. A hostile
 zip (path traversal, links, too many files, too large once unpacked) is
-refused with an `UploadError` that says what is wrong and what to do.
+refused with an `UploadError` that says what is wrong and what to do; so is an
+`.npz` with an array of Python objects, a structured or non-numeric dtype, or a
+header that declares more data than the member holds (only headers are read).
 """
 
 from __future__ import annotations
@@ -269,6 +271,7 @@ def _store_npz(name: str, data: bytes, target: Path, limits: ZipLimits) -> Store
         raise UploadError(f"{name!r} holds no arrays; save features (and labels) with numpy.savez")
     features = "x" if "x" in keys else keys[0]
     labels = "y" if "y" in keys else next((k for k in keys if k != features), None)
+    _check_npz_headers(name, data, keys)
     path = _write(target, ".npz", data)
     notes = [f"arrays: {', '.join(keys)}"]
     if compressed:
@@ -281,6 +284,19 @@ def _store_npz(name: str, data: bytes, target: Path, limits: ZipLimits) -> Store
     source = {"type": "npz", "path": _placeholder(path), "features_key": features}
     source["labels_key"] = labels
     return StoredUpload("npz", path, source, tuple(notes))
+
+
+def _check_npz_headers(name: str, data: bytes, keys: list[str]) -> None:
+    """Refuse objects, structured or non-numeric dtypes and truncated members (headers only)."""
+    from pipeline_core.sources import SourceError, read_npz_header
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for key in keys:
+                what = f"array {key!r} of {name!r}"
+                read_npz_header(archive, key, what=what, archive_size=len(data))
+    except SourceError as exc:
+        raise UploadError(str(exc)) from None
 
 
 def _npz_compressed(data: bytes) -> bool:
