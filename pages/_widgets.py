@@ -60,10 +60,15 @@ def _fmt_optional_bool(value: Any) -> str:
     return "default (null)" if value is None else str(value)
 
 
+_JS_MAX_INT = 2**53 - 1
+
+
 def _number(field: ParamField, value: Any, *, key: str, label: str, integer: bool) -> Any:
     cast = int if integer else float
     low = None if field.minimum is None else cast(field.minimum)
     high = None if field.maximum is None else cast(field.maximum)
+    if high is not None and high > _JS_MAX_INT:  # a browser number holds 2**53 - 1 at most
+        high = None
     if value is not None:
         value = cast(value)
     if not integer and low is not None and high is not None and not field.optional:
