@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -423,8 +424,12 @@ class RunStore:
     def import_json(self, text: str | bytes) -> int:
         """Add a run written by `dump_json`; returns its new id.
 
+        The whole file is checked first and the run goes in with its batches and
+        readings in one transaction: a bad file adds nothing.
+
         Raises:
-            StoreError: the text is not a run file of Pipeline Lab (`dump_json`).
+            StoreError: the text is not a run file of Pipeline Lab (`dump_json`), or a
+                figure in it is not what a run holds (the message names it).
         """
         data = _parse_run_file(text)
         run = data["run"]
@@ -433,16 +438,17 @@ class RunStore:
             status = "interrupted"
         batches = data.get("batches") or {}
         rows = list(zip(*(batches.get(c, []) for c in BATCH_COLUMNS), strict=True))
+        readings = data.get("readings") or []
         with self._connect(write=True) as conn:
             cursor = conn.execute(
                 "INSERT INTO runs (name, created, updated, status, error, spec_json,"
                 " environment_json, summary_json, settings_json) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
-                    str(run.get("name") or "imported run"),
+                    str(run.get("name") or "imported run")[:200],
                     str(run.get("created") or _now()),
                     _now(),
                     status,
-                    run.get("error"),
+                    None if run.get("error") is None else str(run["error"]),
                     json.dumps(run["spec"]) if run.get("spec") is not None else None,
                     json.dumps(run.get("environment") or {}),
                     json.dumps(run.get("summary") or {}),
@@ -450,8 +456,15 @@ class RunStore:
                 ),
             )
             run_id = int(cursor.lastrowid)
-        self.append_batches(run_id, rows)
-        self.append_readings(run_id, data.get("readings") or [])
+            conn.executemany(
+                "INSERT OR REPLACE INTO batches (run_id, idx, t_s, wait_ms, examples, step_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, *row) for row in rows],
+            )
+            conn.executemany(
+                "INSERT INTO readings (run_id, t_s, data_json) VALUES (?, ?, ?)",
+                [(run_id, float(r.get("t", 0.0)), json.dumps(r)) for r in readings],
+            )
         return run_id
 
 
@@ -469,20 +482,38 @@ def _read_version(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+def _number(value: Any) -> float | None:
+    """A stored figure, or None when it is missing or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def _info(row: sqlite3.Row) -> RunInfo:
-    summary = json.loads(row["summary_json"] or "{}")
-    latency = summary.get("latency_ms") or {}
+    """One row of the run list; a stored summary that cannot be read (written by hand,
+    an older bug) shows as unknown figures and says so, instead of failing the list."""
+    error = row["error"]
+    try:
+        summary = json.loads(row["summary_json"] or "{}")
+    except (ValueError, RecursionError):
+        summary = None
+    if not isinstance(summary, dict):
+        summary = {}
+        error = f"{error + '; ' if error else ''}its stored summary cannot be read"
+    latency = summary.get("latency_ms")
+    latency = latency if isinstance(latency, dict) else {}
+    batches = _number(summary.get("batches"))
     return RunInfo(
         id=row["id"],
         name=row["name"],
         created=row["created"],
         status=row["status"],
-        error=row["error"],
-        batches=summary.get("batches"),
-        examples_per_s=summary.get("examples_per_s"),
-        latency_p50_ms=latency.get("p50"),
-        input_bound_percent=summary.get("input_bound_percent"),
-        held_by_pipeline_mb=summary.get("held_by_pipeline_mb"),
+        error=error,
+        batches=None if batches is None else int(batches),
+        examples_per_s=_number(summary.get("examples_per_s")),
+        latency_p50_ms=_number(latency.get("p50")),
+        input_bound_percent=_number(summary.get("input_bound_percent")),
+        held_by_pipeline_mb=_number(summary.get("held_by_pipeline_mb")),
     )
 
 
@@ -506,11 +537,94 @@ def _parse_run_file(text: str | bytes) -> dict[str, Any]:
         )
     if not isinstance(data.get("run"), dict):
         raise StoreError("the import file has no `run` object; export the run again")
+    _check_run(data["run"])
     batches = data.get("batches") or {}
+    if not isinstance(batches, dict) or not all(
+        isinstance(batches.get(c, []), list) for c in BATCH_COLUMNS
+    ):
+        raise StoreError(
+            f"the import file's `batches` should map {', '.join(BATCH_COLUMNS)} to lists; "
+            "export the run again"
+        )
     lengths = {len(batches.get(c, [])) for c in BATCH_COLUMNS}
     if len(lengths) > 1:
         raise StoreError(
             f"the import file's batch columns {', '.join(BATCH_COLUMNS)} differ in length; "
             "export the run again"
         )
+    for column in BATCH_COLUMNS:
+        bad = next(
+            (v for v in batches.get(column, []) if _number(v) is None and v is not None), None
+        )
+        if bad is not None:
+            raise StoreError(
+                f"the import file's batch column {column!r} holds {_echo(bad)}, not a number; "
+                "export the run again"
+            )
+    readings = data.get("readings") or []
+    if not isinstance(readings, list) or not all(
+        isinstance(r, dict) and _number(r.get("t", 0.0)) is not None for r in readings
+    ):
+        raise StoreError(
+            "the import file's `readings` should be a list of objects with a numeric `t`; "
+            "export the run again"
+        )
     return data
+
+
+# Figures of a run's summary that the run list and comparisons read as numbers.
+_SUMMARY_NUMBERS = ("batches", "examples", "examples_per_s", "input_bound_percent",
+                    "held_by_pipeline_mb", "elapsed_s", "first_batch_s")  # fmt: skip
+
+
+def _echo(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _check_run(run: dict[str, Any]) -> None:
+    """The `run` object of an import file holds what a stored run holds (StoreError if not)."""
+    for key in ("spec", "environment", "summary", "settings"):
+        value = run.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise StoreError(
+                f"the import file's run.{key} should be an object, not {_echo(value)}; "
+                "export the run again"
+            )
+    for key in ("name", "created", "error"):
+        value = run.get(key)
+        if value is not None and not isinstance(value, str):
+            raise StoreError(
+                f"the import file's run.{key} should be text, not {_echo(value)}; "
+                "export the run again"
+            )
+    created = run.get("created")
+    if created is not None:
+        try:
+            datetime.fromisoformat(created)
+        except ValueError:
+            raise StoreError(
+                f"the import file's run.created should be an ISO time, not {_echo(created)}; "
+                "export the run again"
+            ) from None
+    summary = run.get("summary") or {}
+    for key in _SUMMARY_NUMBERS:
+        value = summary.get(key)
+        if value is not None and _number(value) is None:
+            raise StoreError(
+                f"the import file's run.summary.{key} should be a number, not {_echo(value)}; "
+                "export the run again"
+            )
+    latency = summary.get("latency_ms")
+    if latency is not None:
+        if not isinstance(latency, dict):
+            raise StoreError(
+                f"the import file's run.summary.latency_ms should be an object of numbers, not "
+                f"{_echo(latency)}; export the run again"
+            )
+        for key, value in latency.items():
+            if value is not None and _number(value) is None:
+                raise StoreError(
+                    f"the import file's run.summary.latency_ms.{key} should be a number, not "
+                    f"{_echo(value)}; export the run again"
+                )
