@@ -623,27 +623,28 @@ def _plan_numpy(source: NumpySource, **_: Any) -> Call:
                     f"{path!r} has no array {source.features_key!r}; set features_key to "
                     f"one of: {_npz_keys(archive)}"
                 )
-            size = os.path.getsize(path)
-            features = read_npz_header(
-                archive,
-                source.features_key,
-                what=_member(path, source.features_key),
-                archive_size=size,
-            )
-            if npz_member(archive, source.labels_key) is not None:
-                read_npz_header(
-                    archive,
-                    source.labels_key,
-                    what=_member(path, source.labels_key),
-                    archive_size=size,
-                    labels=True,
-                )
+            features, _ = _npz_headers(archive, path, source.features_key, source.labels_key)
     else:
         features = read_npy_header(path)
     if not features.shape:
         raise SourceError(f"{path!r} holds a scalar; it needs one row per example")
     kwargs = {"path": path, "features_key": source.features_key, "labels_key": source.labels_key}
     return Call(numpy_file_dataset, kwargs)
+
+
+def _npz_headers(archive: zipfile.ZipFile, path: str, features_key: str, labels_key: str | None):
+    """Checked headers of the features array and of the labels array (None when not named
+    or not in the archive)."""
+    size = os.path.getsize(path)
+    features = read_npz_header(
+        archive, features_key, what=_member(path, features_key), archive_size=size
+    )
+    labels = None
+    if labels_key is not None and npz_member(archive, labels_key) is not None:
+        labels = read_npz_header(
+            archive, labels_key, what=_member(path, labels_key), archive_size=size, labels=True
+        )
+    return features, labels
 
 
 def _member(path: str, key: str) -> str:
@@ -688,25 +689,12 @@ def _plan_npz(source: NpzSource, **_: Any) -> Call:
                 raise SourceError(
                     f"{path!r} has no array {key!r}; set {what} to one of: {_npz_keys(archive)}"
                 )
-        size = os.path.getsize(path)
-        features = read_npz_header(
-            archive,
-            source.features_key,
-            what=_member(path, source.features_key),
-            archive_size=size,
-        )
+        features, labels = _npz_headers(archive, path, source.features_key, source.labels_key)
         if not features.shape:
             raise SourceError(
                 f"{_member(path, source.features_key)} holds a scalar; it needs one row per example"
             )
-        if source.labels_key is not None:
-            labels = read_npz_header(
-                archive,
-                source.labels_key,
-                what=_member(path, source.labels_key),
-                archive_size=size,
-                labels=True,
-            )
+        if labels is not None:
             label_rows = (labels.shape or (0,))[0]
             if label_rows != features.shape[0]:
                 raise SourceError(
