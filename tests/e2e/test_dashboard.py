@@ -99,8 +99,9 @@ def test_live_run_stop_find_in_runs_and_compare(app, lab_server, screenshots):
     expect(progress).to_contain_text(re.compile(r"running · [1-9]\d* batches"))
     before = progress.inner_text()
     expect(progress).not_to_have_text(before)  # refreshed live, without a click
+    # plotly draws asynchronously after the progress line: wait for the first points
+    app.wait_for_function(f"() => ({CHART_POINTS})() > 0", timeout=30_000)
     points = app.evaluate(CHART_POINTS)
-    assert points > 0
     app.wait_for_function(f"() => ({CHART_POINTS})() > {points}")  # the wait chart grows
     rate = app.get_by_test_id("stMetric").filter(has_text="examples/s")
     expect(rate).not_to_contain_text("—")
