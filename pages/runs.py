@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import streamlit as st
@@ -73,11 +74,11 @@ def _requested_ids() -> list[int]:
     """Run ids from the shareable link (`?run=ID` or `?run=ID,ID`)."""
     text = st.query_params.get("run", "")
     ids = []
-    for part in text.split(","):
-        if part.strip().isdigit():
+    for part in (p.strip() for p in text.split(",")):
+        if re.fullmatch(r"[0-9]{1,18}", part):  # ASCII digits SQLite can hold
             ids.append(int(part))
-        elif part.strip():
-            st.error(f"The link names run {part!r}, which is not a run id; use ?run=<number>.")
+        elif part:
+            st.error(f"The link names run {part[:24]!r}, which is not a run id; use ?run=<number>.")
     return ids
 
 

@@ -27,8 +27,10 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -167,9 +169,10 @@ def _death_reason(exitcode: int | None, what: str, at_: str) -> str:
 class Link:
     """The child's end: messages to the parent, the parent's stop request, the exit."""
 
-    def __init__(self, conn: Any, flag: Any) -> None:
+    def __init__(self, conn: Any, flag: Any, temp_dir: str | None = None) -> None:
         self._conn = conn
         self._flag = flag
+        self._temp_dir = temp_dir
         self._lock = threading.Lock()
         self._finished = False
 
@@ -210,17 +213,19 @@ class Link:
         return STOP_KINDS[code - 1] if code else None
 
     def exit(self) -> NoReturn:
-        """Leave now: flush, close the pipe, skip interpreter teardown (TensorFlow's threads
-        can stall a normal exit)."""
+        """Leave now: flush, close the pipe, remove the child's temporary folder, skip
+        interpreter teardown (TensorFlow's threads can stall a normal exit)."""
         sys.stdout.flush()
         sys.stderr.flush()
         try:
             self._conn.close()
+            if self._temp_dir:
+                shutil.rmtree(self._temp_dir, ignore_errors=True)
         finally:
             os._exit(0)
 
 
-def _exit_with_parent() -> None:
+def _exit_with_parent(temp_dir: str | None = None) -> None:
     """End this child as soon as its parent process is gone, however it went (a SIGKILL
     of the server or of the CLI included): no orphan keeps running the pipeline.
 
@@ -235,15 +240,30 @@ def _exit_with_parent() -> None:
 
     def watch() -> None:
         parent.join()
+        if temp_dir:  # nobody is left to remove it
+            shutil.rmtree(temp_dir, ignore_errors=True)
         os._exit(PARENT_GONE_EXIT)
 
     threading.Thread(target=watch, name="pl-parent-watch", daemon=True).start()
 
 
-def _child_main(target: Callable[..., Any], args: tuple, conn: Any, flag: Any) -> None:
+def _use_temp_dir(path: str | None) -> None:
+    """Send this child's temporary files (AutoGraph writes one `.py` per converted
+    function) to its own folder, which goes when the child ends: `os._exit` skips the
+    clean-up that would remove them, and a killed child never runs it."""
+    if not path:
+        return
+    os.environ["TMPDIR"] = path
+    tempfile.tempdir = path
+
+
+def _child_main(
+    target: Callable[..., Any], args: tuple, conn: Any, flag: Any, temp_dir: str | None = None
+) -> None:
     """Entry point of every child: run the target, report a raise, exit."""
-    _exit_with_parent()
-    link = Link(conn, flag)
+    _exit_with_parent(temp_dir)
+    _use_temp_dir(temp_dir)
+    link = Link(conn, flag, temp_dir)
     try:
         target(link, *args)
     except BaseException as exc:  # every failure goes back as a reason
@@ -276,6 +296,7 @@ class Child:
         on_poll: called between checks (at least every `POLL_S`), e.g. to save progress.
         flag: the stop flag the child reads (shared memory; a plain one for fakes).
         memory_mb: reads a pid's private memory in MB.
+        temp_dir: the child's temporary folder, removed once the child has ended.
     """
 
     def __init__(
@@ -290,8 +311,10 @@ class Child:
         on_poll: Callable[[], None] | None = None,
         flag: Any = None,
         memory_mb: Callable[[int], float] = private_mb,
+        temp_dir: str | None = None,
     ) -> None:
         self.what = what
+        self._temp_dir = temp_dir
         self.limits = limits
         self._process = process
         self._conn = conn
@@ -444,6 +467,8 @@ class Child:
             self._process.kill()
             self._process.join(timeout=JOIN_S)
         self._conn.close()
+        if self._temp_dir:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
         self._end(self._ending("lost"))
         self._done.set()
 
@@ -493,14 +518,19 @@ def spawn(
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     flag = ctx.Value("i", 0, lock=False)
+    temp_dir = tempfile.mkdtemp(prefix="pipeline-lab-child-")
     process = ctx.Process(
         target=_child_main,
-        args=(target, tuple(args), sender, flag),
+        args=(target, tuple(args), sender, flag, temp_dir),
         name=f"pipeline-lab-{what}"[:60].replace(" ", "-"),
         daemon=True,
     )
-    with contextlib.nullcontext() if needs_main else _main_hidden():
-        process.start()
+    try:
+        with contextlib.nullcontext() if needs_main else _main_hidden():
+            process.start()
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
     sender.close()  # only the child writes: its death then reads as end-of-file here
     child = Child(
         process,
@@ -511,6 +541,7 @@ def spawn(
         on_end=on_end,
         on_poll=on_poll,
         flag=flag,
+        temp_dir=temp_dir,
     )
     threading.Thread(target=child.watch, name="pl-child-monitor", daemon=True).start()
     return child

@@ -331,6 +331,7 @@ class RunStore:
         Raises:
             StoreError: there is no run with this id.
         """
+        self._check_id(run_id)
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
@@ -363,19 +364,27 @@ class RunStore:
         name = name.strip()
         if not name:
             raise StoreError("a run name cannot be empty; pass some text")
+        self._check_id(run_id)
         with self._connect(write=True) as conn:
             if conn.execute("UPDATE runs SET name=? WHERE id=?", (name, run_id)).rowcount == 0:
                 raise self._missing(run_id)
 
     def delete(self, run_id: int) -> None:
         """Delete a run and its series."""
+        self._check_id(run_id)
         with self._connect(write=True) as conn:
             if conn.execute("DELETE FROM runs WHERE id=?", (run_id,)).rowcount == 0:
                 raise self._missing(run_id)
 
+    def _check_id(self, run_id: int) -> None:
+        """An id SQLite cannot hold (beyond 64 bits) names no run."""
+        if not isinstance(run_id, int) or not -(2**63) <= run_id < 2**63:
+            raise self._missing(run_id)
+
     def _missing(self, run_id: int) -> StoreError:
         return StoreError(
-            f"no run with id {run_id} in {self.path}; `python -m pipeline_core runs list` "
+            f"no run with id {str(run_id)[:24]} in {self.path}; "
+            "`python -m pipeline_core runs list` "
             "shows the ids"
         )
 

@@ -101,3 +101,36 @@ def test_one_unreadable_stored_summary_does_not_break_the_list(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "hand-edited" in done.stdout
+
+
+@pytest.mark.parametrize("run_id", [10**21, -(2**64), 2**63])
+def test_an_id_beyond_64_bits_names_no_run(tmp_path, run_id):
+    store = RunStore(tmp_path / "runs.sqlite")
+    for call in (store.get_run, store.delete, lambda i: store.rename(i, "x")):
+        with pytest.raises(StoreError, match="no run with id .* runs list"):
+            call(run_id)
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999999", "-1"])
+def test_cli_runs_show_of_an_impossible_id_is_a_user_error(tmp_path, text):
+    env = {**os.environ, "PIPELINE_LAB_DB": str(tmp_path / "runs.sqlite")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline_core", "runs", "show", "--", text],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "no run with id" in done.stderr
+
+
+@pytest.mark.parametrize("link", ["1e21", "99999999999999999999999", "²", "1,,x" * 100, "-3"])
+def test_a_runs_link_with_a_bad_id_is_answered_on_the_page(link):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=90)
+    at.query_params["run"] = link
+    at.run()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("not a run id" in e.value or "no run" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]

@@ -435,3 +435,29 @@ def _wait_started(child):
     while not child.started and time.monotonic() < deadline:
         time.sleep(0.01)
     assert child.started
+
+
+def writes_temp_files(link, stay):
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:  # as AutoGraph does
+        f.write("x = 1\n")
+    link.started(f.name)
+    if stay:
+        time.sleep(60)
+    link.send_last("result", os.environ["TMPDIR"])
+
+
+def test_a_childs_temporary_files_go_with_it_however_it_ends(alive):
+    for stay in (False, True):  # ends on its own; killed by a cancel
+        child, protocol = _spawned(writes_temp_files, (stay,))
+        _wait_started(child)
+        written = protocol.messages[0][1]
+        folder = os.path.dirname(written)
+        assert os.path.basename(folder).startswith("pipeline-lab-child-")
+        if stay:
+            child.cancel()
+        assert child.wait(30)
+        assert not os.path.exists(written) and not os.path.exists(folder)
+        assert not alive(child.pid)
+    assert protocol.endings[0].kind == "cancelled"
