@@ -18,6 +18,7 @@ from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import MEMORY_NOTE
 
 EXIT_FAILED_RUN = 1
+EXIT_STOPPED_RUN = 3  # stopped before its limit (the memory ceiling); the partial run is stored
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:
@@ -106,6 +107,9 @@ def _profile(args: argparse.Namespace) -> int:
         print(f"\nstored as run {result.run_id} in {store.path}")
     if args.json:
         write_json(summary, args.json)
+    if result.status == "stopped":  # nobody presses Stop here: the memory ceiling did
+        sys.stderr.write(f"error: {result.reason}\n")
+        return EXIT_STOPPED_RUN
     return EXIT_FAILED_RUN if result.status == "failed" else 0
 
 
