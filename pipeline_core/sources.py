@@ -28,6 +28,7 @@ import lzma
 import math
 import os
 import struct
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
@@ -887,9 +888,15 @@ def _plan_csv(source: CsvSource, *, interleave: InterleaveStep | None = None, **
         )
     text = [n for n, t in columns if t == "string"]
     if text:
+        first = _bad_csv_line(
+            files[0],
+            header=source.header,
+            field_delim=source.field_delim,
+            deadline=time.monotonic() + LOCATE_BUDGET_S,
+        )
         raise SourceError(
-            f"columns {text} hold text; features and labels must be numbers: remove these "
-            "columns or encode them as numbers"
+            f"columns {text} hold text{f' ({first})' if first else ''}; features and labels "
+            "must be numbers: remove these columns or encode them as numbers"
         )
     kwargs = {
         "files": pattern,
@@ -952,3 +959,61 @@ def build_source(
         SourceError: the source cannot be read as configured.
     """
     return plan_source(source, generator=generator, interleave=interleave).run()
+
+
+# --- after a failure: which file (and line) the pipeline could not read ---------------------
+
+LOCATE_BUDGET_S = 20.0  # the longest a search for the bad file may take after a failure
+
+
+def _bad_csv_line(file_name: str, *, header: bool, field_delim: str, deadline: float) -> str | None:
+    """`file, line N: ...` for the first row of a CSV file that cannot become an example."""
+    with open(file_name, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=field_delim)
+        width = None
+        for number, row in enumerate(reader, start=1):
+            if time.monotonic() > deadline:
+                return None
+            if number == 1 and header:
+                width = len(row)
+                continue
+            width = len(row) if width is None else width
+            if len(row) != width:
+                return f"{file_name}, line {number}: {len(row)} fields where the header has {width}"
+            for value in row:
+                try:
+                    float(value)
+                except ValueError:
+                    return f"{file_name}, line {number}: {_clip(value, 40)!r} is not a number"
+    return None
+
+
+def _bad_image(file_names: list[str], deadline: float) -> str | None:
+    """The first file of an image folder that does not decode as an image."""
+    for name in file_names:
+        if time.monotonic() > deadline:
+            return None
+        try:
+            tf.io.decode_image(tf.io.read_file(name), expand_animations=False)
+        except Exception:  # any failure to read or decode is what is looked for
+            return f"{name} does not decode as an image; remove or replace it"
+    return None
+
+
+def locate_bad_input(source: Any, *, budget_s: float = LOCATE_BUDGET_S) -> str | None:
+    """After a pipeline failed, the file (and line) of a CSV or image-folder source it could
+    not read, found by reading the files again for at most `budget_s`; None otherwise."""
+    deadline = time.monotonic() + budget_s
+    try:
+        if isinstance(source, CsvSource):
+            for name in sorted(glob.glob(str(_resolve(source.path)))):
+                found = _bad_csv_line(
+                    name, header=source.header, field_delim=source.field_delim, deadline=deadline
+                )
+                if found:
+                    return found
+        elif isinstance(source, ImageFolderSource):
+            return _bad_image(list_image_folder(str(_resolve(source.path)))[1], deadline)
+    except (OSError, PipelineLabError):
+        return None
+    return None

@@ -26,6 +26,7 @@ from pipeline_core.child import Ending, Link, ceiling_reason
 from pipeline_core.errors import describe_error
 from pipeline_core.metrics import Reading, Sampler, environment, private_mb, process_memory
 from pipeline_core.profile.settings import RunSettings
+from pipeline_core.sources import locate_bad_input
 from pipeline_core.spec import load_spec
 
 WHAT = "profiling"  # names a profile run in the supervisor's reasons
@@ -236,6 +237,9 @@ class _Runner:
         sampler.start()
         threading.Thread(target=self.watch, name="pl-watch", daemon=True).start()
         status, reason, end_reason = self._loop(ds, step, batched)
+        if status == "failed" and self.payload.get("spec") is not None:
+            where = locate_bad_input(load_spec(self.payload["spec"]).source)
+            reason = f"{reason} ({where})" if where else reason
         sampler.stop()
         self._on_reading(sampler.sample())
         self.finish(status, reason, end_reason)
