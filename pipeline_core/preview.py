@@ -27,7 +27,7 @@ from pipeline_core.augment import AUGMENTATIONS, AugParams
 from pipeline_core.augment_code import apply_augmentations
 from pipeline_core.build import build
 from pipeline_core.errors import PipelineLabError, describe_error
-from pipeline_core.sources import build_source
+from pipeline_core.sources import build_source, locate_bad_input
 from pipeline_core.spec import PipelineSpec, load_spec
 from pipeline_core.steps import BatchStep, InterleaveStep, MapStep
 
@@ -205,8 +205,10 @@ def _first_elements(spec: PipelineSpec, n: int, generator: Any) -> list[tuple[An
         for element in dataset.take(n):
             elements.append(element)
     except _tf().errors.OpError as exc:
+        where = locate_bad_input(spec.source)
         raise PreviewError(
-            f"reading sample {len(elements)} of the source failed: {describe_error(exc)}. "
+            f"reading sample {len(elements)} of the source failed: {describe_error(exc)}"
+            f"{f' ({where})' if where else ''}. "
             "A file of the source may be corrupt or not what the source expects (an image "
             "folder holds only JPEG, PNG, BMP or GIF images): replace or remove it, or point "
             "the source at other files"
@@ -397,7 +399,11 @@ def preview_job(
         summary, summary_error = batch_summary(spec), None
     except Exception as exc:  # shown on the page; the samples may still work
         _log_unexpected("the first batch", exc)
-        summary, summary_error = None, f"reading the first batch failed: {describe_error(exc)}"
+        summary_error = f"reading the first batch failed: {describe_error(exc)}"
+        if isinstance(exc, _tf().errors.OpError):  # a file the pipeline could not read?
+            where = locate_bad_input(spec.source)
+            summary_error += f" ({where})" if where else ""
+        summary = None
     return Preview(samples, samples_error, summary, summary_error)
 
 

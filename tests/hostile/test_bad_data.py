@@ -3,10 +3,13 @@ and for CSV the line, with what is wrong there."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline_core.preview import preview_job
 from pipeline_core.profile import RunSettings, profile
 from pipeline_core.sources import locate_bad_input
 from pipeline_core.spec import load_spec
@@ -56,3 +59,9 @@ def test_a_run_that_cannot_read_its_data_names_the_file_and_line(tmp_path, make,
 def test_good_files_name_nothing(tmp_path):
     spec = load_spec({"name": "ok", "source": _images(tmp_path, None), "steps": []})
     assert locate_bad_input(spec.source) is None
+
+
+def test_the_preview_names_the_image_it_could_not_read(tmp_path):
+    spec = {"name": "bad", "source": _images(tmp_path, b"hello"), "steps": []}
+    preview = preview_job(json.dumps(spec), 8, 0)
+    assert "broken.png does not decode as an image" in preview.samples_error
