@@ -8,6 +8,7 @@ browser tests are skipped with the reason, unless `PIPELINE_LAB_REQUIRE_BROWSER=
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -86,10 +88,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def lab_server():
-    """(base URL, data dir) of a dashboard server shared by the whole e2e session."""
-    home = Path(tempfile.mkdtemp(prefix="pipeline-lab-e2e-"))
+@contextlib.contextmanager
+def serve(prefix: str = "pipeline-lab-e2e-") -> Iterator[tuple[str, Path, subprocess.Popen]]:
+    """Start `streamlit run app.py` with its own data dir; yield (URL, data dir, process).
+
+    Fails the test when the server does not start, or when it died before the end.
+    """
+    home = Path(tempfile.mkdtemp(prefix=prefix))
     port = _free_port()
     env = {**os.environ, "PIPELINE_LAB_HOME": str(home), "PIPELINE_LAB_DB": str(home / "runs.sqlite"),
            "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
@@ -107,7 +112,7 @@ def lab_server():
             tail = (home / "server.log").read_text(errors="replace")[-3000:]
             pytest.fail(f"the dashboard server did not start on {url}:\n{tail}")
         time.sleep(0.3)
-    yield url, home
+    yield url, home, server
     died = server.poll()
     server.terminate()
     try:
@@ -119,6 +124,13 @@ def lab_server():
     shutil.rmtree(home, ignore_errors=True)
     if died is not None:  # every session's server going down is the worst failure there is
         pytest.fail(f"the dashboard server died during the e2e session (exit {died}):\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def lab_server():
+    """(base URL, data dir) of a dashboard server shared by the whole e2e session."""
+    with serve() as (url, home, _server):
+        yield url, home
 
 
 @pytest.fixture(scope="session")
