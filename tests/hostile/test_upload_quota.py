@@ -80,6 +80,15 @@ def _declare(data: bytes, member: int, size: int) -> bytes:
     return bytes(out)
 
 
+def _encrypted() -> bytes:
+    """A zip whose member is flagged as encrypted (zipfile cannot write encryption)."""
+    out = bytearray(_zip([("a/x.png", PNG)]))
+    for marker, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = out.index(marker) + offset
+        struct.pack_into("<H", out, at, struct.unpack_from("<H", out, at)[0] | 0x1)
+    return bytes(out)
+
+
 def _npy_header(shape: tuple[int, ...], dtype: str = "<f4") -> bytes:
     buf = io.BytesIO()
     header = {"descr": dtype, "fortran_order": False, "shape": shape}
@@ -234,6 +243,12 @@ CASES = [
         None,
         1,
         check=_long_class_names,
+    ),
+    Case(
+        "encrypted-member",
+        lambda: [("locked.zip", _encrypted())],
+        r"the zip entry 'a/x.png' is encrypted; zip the images without a password",
+        0,
     ),
     Case(
         "path-nested-too-deep",
