@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import streamlit as st
@@ -22,10 +23,22 @@ from pipeline_core.spec import (
     new_step,
 )
 from pipeline_core.steps import STEPS
-from pipeline_core.uploads import MAX_UPLOAD_MB, UPLOAD_SUFFIXES, UploadError, store_upload
+from pipeline_core.uploads import (
+    ENV_QUOTA,
+    MAX_UPLOAD_MB,
+    UPLOAD_SUFFIXES,
+    UploadError,
+    delete_upload,
+    format_size,
+    list_uploads,
+    store_upload,
+    uploads_read_by,
+    uploads_usage,
+)
 
 DEMO_IMAGES = "{data_dir}/demo/images"
 FLASH_KEY = "design.flash"
+UPLOADS_FLASH_KEY = "design.uploads_flash"
 
 
 # --- spec edits from buttons (callbacks run before the script draws) -------------
@@ -140,23 +153,90 @@ def _upload_section(spec: PipelineSpec, key: str) -> None:
         upload = st.file_uploader(
             "Data file", type=[s.lstrip(".") for s in UPLOAD_SUFFIXES], key=f"{key}.data"
         )
-        if upload is None:
+        if upload is not None:
+            _use_upload(spec, upload)
+    _stored_uploads(spec)
+
+
+def _use_upload(spec: PipelineSpec, upload: Any) -> None:
+    try:
+        stored = store_upload(upload.name, upload.getvalue())
+    except UploadError as exc:
+        st.error(f"Upload refused: {exc}")
+        return
+    data = spec.to_dict()
+    data["source"] = new_source(stored.source["type"], **stored.source)
+    try:
+        _state.replace_spec(load_spec(data))
+    except SpecError as exc:
+        st.error("The uploaded data cannot be used with these steps:")
+        _problems(exc)
+        return
+    st.toast(f"Using {upload.name} as a {stored.kind} source. " + " ".join(stored.notes))
+    st.rerun()
+
+
+def _delete_upload(name: str, in_use: bool) -> None:
+    """Delete button: delete a stored upload and say what happened on the next draw."""
+    try:
+        freed = delete_upload(name)
+    except UploadError as exc:
+        st.session_state[UPLOADS_FLASH_KEY] = ("error", f"Not deleted: {exc}")
+        return
+    message = f"Deleted {name} ({format_size(freed)} freed)."
+    if in_use:
+        message += (
+            " This design still reads it, so it cannot run until you pick another source "
+            "or upload the data again."
+        )
+    st.session_state[UPLOADS_FLASH_KEY] = ("warning" if in_use else "success", message)
+
+
+def _stored_uploads(spec: PipelineSpec) -> None:
+    """The uploads on disk, the quota they use, and a delete button for each."""
+    flash = st.session_state.pop(UPLOADS_FLASH_KEY, None)
+    try:
+        usage = uploads_usage()
+        uploads = list_uploads()
+    except UploadError as exc:  # e.g. an unreadable quota setting
+        st.error(f"Stored uploads: {exc}")
+        return
+    in_use = set(uploads_read_by(spec.source.model_dump(mode="json")))
+    with st.expander(f"Stored uploads ({usage.describe()})", expanded=flash is not None):
+        if flash:
+            kind, message = flash
+            {"error": st.error, "warning": st.warning, "success": st.success}[kind](message)
+        share = usage.used_bytes / usage.quota_bytes if usage.quota_bytes else 1.0
+        st.progress(
+            min(1.0, share),
+            text=f"{usage.describe()} of the uploads quota used (set by {ENV_QUOTA})",
+        )
+        if not uploads:
+            st.caption("No uploads stored yet.")
             return
-        try:
-            stored = store_upload(upload.name, upload.getvalue())
-        except UploadError as exc:
-            st.error(f"Upload refused: {exc}")
-            return
-        data = spec.to_dict()
-        data["source"] = new_source(stored.source["type"], **stored.source)
-        try:
-            _state.replace_spec(load_spec(data))
-        except SpecError as exc:
-            st.error("The uploaded data cannot be used with these steps:")
-            _problems(exc)
-            return
-        st.toast(f"Using {upload.name} as a {stored.kind} source. " + " ".join(stored.notes))
-        st.rerun()
+        for upload in uploads:
+            name, details, remove = st.columns([6, 4, 1], vertical_alignment="center")
+            used = upload.name in in_use
+            name.markdown(f"`{upload.name}`" + (" (this design reads it)" if used else ""))
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(upload.modified))
+            details.caption(f"{upload.kind} · {format_size(upload.size_bytes)} · {when}")
+            remove.button(
+                ":material/delete:",
+                key=f"design.uploads.delete.{upload.name}",
+                help="Delete this upload from the data dir"
+                + (
+                    " (the design keeps pointing at it and cannot run until changed)"
+                    if used
+                    else ""
+                ),
+                on_click=_delete_upload,
+                args=(upload.name, used),
+            )
+        if in_use:
+            st.caption(
+                "Deleting an upload this design reads leaves the design pointing at a missing "
+                "file: pick another source or upload the data again before profiling."
+            )
 
 
 def _step_header(index: int, count: int, op: str, key: str) -> None:

@@ -169,3 +169,125 @@ def test_csv_and_tfrecord_sources(tf, tmp_path):
     assert source_stage.features.startswith("uint8 (")  # decoded image, not bytes
     assert resolve_path(stored.source["files"]).read_bytes() == record.read_bytes()
     _valid_source(stored)
+
+
+@pytest.fixture
+def own_home(tmp_path, monkeypatch):
+    """A data dir of this test alone, so usage and listings start empty."""
+    monkeypatch.setenv("PIPELINE_LAB_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_list_uploads_and_usage_describe_what_is_stored(own_home, monkeypatch):
+    import os
+    import time
+
+    from pipeline_core.uploads import list_uploads, uploads_usage
+
+    monkeypatch.setenv("PIPELINE_LAB_UPLOAD_QUOTA_MB", "3")
+    assert list_uploads() == [] and uploads_usage().used_bytes == 0
+    png = _png()
+    folder = store_upload("pets.zip", _zip({"pets/cat/a.png": png, "pets/dog/b.png": png}))
+    table = b"f1,label\n1,0\n2,1\n"
+    csv = store_upload("t.csv", table)
+    future = time.time() + 60
+    os.utime(csv.path, (future, future))
+    listed = list_uploads()
+    assert [(u.kind, u.size_bytes) for u in listed] == [
+        ("csv", len(table)),
+        ("image_folder", 2 * len(png)),
+    ]
+    assert listed[0].name == csv.path.name and listed[0].modified == pytest.approx(future)
+    assert listed[1].path in folder.path.parents
+    usage = uploads_usage()
+    assert usage.used_bytes == len(table) + 2 * len(png)
+    assert usage.quota_bytes == 3 * 2**20 and usage.free_bytes == 3 * 2**20 - usage.used_bytes
+    assert usage.describe() == f"{usage.used_bytes} bytes of 3.0 MB"
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 bytes"),
+        (1023, "1023 bytes"),
+        (40 * 1024, "40 KB"),
+        (int(3.5 * 2**20), "3.5 MB"),
+        (312 * 2**20, "312 MB"),
+        (2048 * 2**20, "2,048 MB"),
+    ],  # fmt: skip
+)
+def test_format_size(size, text):
+    from pipeline_core.uploads import format_size
+
+    assert format_size(size) == text
+
+
+def test_default_quota_and_its_setting(monkeypatch):
+    from pipeline_core.uploads import ENV_QUOTA, upload_quota_bytes
+
+    monkeypatch.delenv(ENV_QUOTA, raising=False)
+    assert upload_quota_bytes() == 2048 * 2**20
+    monkeypatch.setenv(ENV_QUOTA, "0.5")
+    assert upload_quota_bytes() == 2**19
+    for bad in ("-1", "nan", "inf", "2GB"):
+        monkeypatch.setenv(ENV_QUOTA, bad)
+        with pytest.raises(UploadError, match=f"{ENV_QUOTA}={bad!r} is not a number"):
+            upload_quota_bytes()
+
+
+def test_uploads_read_by_names_the_uploads_a_source_reads(own_home):
+    from pipeline_core.uploads import uploads_read_by
+
+    stored = store_upload("t.csv", b"f1,label\n1,0\n")
+    assert uploads_read_by(stored.source) == [stored.path.name]
+    folder = store_upload("pets.zip", _zip({"pets/cat/a.png": _png(), "pets/dog/b.png": _png()}))
+    assert uploads_read_by(folder.source) == [folder.path.parent.name]
+    assert uploads_read_by({"type": "image_folder", "path": "{data_dir}/demo/images"}) == []
+    assert uploads_read_by({"type": "synthetic", "num_examples": 3}) == []
+
+
+def test_stale_temporary_folders_are_removed_fresh_ones_kept(own_home):
+    import os
+    import time
+
+    from pipeline_core.uploads import list_uploads, uploads_usage
+
+    root = uploads_dir()
+    stale, fresh = root / ".partial-dead", root / ".partial-busy"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "x.png").write_bytes(b"\0" * 100)
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    assert uploads_usage().used_bytes == 200  # counted: they are on disk
+    assert list_uploads() == []  # but not listed: they are no uploads
+    store_upload("t.csv", b"f1,label\n1,0\n")
+    assert not stale.exists() and fresh.exists()
+
+
+def test_refused_uploads_leave_nothing_behind(own_home, tf):
+    junk = (4).to_bytes(8, "little") + b"\0" * 4 + b"junk" + b"\0" * 4
+    with pytest.raises(
+        UploadError, match="'junk.tfrecord': cannot read a tf.train.Example from it"
+    ):
+        store_upload("junk.tfrecord", junk)
+    with pytest.raises(UploadError, match="no class sub-folders"):
+        store_upload("flat.zip", _zip({"a.png": _png()}))
+    assert list(uploads_dir().iterdir()) == []
+
+
+def test_a_write_error_is_an_upload_error_naming_the_member(own_home, monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+
+    def full_disk(path, mode="r", *args, **kwargs):
+        if "x" in mode:
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_disk)
+    data = _zip({"pets/cat/a.png": _png(), "pets/dog/b.png": _png()})
+    with pytest.raises(UploadError, match=r"'pets/cat/a.png' could not be unpacked \(No space"):
+        store_upload("pets.zip", data)
+    assert list(uploads_dir().iterdir()) == []
