@@ -10,7 +10,9 @@ import streamlit as st
 from pages import _state
 from pages._widgets import model_form, page_header, show_bug
 from pipeline_core.augment import AUGMENTATIONS, param_fields
+from pipeline_core.child import default_memory_limit_mb
 from pipeline_core.errors import PipelineLabError
+from pipeline_core.isolate import JobFailed, run_job
 from pipeline_core.params import fields_of
 from pipeline_core.spec import (
     SOURCE_MODELS,
@@ -31,7 +33,7 @@ from pipeline_core.uploads import (
     delete_upload,
     format_size,
     list_uploads,
-    store_upload,
+    upload_job,
     uploads_read_by,
     uploads_usage,
 )
@@ -39,6 +41,7 @@ from pipeline_core.uploads import (
 DEMO_IMAGES = "{data_dir}/demo/images"
 FLASH_KEY = "design.flash"
 UPLOADS_FLASH_KEY = "design.uploads_flash"
+UPLOAD_TIMEOUT_S = 120  # checking and unpacking one upload (up to the 200 MB limit)
 
 
 # --- spec edits from buttons (callbacks run before the script draws) -------------
@@ -159,11 +162,22 @@ def _upload_section(spec: PipelineSpec, key: str) -> None:
 
 
 def _use_upload(spec: PipelineSpec, upload: Any) -> None:
-    try:
-        stored = store_upload(upload.name, upload.getvalue())
-    except UploadError as exc:
-        st.error(f"Upload refused: {exc}")
+    try:  # checked and unpacked in a child process: the server never parses user data
+        with st.spinner(f"Checking {upload.name} in a child process…"):
+            answer = run_job(
+                upload_job,
+                args=(upload.name, upload.getvalue()),
+                what="checking the upload",
+                timeout_s=UPLOAD_TIMEOUT_S,
+                memory_limit_mb=default_memory_limit_mb(),
+            )
+    except JobFailed as exc:
+        st.error(f"Upload refused: {exc.reason}")
         return
+    if answer.refused is not None:
+        st.error(f"Upload refused: {answer.refused}")
+        return
+    stored = answer.stored
     data = spec.to_dict()
     data["source"] = new_source(stored.source["type"], **stored.source)
     try:

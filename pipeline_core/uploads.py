@@ -21,6 +21,7 @@ uploaded again reuse the stored copy. `list_uploads`, `uploads_usage` and
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import math
@@ -56,7 +57,22 @@ _MB = 1 << 20
 _CHUNK = 1 << 20
 _TEMP_PREFIX = ".partial-"
 _STALE_S = 3600  # a temporary folder this old was left by a process that died
-_LOCK = threading.Lock()  # the dashboard's sessions are threads of one process
+_LOCK = threading.Lock()  # the dashboard's sessions are threads of one process ...
+_LOCK_FILE = ".uploads.lock"  # ... and each upload is checked in a child process of its own
+
+
+@contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Hold the uploads dir for one store or delete: threads of this process and other
+    processes (each upload is checked in a child) wait for each other."""
+    with _LOCK, open(root.parent / _LOCK_FILE, "a+b") as handle:  # beside, not in, uploads
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 _UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*]')
 
 
@@ -170,7 +186,7 @@ def delete_upload(name: str) -> int:
         )
     root = uploads_dir()
     path = root / name
-    with _LOCK:
+    with _locked(root):
         if path.parent != root or not (path.exists() or path.is_symlink()):
             raise UploadError(
                 f"there is no stored upload named {name!r}; it may be deleted already"
@@ -343,8 +359,8 @@ def store_upload(
         ".csv": _store_csv,
         ".tfrecord": _store_tfrecord,
     }[suffix]
-    with _LOCK:
-        root = uploads_dir()
+    root = uploads_dir()
+    with _locked(root):
         _remove_stale(root)
         try:
             return handler(name, data, root / f"{stem}-{digest}", limits)
@@ -768,3 +784,21 @@ def _tfrecord_keys(features: dict[str, tuple[str, str, tuple[int, ...]]]) -> dic
         "label_key": label if label != feature else None,
         "decode_image": features[feature][1] == "string",
     }
+
+
+@dataclass(frozen=True)
+class UploadAnswer:
+    """What `upload_job` sends back: the stored upload, or why it was refused."""
+
+    stored: StoredUpload | None = None
+    refused: str | None = None
+
+
+def upload_job(name: str, data: bytes, *, progress: Any = None) -> UploadAnswer:
+    """`store_upload` as an isolated job (`pipeline_core.isolate`): a page checks and
+    unpacks an upload in a child process, never in the server (a TFRecord's features
+    are read with TensorFlow, a zip is unpacked)."""
+    try:
+        return UploadAnswer(stored=store_upload(name, data))
+    except UploadError as exc:
+        return UploadAnswer(refused=str(exc))
