@@ -74,7 +74,7 @@ def data_roots() -> list[Path]:
     """The folders a confined session may read and write: the data dir, then each
     absolute path in `$PIPELINE_LAB_DATA_ROOTS` (os.pathsep-separated), symlinks resolved."""
     listed = os.environ.get(ENV_DATA_ROOTS, "").split(os.pathsep)
-    roots = [data_dir(), *(Path(p) for p in listed if p.strip() and os.path.isabs(p.strip()))]
+    roots = [data_dir(), *(Path(p.strip()) for p in listed if os.path.isabs(p.strip()))]
     return [Path(os.path.realpath(p)) for p in roots]
 
 
@@ -135,7 +135,7 @@ def resolve_path(path: str, *, what: str = "path") -> Path:
     return resolved
 
 
-def glob_prefix(pattern: str) -> str:
+def _glob_prefix(pattern: str) -> str:
     """The part of a glob pattern before its first component with a wildcard."""
     parts = Path(pattern).parts
     for i, part in enumerate(parts):
@@ -167,7 +167,7 @@ def glob_files(pattern: str, *, what: str = "files") -> tuple[str, list[str]]:
 def _confined_glob(pattern: str, *, given: str, what: str) -> list[str]:
     """`glob.glob(pattern, include_hidden=True)`, walked one component at a time so that
     a folder is checked against the roots before it is listed."""
-    prefix = glob_prefix(pattern)
+    prefix = _glob_prefix(pattern)
     if not is_inside_roots(prefix):
         raise outside_error(given, what=what)
     rest = Path(pattern).parts[len(Path(prefix).parts) :] if prefix != pattern else ()
