@@ -5,6 +5,10 @@ This file only routes; each page lives in pages/ and stays thin over pipeline_co
 
 import streamlit as st
 
+from pipeline_core import paths
+
+# A browser user reaches only the data dir and the admin's roots; child processes inherit it.
+paths.confine_to_data_roots()
 st.set_page_config(page_title="Pipeline Lab", page_icon=":material/science:", layout="wide")
 
 pages = [

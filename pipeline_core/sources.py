@@ -347,22 +347,32 @@ def _chunk_rows(row_bytes: int) -> int:
 
 
 def _existing_file(text: str, *, what: str, kind: str) -> str:
-    path = _resolve(text)
+    path = _resolve(text, what=what)
     if not path.is_file():
         raise SourceError(
             f"{what} {str(path)!r} does not exist or is not a file; check the path "
-            f"(it may use {{data_dir}}, ~ or $VARS) and point it at a {kind} file"
+            f"(it may use {_path_forms()}) and point it at a {kind} file"
         )
     return str(path)
 
 
-def _resolve(text: str) -> Path:
-    """Resolve a user path; paths inside the demo folder are generated on first use."""
-    path = paths.resolve_path(text)
+def _resolve(text: str, *, what: str) -> Path:
+    """Resolve a user path (`paths.resolve_path`: confined in a browser session);
+    paths inside the demo folder are generated on first use."""
+    path = paths.resolve_path(text, what=what)
+    _ensure_demo(path)
+    return path
+
+
+def _ensure_demo(path: Path) -> None:
     demo = paths.demo_dir()
     if (path == demo or demo in path.parents) and not glob.glob(str(path)):
         ensure_demo_data()
-    return path
+
+
+def _path_forms() -> str:
+    """What a path may use, for messages: a browser session expands only {data_dir}."""
+    return "{data_dir}" if paths.confined() else "{data_dir}, ~ or $VARS"
 
 
 # --- .npy / .npz headers: read and checked before anything is mapped or loaded ---
@@ -743,13 +753,17 @@ def _plan_generator(
 def _plan_image_folder(
     source: ImageFolderSource, *, interleave: InterleaveStep | None = None, **_: Any
 ) -> Call:
-    path = _resolve(source.path)
+    path = _resolve(source.path, what="image folder")
     if not path.is_dir():
         raise SourceError(
             f"image folder {str(path)!r} does not exist; point path at a folder with one "
             "sub-folder per class (python -m pipeline_core demo-data DIR writes an example)"
         )
+    if paths.confined():
+        _check_image_links(source.path, path)
     classes, files, _ = list_image_folder(str(path))
+    if paths.confined():
+        _check_image_links(source.path, path, files)
     if not classes:
         raise SourceError(
             f"image folder {str(path)!r} has no class sub-folders; put the images of each "
@@ -775,9 +789,28 @@ def _plan_image_folder(
     )
 
 
+def _check_image_links(given: str, folder: Path, files: list[str] | None = None) -> None:
+    """Confined: refuse class folders (before they are walked) or image files (before they
+    are read) that lead outside the data dir through a symlink."""
+    if files is None:
+        found = [e.path for e in os.scandir(folder) if e.is_dir()]
+    else:
+        found = files
+    for name in found:
+        if not paths.is_inside_roots(name):
+            inner = os.path.relpath(name, folder)
+            raise paths.outside_error(
+                given,
+                what="image folder",
+                detail=f"holds {inner!r}, a link that leads outside the data dir",
+            )
+
+
 def _glob_files(text: str, *, what: str) -> tuple[str, list[str]]:
-    pattern = str(_resolve(text))
-    files = sorted(f for f in glob.glob(pattern) if os.path.isfile(f))
+    pattern, files = paths.glob_files(text, what=what)
+    if not files:
+        _ensure_demo(Path(pattern))
+        pattern, files = paths.glob_files(text, what=what)
     if not files:
         raise SourceError(
             f"{what} {pattern!r} matches no files; check the path or glob pattern "

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
+from pipeline_core import paths
 from pipeline_core._tf import tf as _tf
 from pipeline_core.augment import AugmentationParams
 from pipeline_core.augment_code import augment_function, features_of
 from pipeline_core.errors import PipelineLabError
 from pipeline_core.fields import MAX_BUFFER, BufferSize, Frozen, Parallelism, Seed
-from pipeline_core.paths import resolve_path
 
 # Above this batch size the pipeline asks for the known element count instead (see
 # `batch_size_for`); the exported script writes the same rule.
@@ -241,20 +242,32 @@ def _emit_shuffle(step: ShuffleStep, index: int, names: ScriptNames) -> list[str
 def _build_cache(ds: Any, step: CacheStep, index: int) -> Any:
     if not step.filename:
         return ds.cache()
-    path = resolve_path(step.filename)
+    path = _cache_path(step.filename)
     if path.is_dir():
         raise StepError(
-            f"cache filename {str(path)!r} is a folder; give a file path prefix such as "
-            f"{str(path / 'cache')!r}"
+            f"cache filename {step.filename!r} is a folder; give a file path prefix such as "
+            f"{step.filename.rstrip('/') + '/cache'!r}"
         )
+    # TensorFlow writes the cache files next to the prefix but does not make the folder.
+    # Made when the pipeline is built, never when a spec is loaded; when confined, only
+    # inside the data dir (checked above).
     path.parent.mkdir(parents=True, exist_ok=True)
     return ds.cache(str(path))
+
+
+def _cache_path(filename: str) -> Path:
+    """The cache file prefix; when confined, its folder too must be inside the data dir
+    (TensorFlow writes `<prefix>.index`, `<prefix>_0.lockfile`, ... beside it)."""
+    path = paths.resolve_path(filename, what="cache filename")
+    if paths.confined() and not paths.is_inside_roots(path.parent):
+        raise paths.outside_error(filename, what="cache filename")
+    return path
 
 
 def _emit_cache(step: CacheStep, index: int, names: ScriptNames) -> list[str]:
     if not step.filename:
         return ["ds = ds.cache()"]
-    name = names.path(str(resolve_path(step.filename)), f"cache_file_{index}")
+    name = names.path(str(_cache_path(step.filename)), f"cache_file_{index}")
     return [
         f"os.makedirs(os.path.dirname({name}) or '.', exist_ok=True)",
         f"ds = ds.cache({name})",

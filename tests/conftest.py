@@ -22,6 +22,20 @@ os.environ["PIPELINE_LAB_HOME"] = str(_HOME)
 os.environ["PIPELINE_LAB_DB"] = str(_HOME / "runs.sqlite")
 
 ARTIFACTS = REPO / "test-artifacts"
+# Set by app.py (`paths.confine_to_data_roots`) for a browser session; see the fixture below.
+_CONFINE = "PIPELINE_LAB_CONFINE"
+
+
+@pytest.fixture(autouse=True)
+def _confinement_restored():
+    """Restore the confinement variable after each test: a test that runs app.py through
+    AppTest confines this process, and later tests must keep full (CLI) access."""
+    saved = os.environ.get(_CONFINE)
+    yield
+    if saved is None:
+        os.environ.pop(_CONFINE, None)
+    else:
+        os.environ[_CONFINE] = saved
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ recommendations and the cache warm-up count elements per pass here
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 from functools import lru_cache
@@ -22,7 +21,7 @@ from typing import Any
 
 from pipeline_core._tf import tf as _tf
 from pipeline_core.build import build
-from pipeline_core.paths import resolve_path
+from pipeline_core.paths import glob_files, resolve_path
 from pipeline_core.sources import list_image_folder
 from pipeline_core.spec import (
     GeneratorSource,
@@ -95,7 +94,7 @@ def _source_count(spec_json: str) -> int | None:
     if known is not None:
         return known
     if isinstance(source, ImageFolderSource):
-        return len(list_image_folder(str(resolve_path(source.path)))[1])
+        return len(list_image_folder(str(resolve_path(source.path, what="image folder")))[1])
     if isinstance(source, TFRecordSource):
         return _count_records(source)
     return None
@@ -103,7 +102,7 @@ def _source_count(spec_json: str) -> int | None:
 
 def _count_records(source: TFRecordSource) -> int | None:
     """Records in the TFRecord files (read without parsing), if they total under 1 GiB."""
-    files = sorted(glob.glob(str(resolve_path(source.files))))
+    _, files = glob_files(source.files)
     if not files or sum(os.path.getsize(f) for f in files) > _COUNT_LIMIT_BYTES:
         return None
     records = _tf().data.TFRecordDataset(files, compression_type=source.compression or None)

@@ -36,7 +36,6 @@ them into a validated `PipelineSpec`, always starting from the spec as written.
 
 from __future__ import annotations
 
-import glob
 import itertools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -46,8 +45,9 @@ from pipeline_core.analysis.machine import SOURCE_PARALLEL_FIELD
 from pipeline_core.analysis.memory import cache_fits as default_cache_fits
 from pipeline_core.analysis.search import grid_size
 from pipeline_core.augment import AUGMENTATIONS
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import available_cores
-from pipeline_core.paths import resolve_path
+from pipeline_core.paths import glob_files
 from pipeline_core.spec import CsvSource, PipelineSpec, TFRecordSource
 from pipeline_core.steps import (
     BatchStep,
@@ -252,7 +252,10 @@ def _shard_count(spec: PipelineSpec) -> int:
     if not isinstance(source, SHARDED_SOURCES):
         return 0
     pattern = source.files if isinstance(source, TFRecordSource) else source.path
-    return len(glob.glob(str(resolve_path(pattern))))
+    try:
+        return len(glob_files(pattern)[1])
+    except PipelineLabError:  # confined, and the pattern leads outside the data dir
+        return 0
 
 
 def search_space(
