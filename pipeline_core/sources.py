@@ -1039,14 +1039,16 @@ def locate_bad_input(source: Any, *, budget_s: float = LOCATE_BUDGET_S) -> str |
     deadline = time.monotonic() + budget_s
     try:
         if isinstance(source, CsvSource):
-            for name in sorted(glob.glob(str(_resolve(source.path)))):
+            for name in paths.glob_files(source.path, what="path")[1]:
                 found = _bad_csv_line(
                     name, header=source.header, field_delim=source.field_delim, deadline=deadline
                 )
                 if found:
                     return found
         elif isinstance(source, ImageFolderSource):
-            return _bad_image(list_image_folder(str(_resolve(source.path)))[1], deadline)
+            return _bad_image(
+                list_image_folder(str(_resolve(source.path, what="image folder")))[1], deadline
+            )
     except (OSError, PipelineLabError):
         return None
     return None
