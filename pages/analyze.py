@@ -15,16 +15,17 @@ import sqlite3
 import pandas as pd
 import streamlit as st
 
-from pages import _state
+from pages import _jobs, _state
 from pages._widgets import bug_message, page_header, show_bug
 from pipeline_core.analysis import (
     JOBS,
     WINDOW_S,
     agreement,
-    check_memory,
     figures,
     format_bytes,
     latest_profile_run,
+    memory,
+    memory_verdict,
     recommendation_checks,
     seeds_of,
     start_analysis,
@@ -377,41 +378,72 @@ def _agreement_section(spec, results: dict) -> None:
             st.caption("The recommendations and the tuner agree on every change they share.")
 
 
-def _memory_section(spec, results: dict, running: bool) -> None:
-    st.subheader("Memory estimate")
+ESTIMATE_HOLDER = KEY + "memory_estimate"  # which spec this session's estimate waits for
+
+
+def _memory_verdict(spec):
+    """The memory estimate of `spec` judged against the memory available now, or None after
+    saying why not. Sizing reads the user's files, so the estimate is made in a child
+    process (`analysis.memory_estimate_job`), kept per spec, while the page draws on."""
+    estimates, spec_json = _jobs.memory_estimates(), spec.to_json(indent=None)
     try:
-        verdict = check_memory(spec)
-    except PipelineLabError as exc:
-        st.error(f"Memory estimate failed: {exc}")
-        return
+        job = estimates.job(spec_json, holder=ESTIMATE_HOLDER)
+        if not job.done:
+            _jobs.wait(job, "Estimating the memory of the source and buffers in a child process…")
+            return None
+        failed = _jobs.failure(job)
+        if failed is not None:  # a crash, the time limit or the memory ceiling
+            st.error(f"Memory estimate failed: {failed[:1].lower() + failed[1:]}")
+            st.button(
+                "Estimate again",
+                key=KEY + "memory_retry",
+                on_click=estimates.forget,
+                args=(spec_json,),
+            )
+            return None
+        found = job.result(timeout=0)
+        if found["error"] is not None:
+            st.error(f"Memory estimate failed: {found['error']}")
+            return None
+        return memory_verdict(found["estimate"], available=memory.available_bytes())
     except Exception as exc:  # shown to the user, never a traceback
         show_bug("The memory estimate", exc)
-        return
-    estimate = verdict.estimate
-    show = {"ok": st.success, "warn": st.warning, "block": st.error}[verdict.level]
-    show(verdict.message)
-    rows = [
-        {
-            "holder": p.what,
-            "step": "source" if p.step_index is None else f"steps[{p.step_index}]",
-            "elements": p.elements,
-            "per element": format_bytes(p.bytes_per_element),
-            "total": format_bytes(p.bytes),
-            "note": p.note,
-        }
-        for p in estimate.parts
-    ]
-    if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key=KEY + "memory_table")
+        return None
+
+
+def _memory_section(spec, results: dict, running: bool) -> None:
+    st.subheader("Memory estimate")
+    verdict = _memory_verdict(spec)
+    estimate = None if verdict is None else verdict.estimate
+    if verdict is not None:
+        show = {"ok": st.success, "warn": st.warning, "block": st.error}[verdict.level]
+        show(verdict.message)
+        rows = [
+            {
+                "holder": p.what,
+                "step": "source" if p.step_index is None else f"steps[{p.step_index}]",
+                "elements": p.elements,
+                "per element": format_bytes(p.bytes_per_element),
+                "total": format_bytes(p.bytes),
+                "note": p.note,
+            }
+            for p in estimate.parts
+        ]
+        if rows:
+            st.dataframe(pd.DataFrame(rows), hide_index=True, key=KEY + "memory_table")
     _start_button("memory", "Measure peak memory (short run)", running)
     if _live("memory", results):
         return
     peak = results.get("memory")
     if peak is not None:
-        st.caption(
-            f"Estimate {format_bytes(estimate.total_bytes)} beside the measured peak RSS of a "
-            f"short run: {peak:,.0f} MB (RSS also holds TensorFlow itself, ~0.5-1 GB)."
+        measured = (
+            f"the measured peak RSS of a short run: {peak:,.0f} MB (RSS also holds "
+            "TensorFlow itself, ~0.5-1 GB)."
         )
+        if estimate is None:
+            st.caption(measured[:1].upper() + measured[1:])
+        else:
+            st.caption(f"Estimate {format_bytes(estimate.total_bytes)} beside {measured}")
 
 
 def _trace_section(results: dict, running: bool) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from pages import _state
+from pages import _jobs, _state
 from pages._widgets import model_form, page_header, show_bug
 from pipeline_core.augment import AUGMENTATIONS, param_fields
 from pipeline_core.child import default_memory_limit_mb
@@ -366,32 +366,52 @@ def _problems(exc: SpecError) -> None:
     st.markdown("\n".join(f"- `{p.path or '(spec)'}`: {p.message}" for p in exc.problems))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _element_specs(spec_json: str) -> list[dict[str, Any]]:
-    from pipeline_core.build import element_specs
+ELEMENT_SPECS_HOLDER = "design.element_specs"  # which spec this session's table waits for
+BUILDING = "Building the pipeline in a child process to read its element specs…"
 
+
+def _stage_rows(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
-            "after": s.stage,
-            "features": s.features,
-            "label": s.label,
-            "count": "?" if s.cardinality is None else str(s.cardinality),
+            "after": s["stage"],
+            "features": s["features"],
+            "label": s["label"],
+            "count": "?" if s["cardinality"] is None else str(s["cardinality"]),
         }
-        for s in element_specs(spec_json)
+        for s in stages
     ]
 
 
 def _element_spec_view(spec: PipelineSpec) -> None:
+    """The element specs after each stage. Building reads the user's data with TensorFlow,
+    so it runs in a child process (`build.element_specs_job`); the result is kept per spec
+    for every session, and the page draws the rest while the child works."""
+    jobs, spec_json = _jobs.element_specs(), spec.to_json(indent=None)
     try:
-        stages = _element_specs(spec.to_json())
-    except PipelineLabError as exc:
-        st.error(f"The pipeline cannot be built: {exc}")
-        return
+        job = jobs.job(spec_json, holder=ELEMENT_SPECS_HOLDER)
     except Exception as exc:
         show_bug("Reading the element specs", exc)
         return
+    if not job.done:
+        _jobs.wait(job, BUILDING)
+        return
+    failed = _jobs.failure(job)
+    if failed is not None:  # a crash, the time limit or the memory ceiling
+        st.error(failed, icon=":material/error:")
+        st.button(
+            "Try again",
+            key="design.element_specs.retry",
+            icon=":material/refresh:",
+            on_click=jobs.forget,
+            args=(spec_json,),
+        )
+        return
+    found = job.result(timeout=0)
+    if found["error"] is not None:
+        st.error(f"The pipeline cannot be built: {found['error']}")
+        return
     st.dataframe(
-        stages,
+        _stage_rows(found["stages"]),
         column_config={
             "count": st.column_config.TextColumn(help="Elements (? = unknown or infinite)")
         },

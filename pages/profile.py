@@ -7,10 +7,10 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from pages import _state
+from pages import _jobs, _state
 from pages._widgets import bug_message, page_header, short_number, show_bug
 from pipeline_core import charts
-from pipeline_core.analysis import check_memory, format_bytes
+from pipeline_core.analysis import format_bytes, memory, memory_verdict
 from pipeline_core.child import default_memory_limit_mb
 from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import MEMORY_NOTE
@@ -87,13 +87,42 @@ def _where(part) -> str:
     return "source" if part.step_index is None else f"steps[{part.step_index}]"
 
 
+ESTIMATE_HOLDER = "profile.memory_estimate"  # which spec this session's estimate waits for
+ESTIMATING = (
+    "Estimating the memory of the source and buffers in a child process… Start is allowed "
+    "meanwhile (the run then stores no estimate); the memory ceiling applies."
+)
+
+
+def _unavailable(reason: str) -> None:
+    st.caption(f"Memory estimate unavailable ({reason}); the memory ceiling still applies.")
+
+
 def _memory_verdict(spec):
-    """`check_memory(spec)`, or None with a note when the estimate itself fails."""
+    """The memory estimate of `spec` judged against the memory available now, or None with
+    a note while it is made or when it failed. Sizing reads the user's files, so the
+    estimate is made in a child process (`analysis.memory_estimate_job`), kept per spec."""
+    estimates, spec_json = _jobs.memory_estimates(), spec.to_json(indent=None)
     try:
-        return check_memory(spec)
-    except PipelineLabError as exc:
-        st.caption(f"Memory estimate unavailable ({exc}); the memory ceiling still applies.")
-        return None
+        job = estimates.job(spec_json, holder=ESTIMATE_HOLDER)
+        if not job.done:
+            _jobs.wait(job, ESTIMATING)
+            return None
+        failed = _jobs.failure(job)
+        if failed is not None:  # a crash, the time limit or the memory ceiling
+            _unavailable(failed[:1].lower() + failed[1:])
+            st.button(
+                "Estimate again",
+                key="profile.memory_retry",
+                on_click=estimates.forget,
+                args=(spec_json,),
+            )
+            return None
+        found = job.result(timeout=0)
+        if found["error"] is not None:
+            _unavailable(found["error"])
+            return None
+        return memory_verdict(found["estimate"], available=memory.available_bytes())
     except Exception as exc:  # an estimate failure must not block the page
         st.caption(bug_message("The memory estimate", exc) + " The memory ceiling still applies.")
         return None

@@ -9,7 +9,7 @@ naming the step (or the source) and why.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline_core._tf import tf as _tf
@@ -162,3 +162,24 @@ def element_specs(
         features, label = ds.element_spec
         out.append(StageSpec(stage, index, _text(features), _text(label), cardinality(ds)))
     return out
+
+
+def element_specs_job(spec_json: str, *, progress: Any = None) -> dict[str, Any]:
+    """`element_specs` as an isolated job (`pipeline_core.isolate`), for the Design page.
+
+    Building imports TensorFlow and plans the user's source (file headers, folders),
+    so the page runs this in a child process and draws the plain data it returns.
+
+    Returns:
+        {"stages": [the fields of each `StageSpec` as a dict], "error": None}, or
+        {"stages": [], "error": message} when the spec is invalid or cannot be built
+        (a `PipelineLabError`: the user's mistake, its message names the fix).
+        Anything else raises (the job fails with the child's reason).
+    """
+    if progress is not None:
+        progress("building the pipeline")
+    try:
+        stages = element_specs(spec_json)
+    except PipelineLabError as exc:
+        return {"stages": [], "error": str(exc)}
+    return {"stages": [asdict(stage) for stage in stages], "error": None}

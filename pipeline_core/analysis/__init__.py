@@ -57,6 +57,8 @@ from pipeline_core.analysis.memory import (
     check_memory,
     format_bytes,
     memory_estimate,
+    memory_estimate_job,
+    memory_verdict,
 )
 from pipeline_core.analysis.recommend import RULES, Facts, Recommendation, recommend
 from pipeline_core.analysis.search import SearchResult, Trial, coordinate_search, grid_search
@@ -108,6 +110,8 @@ __all__ = [
     "measure_peak_rss",
     "measure_spec",
     "memory_estimate",
+    "memory_estimate_job",
+    "memory_verdict",
     "realize",
     "recommend",
     "recommendation_checks",

@@ -2,9 +2,11 @@
 
 Estimated before a run from the element spec after each step (shapes ×
 dtype sizes; the batch dimension from the batch step) and the element count
-at that point (the source's size carried through batch/take/repeat). The
-dashboard calls `memory_estimate(spec)` before starting a run and
-`check_memory(spec)` to decide whether to warn or to block until confirmed.
+at that point (the source's size carried through batch/take/repeat).
+`memory_estimate(spec)` sizes each holder and `check_memory(spec)` decides whether
+to warn or to block until confirmed. Sizing reads the user's files, so the
+dashboard makes the estimate in a child process (`memory_estimate_job`) and judges
+it in the server against the memory available then (`memory_verdict`).
 
 Calibrated against the private memory a profile run holds above TensorFlow's
 own (`benchmarks/bench_memory.py`, each buffer with and without it):
@@ -27,7 +29,7 @@ own (`benchmarks/bench_memory.py`, each buffer with and without it):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -36,6 +38,7 @@ import psutil
 from pipeline_core._tf import tf as _tf
 from pipeline_core.analysis.examples import stage_counts
 from pipeline_core.build import build
+from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import available_cores
 from pipeline_core.spec import (
     GeneratorSource,
@@ -312,7 +315,18 @@ def memory_estimate(spec: PipelineSpec, *, available: int | None = None) -> Memo
 
 def check_memory(spec: PipelineSpec, *, available: int | None = None) -> MemoryVerdict:
     """ok / warn (above half the available memory) / block (above all of it)."""
-    estimate = memory_estimate(spec, available=available)
+    return memory_verdict(memory_estimate(spec, available=available))
+
+
+def memory_verdict(estimate: MemoryEstimate, *, available: int | None = None) -> MemoryVerdict:
+    """Judge `estimate`: ok / warn (above half the available memory) / block (above all of it).
+
+    Args:
+        estimate: a `memory_estimate`, possibly made earlier or in another process.
+        available: bytes to judge against (default: the estimate's own `available_bytes`).
+    """
+    if available is not None:
+        estimate = replace(estimate, available_bytes=available)
     total, avail = estimate.total_bytes, estimate.available_bytes
     summary = f"estimated {format_bytes(total)} held by buffers, {format_bytes(avail)} available"
     if estimate.exceeds_available():
@@ -328,6 +342,26 @@ def check_memory(spec: PipelineSpec, *, available: int | None = None) -> MemoryV
     if total > WARN_SHARE * avail:
         return MemoryVerdict("warn", f"{summary}: more than half of what is free.", estimate)
     return MemoryVerdict("ok", summary, estimate)
+
+
+def memory_estimate_job(spec_json: str, *, progress: Any = None) -> dict[str, Any]:
+    """`memory_estimate` as an isolated job (`pipeline_core.isolate`), for the dashboard.
+
+    Sizing a source reads the user's files (array headers, image folders, a TFRecord's
+    records) and builds the pipeline, so a page runs this in a child process and judges
+    the estimate in the server with `memory_verdict` against the memory available then.
+
+    Returns:
+        {"estimate": MemoryEstimate, "error": None}, or {"estimate": None, "error": message}
+        when the spec is invalid or its source cannot be sized (a `PipelineLabError`: the
+        user's mistake, its message names the fix). Anything else raises (the job fails).
+    """
+    if progress is not None:
+        progress("estimating memory")
+    try:
+        return {"estimate": memory_estimate(load_spec(spec_json)), "error": None}
+    except PipelineLabError as exc:
+        return {"estimate": None, "error": str(exc)}
 
 
 def cache_bytes(spec: PipelineSpec, position: int) -> float | None:

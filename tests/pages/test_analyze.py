@@ -17,12 +17,13 @@ import pytest
 
 from pipeline_core.analysis import JOBS
 from pipeline_core.analysis.jobs import JobKind
-from pipeline_core.errors import PipelineLabError
 from pipeline_core.spec import load_spec
 from tests import REPO
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from tests.pages.helpers import pending, settle  # noqa: E402
 
 TIMEOUT = 120
 PLANTED = load_spec(
@@ -45,7 +46,8 @@ def crash_job(spec_json, *, progress, **options):
 
 
 def _running(at: AppTest) -> bool:
-    return any(b.key == "analyze.cancel" for b in at.button)
+    """An analysis job runs, or the memory estimate is still being made."""
+    return any(b.key == "analyze.cancel" for b in at.button) or pending(at)
 
 
 def _finish(at: AppTest, limit_s: float = TIMEOUT) -> AppTest:
@@ -71,13 +73,14 @@ def _text(at: AppTest) -> str:
 def analyze_page() -> AppTest:
     at = AppTest.from_file(str(REPO / "pages" / "analyze.py"), default_timeout=TIMEOUT)
     at.session_state["lab.spec"] = PLANTED
-    at.run()
+    settle(at.run())
     _ok(at)
     return at
 
 
 def test_default_load_shows_memory_estimate_and_prompts():
     at = AppTest.from_file(str(REPO / "pages" / "analyze.py"), default_timeout=TIMEOUT).run()
+    settle(at)  # the estimate is made in a child process
     _ok(at)
     assert at.title[0].value == "Analyze & tune"
     assert any("held by buffers" in s.value for s in at.success)
@@ -226,7 +229,7 @@ def test_a_crashing_pipeline_is_a_failure_and_the_page_keeps_working(monkeypatch
 def test_cancel_ends_the_job_and_says_so():
     at = AppTest.from_file(str(REPO / "pages" / "analyze.py"), default_timeout=TIMEOUT)
     at.session_state["lab.spec"] = PLANTED
-    at.run()
+    settle(at.run())
     at.slider(key="analyze.budget").set_value(300)
     at.button(key="analyze.run_tune").click().run()
     assert _running(at)
@@ -236,23 +239,23 @@ def test_cancel_ends_the_job_and_says_so():
     assert not at.button(key="analyze.run_tune").disabled
 
 
-def test_a_bug_says_it_is_one_and_a_user_mistake_shows_its_message(monkeypatch, caplog):
+def test_a_bug_says_it_is_one_and_a_user_mistake_shows_its_message(monkeypatch, caplog, tmp_path):
     def start_analysis(kind, spec, **options):
         raise TypeError("start() got an unexpected keyword argument 'x'")
 
-    def check_memory(spec):
-        raise PipelineLabError("cannot size the source; fix its path")
-
     monkeypatch.setattr("pipeline_core.analysis.start_analysis", start_analysis)
-    monkeypatch.setattr("pipeline_core.analysis.check_memory", check_memory)
+    missing = tmp_path / "missing.csv"  # the user's mistake: the memory estimate says so
+    spec = load_spec({"name": "a missing csv", "source": {"type": "csv", "path": str(missing)}})
     at = AppTest.from_file(str(REPO / "pages" / "analyze.py"), default_timeout=TIMEOUT)
-    at.session_state["lab.spec"] = PLANTED
-    at.run()
+    at.session_state["lab.spec"] = spec
+    settle(at.run())  # the estimate is made in a child process
     with caplog.at_level(logging.ERROR, logger="pipeline_lab.pages"):
         at.button(key="analyze.run_stages").click().run()
     assert not at.exception
     errors = [e.value for e in at.error]
-    assert "Memory estimate failed: cannot size the source; fix its path" in errors
+    assert any(e.startswith("Memory estimate failed: ") and str(missing) in e for e in errors), (
+        errors
+    )
     assert any(
         e.startswith("Starting stage analysis failed through a bug in Pipeline Lab")
         and "TypeError: start() got an unexpected keyword argument 'x'" in e

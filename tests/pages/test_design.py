@@ -15,13 +15,14 @@ pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from pipeline_core.export import ExportError  # noqa: E402
+from tests.pages.helpers import settle  # noqa: E402
 
 TIMEOUT = 90  # TensorFlow's first import alone exceeds AppTest's 3 s default
 
 
 def _page(name: str) -> AppTest:
     at = AppTest.from_file(str(REPO / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
-    return at.run()
+    return settle(at.run())  # the element specs are made in a child process
 
 
 def _ok(at: AppTest) -> None:
@@ -190,7 +191,7 @@ def test_data_upload_becomes_the_source_and_hostile_zip_is_refused(lab_home):
     at.file_uploader(key=_key(at, "upload.data")).set_value(
         ("shapes.zip", folder, "application/zip")
     )
-    at.run()
+    settle(at.run())
     _ok(at)
     source = _spec(at).source
     assert source.type == "image_folder"
@@ -324,7 +325,7 @@ def test_every_source_type_works_out_of_the_box_on_the_demo_data():
 
     at = _page("design")
     for source_type in SOURCE_TYPES:
-        at.selectbox(key=_key(at, "source.type")).set_value(source_type).run()
+        settle(at.selectbox(key=_key(at, "source.type")).set_value(source_type).run())
         _ok(at)
         assert _spec(at).source.type == source_type
         errors = [e.value for e in at.error]

@@ -3,7 +3,8 @@
 The default spec's synthetic source holds its 2,048 generated 32x32x3 float32
 examples (24 MiB), the largest holder of its ~42 MiB estimate (with the 12 MiB
 shuffle buffer and the prefetch). `available_bytes` is patched where
-`check_memory` reads it, so the verdict does not depend on this machine.
+the page reads it (the estimate is made in a child process, the verdict in the server
+against the memory available then), so the verdict does not depend on this machine.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from tests import REPO
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from tests.pages.helpers import settle  # noqa: E402
+
 TIMEOUT = 90
 MIB = 1024 * 1024
 
@@ -24,7 +27,7 @@ def _profile_page(monkeypatch, available_mib: float) -> AppTest:
     monkeypatch.setattr(memory, "available_bytes", lambda: int(available_mib * MIB))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
     at.run()
-    at.switch_page("pages/profile.py").run()
+    settle(at.switch_page("pages/profile.py").run())  # the estimate is made in a child process
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -70,6 +73,6 @@ def test_a_confirmation_holds_for_one_design_only(monkeypatch):
     [c for c in at.checkbox if c.label == "Run anyway"][0].check().run()
     spec = at.session_state["lab.spec"]
     at.session_state["lab.spec"] = spec.replace(name="another design")
-    at.run()
+    settle(at.run())
     assert at.button(key="profile.start").disabled is True
     assert [c.value for c in at.checkbox if c.label == "Run anyway"] == [False]
