@@ -21,7 +21,7 @@ import streamlit as st
 
 from pipeline_core import child
 from pipeline_core.analysis.memory import memory_estimate_job
-from pipeline_core.build import element_specs_job
+from pipeline_core.export import design_job
 from pipeline_core.isolate import Job, start_job
 
 REFRESH_S = 0.5
@@ -93,8 +93,9 @@ class SpecJobs:
 
 @st.cache_resource(show_spinner=False)
 def element_specs() -> SpecJobs:
-    """The server's element-spec jobs (`build.element_specs_job`), for the Design page."""
-    return SpecJobs(element_specs_job, what="reading the element specs")
+    """The server's Design-page jobs (`export.design_job`: the element specs after each
+    stage and the exported code)."""
+    return SpecJobs(design_job, what="reading the element specs")
 
 
 @st.cache_resource(show_spinner=False)

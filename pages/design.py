@@ -11,7 +11,6 @@ from pages import _jobs, _state
 from pages._widgets import model_form, page_header, show_bug
 from pipeline_core.augment import AUGMENTATIONS, param_fields
 from pipeline_core.child import default_memory_limit_mb
-from pipeline_core.errors import PipelineLabError
 from pipeline_core.isolate import JobFailed, run_job
 from pipeline_core.params import fields_of
 from pipeline_core.spec import (
@@ -367,7 +366,9 @@ def _problems(exc: SpecError) -> None:
 
 
 ELEMENT_SPECS_HOLDER = "design.element_specs"  # which spec this session's table waits for
+CODE_HOLDER = "design.code"  # which spec this session's code tab waits for
 BUILDING = "Building the pipeline in a child process to read its element specs…"
+WRITING = "Writing the code in a child process (it reads the source's files)…"
 
 
 def _stage_rows(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -421,15 +422,25 @@ def _element_spec_view(spec: PipelineSpec) -> None:
 
 
 def _code_view(spec: PipelineSpec) -> None:
-    from pipeline_core.export import export_code
-
+    """The exported code, written in the same child as the element specs (it plans the
+    user's source); the element-spec view redraws the page once that child is done."""
+    spec_json = spec.to_json(indent=None)
     try:
-        code = export_code(spec)
-    except PipelineLabError as exc:
-        st.error(f"No code for this design: {exc}")
-        return
+        job = _jobs.element_specs().job(spec_json, holder=CODE_HOLDER)
     except Exception as exc:
         show_bug("Writing the code", exc)
+        return
+    if not job.done:
+        st.info(WRITING, icon=":material/hourglass_top:")
+        return
+    failed = _jobs.failure(job)
+    if failed is not None:
+        st.error(failed, icon=":material/error:")
+        return
+    found = job.result(timeout=0)
+    code = found["code"]
+    if code is None:
+        st.error(f"No code for this design: {found['code_error']}")
         return
     st.download_button(
         "Download pipeline.py",

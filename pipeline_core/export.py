@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pipeline_core.augment_code import AugmentCode, augment_source, helper_source
-from pipeline_core.build import BuildError, map_inputs
+from pipeline_core.build import BuildError, element_specs_job, map_inputs
 from pipeline_core.errors import PipelineLabError
 from pipeline_core.paths import data_dir
 from pipeline_core.sources import Call, SourceError, plan_source
@@ -240,3 +240,16 @@ def export_code(
     )
     sections.append(make.rstrip())
     return "\n\n\n".join(sections) + "\n\n" + _MAIN
+
+
+def design_job(spec_json: str, *, progress: Any = None) -> dict[str, Any]:
+    """The Design page's figures of a spec as one isolated job (`pipeline_core.isolate`):
+    `build.element_specs_job`'s stages and error, plus the exported code ("code") or why
+    there is none ("code_error"). Both plan the user's source (file headers, folders, a
+    TFRecord's first record with TensorFlow), so they share one child process."""
+    found = element_specs_job(spec_json, progress=progress)
+    try:
+        code, code_error = export_code(spec_json), None
+    except PipelineLabError as exc:
+        code, code_error = None, str(exc)
+    return {**found, "code": code, "code_error": code_error}

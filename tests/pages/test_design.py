@@ -14,7 +14,6 @@ from tests import REPO
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from pipeline_core.export import ExportError  # noqa: E402
 from tests.pages.helpers import settle  # noqa: E402
 
 TIMEOUT = 90  # TensorFlow's first import alone exceeds AppTest's 3 s default
@@ -336,29 +335,25 @@ def test_every_source_type_works_out_of_the_box_on_the_demo_data():
             assert len(at.dataframe[0].value) == len(_spec(at).steps) + 1
 
 
-BUG = (
-    "Writing the code failed through a bug in Pipeline Lab, not a problem with your input "
-    "(ValueError: operands could not be broadcast together)"
-)
+def test_a_design_with_no_code_says_why_beside_its_element_specs():
+    at = _page("design")
+    settle(at.selectbox(key=_key(at, "source.type")).set_value("csv").run())
+    _ok(at)
+    errors = [e.value for e in at.error]
+    assert any(e.startswith("No code for this design: ") for e in errors), errors
+    assert any("needs image features" in e for e in errors), errors
 
 
-@pytest.mark.parametrize(
-    ("error", "shown", "logged"),
-    [
-        (ExportError("no code; fix it"), "No code for this design: no code; fix it", False),
-        (ValueError("operands could not be broadcast together"), BUG, True),
-    ],
-)
-def test_a_user_mistake_shows_its_message_and_a_bug_says_it_is_one(
-    error, shown, logged, monkeypatch, caplog
-):
-    def export_code(spec):
-        raise error
+def test_a_bug_in_the_job_machinery_says_it_is_one_and_the_page_is_drawn(monkeypatch, caplog):
+    def job(self, spec_json, *, holder):
+        raise ValueError("operands could not be broadcast together")
 
-    monkeypatch.setattr("pipeline_core.export.export_code", export_code)
+    monkeypatch.setattr("pages._jobs.SpecJobs.job", job)
     with caplog.at_level(logging.ERROR, logger="pipeline_lab.pages"):
         at = _page("design")
     _ok(at)
-    assert any(e.value.startswith(shown) for e in at.error), [e.value for e in at.error]
-    assert at.dataframe, "the rest of the page is drawn"
-    assert ("Traceback (most recent call last)" in caplog.text) is logged
+    errors = [e.value for e in at.error]
+    for what in ("Reading the element specs", "Writing the code"):
+        assert any(e.startswith(f"{what} failed through a bug in Pipeline Lab") for e in errors)
+    assert any(c.language == "json" for c in at.code), "the rest of the page is drawn"
+    assert "Traceback (most recent call last)" in caplog.text

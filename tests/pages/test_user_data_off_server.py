@@ -55,8 +55,10 @@ def _no_server_reads(monkeypatch) -> None:
     import pipeline_core.analysis as analysis
     import pipeline_core.analysis.memory as memory
     import pipeline_core.build as build
+    import pipeline_core.export as export
 
     monkeypatch.setattr(build, "element_specs", _in_the_server)
+    monkeypatch.setattr(export, "export_code", _in_the_server)
     for name in ("memory_estimate", "check_memory", "stage_bytes"):
         monkeypatch.setattr(memory, name, _in_the_server)
     monkeypatch.setattr(analysis, "check_memory", _in_the_server)
@@ -73,13 +75,15 @@ def test_design_element_specs_come_from_a_child_and_the_page_waits_without_block
     assert pending(at), "the first run shows the job, not an empty table"
     assert any("Building the pipeline in a child process" in i.value for i in at.info)
     assert not at.dataframe
-    assert any(c.language == "python" for c in at.code), "the rest of the page is drawn"
+    assert any(c.language == "json" for c in at.code), "the rest of the page is drawn"
+    assert not any(c.language == "python" for c in at.code), "the code comes with the specs"
     settle(at)
     _ok(at)
     assert not _errors(at), _errors(at)
     stages = at.dataframe[0].value
     assert len(stages) == len(spec.steps) + 1
     assert list(stages["after"])[0] == "source (synthetic)"
+    assert any(c.language == "python" and "tf.data" in c.value for c in at.code)
     again = _page("design", spec)  # a second visit: the kept result, at once
     assert not pending(again) and len(again.dataframe[0].value) == len(stages)
 
