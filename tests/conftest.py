@@ -27,6 +27,18 @@ _CONFINE = "PIPELINE_LAB_CONFINE"
 
 
 @pytest.fixture(autouse=True)
+def _main_module_restored():
+    """Put `sys.modules["__main__"]` back after each test: AppTest runs a page script as
+    `__main__` and leaves it there, and a later "spawn" child would then run that page."""
+    import sys
+
+    saved = sys.modules.get("__main__")
+    yield
+    if saved is not None:
+        sys.modules["__main__"] = saved
+
+
+@pytest.fixture(autouse=True)
 def _confinement_restored():
     """Restore the confinement variable after each test: a test that runs app.py through
     AppTest confines this process, and later tests must keep full (CLI) access."""

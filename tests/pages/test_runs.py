@@ -15,6 +15,8 @@ from tests import REPO
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from tests.pages.helpers import settle  # noqa: E402
+
 TIMEOUT = 90
 PAGES = ("pages/design.py", "pages/preview.py", "pages/profile.py", "pages/runs.py")
 
@@ -41,7 +43,7 @@ def test_every_page_loads_without_exception(page):
 
 
 def test_short_profile_run_ends_with_a_result_and_is_stored():
-    at = _app("pages/profile.py")
+    at = settle(_app("pages/profile.py"))  # the memory estimate is made in a child first
     assert "press **Start**" in _texts(at)
     at.number_input(key="profile.batches").set_value(12)
     at.selectbox(key="profile.step").set_value("fixed time (ms)").run()

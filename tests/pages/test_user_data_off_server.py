@@ -28,14 +28,27 @@ HUGE_MB = 512  # decoded size of the hostile archive's features (about 0.5 MB on
 SERVER_GROWTH_MB = 150  # what rendering may add to the server's memory (decoding: >= 512)
 
 
+@pytest.fixture()
+def data_folder(tmp_path_factory):
+    """A folder inside the data dir: a browser session (app.py) reads nothing outside it."""
+    import tempfile
+    from pathlib import Path
+
+    from pipeline_core.paths import data_dir
+
+    return Path(tempfile.mkdtemp(prefix="off-server-", dir=data_dir()))
+
+
 def _in_the_server(*args, **kwargs):
     raise AssertionError("the server process read the user's data")
 
 
 def _page(name: str, spec) -> AppTest:
-    at = AppTest.from_file(str(REPO / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    """The page through app.py (its links to other pages need the app's navigation)."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
     at.session_state["lab.spec"] = spec
-    return at.run()
+    at.run()
+    return at.switch_page(f"pages/{name}.py").run()
 
 
 def _ok(at: AppTest) -> None:
@@ -132,9 +145,9 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / MB
 
 
-def test_a_huge_compressed_archive_never_grows_the_server(tmp_path):
-    path = _huge_npz(tmp_path / "huge.npz")
-    assert (tmp_path / "huge.npz").stat().st_size < 8 * MB
+def test_a_huge_compressed_archive_never_grows_the_server(data_folder):
+    path = _huge_npz(data_folder / "huge.npz")
+    assert (data_folder / "huge.npz").stat().st_size < 8 * MB
     steps = [{"op": "batch", "batch_size": 32}]  # no map: the exported code plans, no build
     hostile = load_spec({"name": "huge", "source": {"type": "numpy", "path": path}, "steps": steps})
     small = default_spec().replace(name="warm-up before measuring")
@@ -151,8 +164,8 @@ def test_a_huge_compressed_archive_never_grows_the_server(tmp_path):
     assert "Memory estimate: **" in _captions(profile), _captions(profile)
 
 
-def test_a_corrupt_archive_is_a_reason_on_both_pages(tmp_path):
-    path = tmp_path / "corrupt.npz"
+def test_a_corrupt_archive_is_a_reason_on_both_pages(data_folder):
+    path = data_folder / "corrupt.npz"
     path.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 64)
     assert not zipfile.is_zipfile(path)
     spec = load_spec({"name": "corrupt", "source": {"type": "numpy", "path": str(path)}})
