@@ -27,37 +27,38 @@ def _settings() -> RunSettings:
     """Run settings from the settings widgets (raises ProfileError for bad ones)."""
     limit_col, amount_col, step_col, ms_col, mem_col = st.columns([1.3, 1, 1.3, 1, 1.2])
     limit = limit_col.radio(
-        "Stop after", ("batches", "seconds"), horizontal=True, key="profile.limit"
+        "Stop after",
+        ("batches", "seconds"),
+        horizontal=True,
+        key=_state.kept("profile.limit", "batches"),
     )
     if limit == "batches":
         amount = amount_col.number_input(
-            "Batches", min_value=1, value=200, step=50, key="profile.batches"
+            "Batches", min_value=1, step=50, key=_state.kept("profile.batches", 200)
         )
     else:
         amount = amount_col.number_input(
-            "Seconds", min_value=1.0, value=10.0, step=5.0, key="profile.seconds"
+            "Seconds", min_value=1.0, step=5.0, key=_state.kept("profile.seconds", 10.0)
         )
     step = step_col.selectbox(
         "Simulated training step",
         STEPS,
-        key="profile.step",
+        key=_state.kept("profile.step", STEPS[0]),
         help="Time a training step would take after each batch; with a "
         "step, the run reports how input-bound training would be.",
     )
     step_ms = ms_col.number_input(
         "Step (ms)",
         min_value=0.0,
-        value=20.0,
         step=5.0,
-        key="profile.step_ms",
+        key=_state.kept("profile.step_ms", 20.0),
         disabled=step != STEPS[1],
     )
     memory = mem_col.number_input(
         "Memory ceiling (MB)",
         min_value=64,
         step=256,
-        value=_default_memory(),
-        key="profile.memory_mb",
+        key=_state.kept("profile.memory_mb", _default_memory()),
         help="The run is stopped when the pipeline process holds "
         "more private memory than this. Pages of memory-mapped "
         "files do not count: the system can drop and re-read them, "
