@@ -161,6 +161,21 @@ def _memory_guard(spec) -> tuple[bool, dict | None]:
     return not confirmed, stored
 
 
+BUILD_HOLDER = "profile.design"  # which spec this session's Start waits to hear about
+
+
+def _build_problem(spec) -> str | None:
+    """Why the design cannot be built, once the Design page's child has said so (one
+    result per spec for every session); None while unknown or when it builds."""
+    try:
+        job = _jobs.element_specs().job(spec.to_json(indent=None), holder=BUILD_HOLDER)
+    except Exception:  # the check is advisory: a run of a broken design fails with its reason
+        return None
+    if not job.done or not job.state().ok:
+        return None
+    return job.result(timeout=0)["error"]
+
+
 def _start(settings: RunSettings, summary_extra: dict | None) -> None:
     spec = _state.get_spec()
     try:
@@ -218,7 +233,8 @@ def _progress(snap, settings: RunSettings) -> None:
         fractions.append(snap.batches / settings.max_batches)
     if settings.max_seconds:
         fractions.append(snap.elapsed_s / settings.max_seconds)
-    done = 1.0 if snap.done else min(1.0, max(fractions, default=0.0))
+    # a stopped or failed run ends where it was, not at 100%
+    done = 1.0 if snap.status == "completed" else min(1.0, max(fractions, default=0.0))
     text = f"{snap.status} · {snap.batches} batches · {snap.examples:,} examples · {snap.elapsed_s:.1f} s"
     st.progress(done, text=text)
 
@@ -325,6 +341,12 @@ except PipelineLabError as exc:
     st.stop()
 
 blocked, estimate_summary = _memory_guard(spec)
+problem = _build_problem(spec)
+if problem is not None:
+    st.error(
+        f"Start is off: the design cannot be built: {problem} Fix it on the Design page.",
+        icon=":material/block:",
+    )
 handle = _state.live_run()
 running = handle is not None and not handle.done
 start_col, stop_col, _ = st.columns([1, 1, 6])
@@ -333,7 +355,8 @@ if start_col.button(
     type="primary",
     icon=":material/play_arrow:",
     key="profile.start",
-    disabled=running or blocked,
+    disabled=running or blocked or problem is not None,
+    help="Fix the design first: it cannot be built." if problem else None,
     width="stretch",
 ):
     _start(settings, estimate_summary)
@@ -354,6 +377,12 @@ def live_view() -> None:
     snap = handle.snapshot()
     if running and snap.done:
         st.rerun()  # the run ended: redraw the page once, with the timer off
+    if handle.spec is not None and handle.spec != spec.to_dict():
+        st.info(
+            f"These results are of an earlier design, **{handle.spec.get('name')}**: the "
+            "design has changed since this run started. Start again to profile this one.",
+            icon=":material/history:",
+        )
     _outcome(snap, handle)
     _progress(snap, handle.settings)
     _kpis(snap, handle)
