@@ -26,6 +26,13 @@ CONFIRM_KEY = "profile.run_anyway"  # + a digest of the spec: a confirmation hol
 def _settings() -> RunSettings:
     """Run settings from the settings widgets (raises ProfileError for bad ones)."""
     limit_col, amount_col, step_col, ms_col, mem_col = st.columns([1.3, 1, 1.3, 1, 1.2])
+    repeat = st.checkbox(
+        "Repeat the data until the limit",
+        key=_state.kept("profile.repeat", True),
+        help="A dataset shorter than the limit starts again, so the run lasts as long as "
+        "the limit says; applied in the run's process, the design is unchanged. Off: the "
+        "run ends with the data.",
+    )
     limit = limit_col.radio(
         "Stop after",
         ("batches", "seconds"),
@@ -70,6 +77,7 @@ def _settings() -> RunSettings:
         memory_limit_mb=int(memory),
         step_ms=float(step_ms) if step == STEPS[1] else None,
         step_model="small" if step == STEPS[2] else None,
+        repeat=bool(repeat),
     )
 
 

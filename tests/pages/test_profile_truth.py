@@ -65,3 +65,44 @@ def test_results_of_an_earlier_design_say_so_and_a_stop_keeps_its_progress():
     at.text_input(key=_key(at, "name")).set_value("renamed design").run()
     at.switch_page("pages/profile.py").run()
     assert any("earlier design" in i.value for i in at.info), [i.value for i in at.info]
+
+
+SHORT = {
+    "name": "a short dataset",
+    "source": {"type": "synthetic", "num_examples": 40, "shape": [4, 4, 3]},
+    "steps": [{"op": "batch", "batch_size": 8}],
+}
+
+
+def test_a_short_dataset_runs_to_the_time_limit_and_runs_show_their_settings():
+    import json
+
+    from pipeline_core.store import RunStore
+
+    at = settle(_app())
+    at.file_uploader(key=_key(at, "spec_upload")).set_value(
+        ("short.json", json.dumps(SHORT).encode(), "application/json")
+    ).run()
+    settle(at.switch_page("pages/profile.py").run())
+    assert at.checkbox(key="profile.repeat").value is True  # on by default
+    at.radio(key="profile.limit").set_value("seconds").run()
+    at.number_input(key="profile.seconds").set_value(2.0).run()
+    _run_to_end(at, stop=False)
+    assert any("Run completed" in s.value for s in at.success), [e.value for e in at.error]
+    store = RunStore()
+    repeated = max((r for r in store.list_runs() if r.name == SHORT["name"]), key=lambda r: r.id)
+    assert repeated.batches > 5, "five batches a pass, repeated for 2 s"
+    assert repeated.settings["repeat"] is True
+    at.checkbox(key="profile.repeat").uncheck().run()
+    at.radio(key="profile.limit").set_value("batches").run()
+    at.number_input(key="profile.batches").set_value(50).run()
+    _run_to_end(at, stop=False)
+    once = max((r for r in store.list_runs() if r.name == SHORT["name"]), key=lambda r: r.id)
+    assert once.batches == 5 and once.settings["repeat"] is False
+    at.query_params["run"] = f"{repeated.id},{once.id}"
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    texts = [m.value for m in at.markdown]
+    assert "**Settings differences**" in texts
+    frames = [d.value for d in at.dataframe]
+    assert any("setting" in f.columns and "repeat data" in list(f["setting"]) for f in frames)
