@@ -17,7 +17,13 @@ from pipeline_core.metrics import MEMORY_NOTE
 from pipeline_core.profile import RunSettings, start_profile
 from pipeline_core.store import RunStore
 
-REFRESH_S = 0.5
+REFRESH_S = 0.25  # progress and KPI tiles: >= 2 changes a second with margin
+CHART_REFRESH_S = 1.0
+STOP_WAIT_S = 1.5  # a Stop click waits this long for the run to end, to show "stopped" at once
+STARTING = {
+    "starting": "Starting: the run's process loads TensorFlow and builds the pipeline…",
+    "running": "Running: waiting for the first batch (the buffers fill first)…",
+}
 STEPS = ("none", "fixed time (ms)", "small model")
 CHART_ROWS = (("wait", "wait_histogram"), ("throughput", "cpu"), ("memory", "gpu"))
 CONFIRM_KEY = "profile.run_anyway"  # + a digest of the spec: a confirmation holds for one design
@@ -374,17 +380,20 @@ if stop_col.button(
     "Stop", icon=":material/stop:", key="profile.stop", disabled=not running, width="stretch"
 ):
     handle.stop()
+    handle.wait(STOP_WAIT_S)  # usually ends well within it: this run draws "stopped"
+    running = not handle.done
 
 
 @st.fragment(run_every=REFRESH_S if running else None)
-def live_view() -> None:
-    """KPI tiles, progress and charts of the session's run, refreshed while it runs."""
+def live_figures() -> None:
+    """Outcome, progress and KPI tiles of the session's run, four times a second while it
+    runs; when it ends, the page is drawn once more with the timers off."""
     if handle is None:
         st.info("Set the limits and press **Start** to profile the current design.")
         return
     snap = handle.snapshot()
     if running and snap.done:
-        st.rerun()  # the run ended: redraw the page once, with the timer off
+        st.rerun()  # the run ended: redraw the page once, with the timers off
     if handle.spec is not None and handle.spec != spec.to_dict():
         st.info(
             f"These results are of an earlier design, **{handle.spec.get('name')}**: the "
@@ -393,10 +402,24 @@ def live_view() -> None:
         )
     _outcome(snap, handle)
     _progress(snap, handle.settings)
+    if not snap.done and not snap.batches:
+        st.info(STARTING.get(snap.status, STARTING["starting"]), icon=":material/hourglass_top:")
+        return
     _kpis(snap, handle)
     if snap.done:
         _memory_after(handle)
-    _charts(snap, handle.name)
 
 
-live_view()
+@st.fragment(run_every=CHART_REFRESH_S if running else None)
+def live_charts() -> None:
+    """The charts of the session's run, once a second while it runs (drawing five charts
+    is the page's heaviest work); none before the first batch, rather than empty axes."""
+    if handle is None:
+        return
+    snap = handle.snapshot()
+    if snap.batches or snap.done:
+        _charts(snap, handle.name)
+
+
+live_figures()
+live_charts()

@@ -669,11 +669,17 @@ class _WarmSpare:
             self.refill()
 
     def take(self) -> _Spare | None:
-        """The spare, if there is one fit for the caller's context (then it is theirs)."""
+        """The spare, if one is ready and fit for the caller's context (then it is theirs).
+
+        A spare still importing stays for the next caller: the work would wait for the
+        import anyway, and a spare must not be handed out before it has read its start-up
+        arguments (its `ready` event among them).
+        """
         with self._lock:
-            spare, self._spare = self._spare, None
-        if spare is None:
-            return None
+            spare = self._spare
+            if spare is None or not spare.ready.is_set():
+                return None
+            self._spare = None
         if spare.usable():
             return spare
         spare.discard()

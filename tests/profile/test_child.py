@@ -516,3 +516,14 @@ def test_a_target_the_spare_cannot_receive_leaves_it_and_raises(warm, alive):
     with pytest.raises(Exception, match="pickle"):
         _spawned(counts_to, (lambda: 1,))
     assert not alive(spare)
+
+
+def test_a_spare_still_importing_is_left_for_later_and_the_work_starts_fresh(warm, alive):
+    warm.keep_warm(False)
+    warm.keep_warm(True)  # a spare starts now: seconds from ready
+    starting = warm.spare_pid()
+    child, protocol = _spawned(counts_to, (1,))
+    assert child.wait(60)
+    assert protocol.messages[0][1] != starting, "a fresh child ran it"
+    assert protocol.messages[-1] == ("result", 1) and protocol.endings == []
+    assert _ready_spare(warm) == starting, "the spare stayed, then got ready"
