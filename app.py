@@ -5,10 +5,12 @@ This file only routes; each page lives in pages/ and stays thin over pipeline_co
 
 import streamlit as st
 
-from pipeline_core import paths
+from pipeline_core import child, paths
 
 # A browser user reaches only the data dir and the admin's roots; child processes inherit it.
 paths.confine_to_data_roots()
+# One child waits with TensorFlow imported, so a job starts at once (PIPELINE_LAB_WARM_SPARE=0: off).
+child.keep_warm()
 st.set_page_config(page_title="Pipeline Lab", page_icon=":material/science:", layout="wide")
 
 pages = [

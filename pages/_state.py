@@ -5,6 +5,8 @@ Keep session state small: the spec and run ids; derive the rest.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from pipeline_core.spec import PipelineSpec, default_spec
@@ -42,6 +44,27 @@ def replace_spec(spec: PipelineSpec) -> None:
     """Set the spec and re-sync every editor widget to it."""
     set_spec(spec)
     st.session_state[REVISION_KEY] = revision() + 1
+
+
+# --- settings that survive page changes -------------------------------------------
+
+KEPT_PREFIX = "lab.kept."
+
+
+def kept(key: str, default: Any) -> str:
+    """`key` for a settings widget whose value survives a visit to another page.
+
+    Streamlit drops a widget's value when a page run does not draw it, so a page
+    change would reset the Profile limits or the simulated step. A copy kept under
+    another key puts the value back before the widget is drawn; the widget then
+    takes no `value=` argument (the session value is its value).
+    """
+    copy = KEPT_PREFIX + key
+    if key in st.session_state:
+        st.session_state[copy] = st.session_state[key]
+    else:
+        st.session_state[key] = st.session_state.get(copy, default)
+    return key
 
 
 # --- the session's live run and the runs it made ---------------------------------

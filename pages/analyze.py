@@ -193,9 +193,8 @@ def _stages_section(results: dict, running: bool) -> None:
         "Seconds timed per stage",
         0.1,
         3.0,
-        WINDOW_S,
-        0.1,
-        key=KEY + "seconds",
+        step=0.1,
+        key=_state.kept(KEY + "seconds", WINDOW_S),
         help="Each prefix of the pipeline (source, + each step) is timed this long, "
         "pulled inside TensorFlow; then the whole pipeline as a Python loop pulls it.",
     )
@@ -203,8 +202,8 @@ def _stages_section(results: dict, running: bool) -> None:
         "Rounds",
         1,
         5,
-        1,
-        key=KEY + "rounds",
+        step=1,
+        key=_state.kept(KEY + "rounds", 1),
         help="Time every row this many times, round after round, and keep the median.",
     )
     with button:
@@ -282,19 +281,22 @@ def _tuner_section(results: dict, running: bool) -> None:
         [2, 2, 1.2, 1.2, 1.2], vertical_alignment="bottom"
     )
     budget_col.slider(
-        "Budget (s)", 5, 300, 60, key=KEY + "budget", help="Search and re-measurement together."
+        "Budget (s)",
+        5,
+        300,
+        key=_state.kept(KEY + "budget", 60),
+        help="Search and re-measurement together.",
     )
     trial_col.slider(
         "Seconds per trial",
         0.1,
         3.0,
-        WINDOW_S,
-        0.1,
-        key=KEY + "trial_s",
+        step=0.1,
+        key=_state.kept(KEY + "trial_s", WINDOW_S),
         help="Timed window of each trial and re-measurement, after a warm-up.",
     )
-    batch_col.checkbox("Tune batch size", key=KEY + "batch")
-    order_col.checkbox("Allow reordering", key=KEY + "reorder")
+    batch_col.checkbox("Tune batch size", key=_state.kept(KEY + "batch", False))
+    order_col.checkbox("Allow reordering", key=_state.kept(KEY + "reorder", False))
     with button:
         _start_button("tune", "Tune", running, type="primary", width="stretch")
     if _live("tune", results):

@@ -88,12 +88,16 @@ page_header(
 )
 
 n_col, seed_col, roll_col, mode_col = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
-n = n_col.number_input("Samples", min_value=1, max_value=32, value=8, step=1, key="preview.n")
-seed = seed_col.number_input("Seed", min_value=0, value=0, step=1, key="preview.seed")
+n = n_col.number_input(
+    "Samples", min_value=1, max_value=32, step=1, key=_state.kept("preview.n", 8)
+)
+seed = seed_col.number_input("Seed", min_value=0, step=1, key=_state.kept("preview.seed", 0))
 roll_col.button(
     "Reroll", icon=":material/casino:", on_click=_reroll, key="preview.reroll", width="stretch"
 )
-mode = mode_col.radio("Augmentations", MODES, horizontal=True, key="preview.mode")
+mode = mode_col.radio(
+    "Augmentations", MODES, horizontal=True, key=_state.kept("preview.mode", MODES[0])
+)
 only = _only_picker() if mode == MODES[1] else None
 
 try:

@@ -17,7 +17,13 @@ from pipeline_core.metrics import MEMORY_NOTE
 from pipeline_core.profile import RunSettings, start_profile
 from pipeline_core.store import RunStore
 
-REFRESH_S = 0.5
+REFRESH_S = 0.25  # progress and KPI tiles: >= 2 changes a second with margin
+CHART_REFRESH_S = 1.0
+STOP_WAIT_S = 1.5  # a Stop click waits this long for the run to end, to show "stopped" at once
+STARTING = {
+    "starting": "Starting: the run's process loads TensorFlow and builds the pipeline…",
+    "running": "Running: waiting for the first batch (the buffers fill first)…",
+}
 STEPS = ("none", "fixed time (ms)", "small model")
 CHART_ROWS = (("wait", "wait_histogram"), ("throughput", "cpu"), ("memory", "gpu"))
 CONFIRM_KEY = "profile.run_anyway"  # + a digest of the spec: a confirmation holds for one design
@@ -26,38 +32,46 @@ CONFIRM_KEY = "profile.run_anyway"  # + a digest of the spec: a confirmation hol
 def _settings() -> RunSettings:
     """Run settings from the settings widgets (raises ProfileError for bad ones)."""
     limit_col, amount_col, step_col, ms_col, mem_col = st.columns([1.3, 1, 1.3, 1, 1.2])
+    repeat = st.checkbox(
+        "Repeat the data until the limit",
+        key=_state.kept("profile.repeat", True),
+        help="A dataset shorter than the limit starts again, so the run lasts as long as "
+        "the limit says; applied in the run's process, the design is unchanged. Off: the "
+        "run ends with the data.",
+    )
     limit = limit_col.radio(
-        "Stop after", ("batches", "seconds"), horizontal=True, key="profile.limit"
+        "Stop after",
+        ("batches", "seconds"),
+        horizontal=True,
+        key=_state.kept("profile.limit", "batches"),
     )
     if limit == "batches":
         amount = amount_col.number_input(
-            "Batches", min_value=1, value=200, step=50, key="profile.batches"
+            "Batches", min_value=1, step=50, key=_state.kept("profile.batches", 200)
         )
     else:
         amount = amount_col.number_input(
-            "Seconds", min_value=1.0, value=10.0, step=5.0, key="profile.seconds"
+            "Seconds", min_value=1.0, step=5.0, key=_state.kept("profile.seconds", 10.0)
         )
     step = step_col.selectbox(
         "Simulated training step",
         STEPS,
-        key="profile.step",
+        key=_state.kept("profile.step", STEPS[0]),
         help="Time a training step would take after each batch; with a "
         "step, the run reports how input-bound training would be.",
     )
     step_ms = ms_col.number_input(
         "Step (ms)",
         min_value=0.0,
-        value=20.0,
         step=5.0,
-        key="profile.step_ms",
+        key=_state.kept("profile.step_ms", 20.0),
         disabled=step != STEPS[1],
     )
     memory = mem_col.number_input(
         "Memory ceiling (MB)",
         min_value=64,
         step=256,
-        value=_default_memory(),
-        key="profile.memory_mb",
+        key=_state.kept("profile.memory_mb", _default_memory()),
         help="The run is stopped when the pipeline process holds "
         "more private memory than this. Pages of memory-mapped "
         "files do not count: the system can drop and re-read them, "
@@ -69,6 +83,7 @@ def _settings() -> RunSettings:
         memory_limit_mb=int(memory),
         step_ms=float(step_ms) if step == STEPS[1] else None,
         step_model="small" if step == STEPS[2] else None,
+        repeat=bool(repeat),
     )
 
 
@@ -160,6 +175,21 @@ def _memory_guard(spec) -> tuple[bool, dict | None]:
     return not confirmed, stored
 
 
+BUILD_HOLDER = "profile.design"  # which spec this session's Start waits to hear about
+
+
+def _build_problem(spec) -> str | None:
+    """Why the design cannot be built, once the Design page's child has said so (one
+    result per spec for every session); None while unknown or when it builds."""
+    try:
+        job = _jobs.element_specs().job(spec.to_json(indent=None), holder=BUILD_HOLDER)
+    except Exception:  # the check is advisory: a run of a broken design fails with its reason
+        return None
+    if not job.done or not job.state().ok:
+        return None
+    return job.result(timeout=0)["error"]
+
+
 def _start(settings: RunSettings, summary_extra: dict | None) -> None:
     spec = _state.get_spec()
     try:
@@ -217,7 +247,8 @@ def _progress(snap, settings: RunSettings) -> None:
         fractions.append(snap.batches / settings.max_batches)
     if settings.max_seconds:
         fractions.append(snap.elapsed_s / settings.max_seconds)
-    done = 1.0 if snap.done else min(1.0, max(fractions, default=0.0))
+    # a stopped or failed run ends where it was, not at 100%
+    done = 1.0 if snap.status == "completed" else min(1.0, max(fractions, default=0.0))
     text = f"{snap.status} · {snap.batches} batches · {snap.examples:,} examples · {snap.elapsed_s:.1f} s"
     st.progress(done, text=text)
 
@@ -324,6 +355,12 @@ except PipelineLabError as exc:
     st.stop()
 
 blocked, estimate_summary = _memory_guard(spec)
+problem = _build_problem(spec)
+if problem is not None:
+    st.error(
+        f"Start is off: the design cannot be built: {problem} Fix it on the Design page.",
+        icon=":material/block:",
+    )
 handle = _state.live_run()
 running = handle is not None and not handle.done
 start_col, stop_col, _ = st.columns([1, 1, 6])
@@ -332,7 +369,8 @@ if start_col.button(
     type="primary",
     icon=":material/play_arrow:",
     key="profile.start",
-    disabled=running or blocked,
+    disabled=running or blocked or problem is not None,
+    help="Fix the design first: it cannot be built." if problem else None,
     width="stretch",
 ):
     _start(settings, estimate_summary)
@@ -342,23 +380,46 @@ if stop_col.button(
     "Stop", icon=":material/stop:", key="profile.stop", disabled=not running, width="stretch"
 ):
     handle.stop()
+    handle.wait(STOP_WAIT_S)  # usually ends well within it: this run draws "stopped"
+    running = not handle.done
 
 
 @st.fragment(run_every=REFRESH_S if running else None)
-def live_view() -> None:
-    """KPI tiles, progress and charts of the session's run, refreshed while it runs."""
+def live_figures() -> None:
+    """Outcome, progress and KPI tiles of the session's run, four times a second while it
+    runs; when it ends, the page is drawn once more with the timers off."""
     if handle is None:
         st.info("Set the limits and press **Start** to profile the current design.")
         return
     snap = handle.snapshot()
     if running and snap.done:
-        st.rerun()  # the run ended: redraw the page once, with the timer off
+        st.rerun()  # the run ended: redraw the page once, with the timers off
+    if handle.spec is not None and handle.spec != spec.to_dict():
+        st.info(
+            f"These results are of an earlier design, **{handle.spec.get('name')}**: the "
+            "design has changed since this run started. Start again to profile this one.",
+            icon=":material/history:",
+        )
     _outcome(snap, handle)
     _progress(snap, handle.settings)
+    if not snap.done and not snap.batches:
+        st.info(STARTING.get(snap.status, STARTING["starting"]), icon=":material/hourglass_top:")
+        return
     _kpis(snap, handle)
     if snap.done:
         _memory_after(handle)
-    _charts(snap, handle.name)
 
 
-live_view()
+@st.fragment(run_every=CHART_REFRESH_S if running else None)
+def live_charts() -> None:
+    """The charts of the session's run, once a second while it runs (drawing five charts
+    is the page's heaviest work); none before the first batch, rather than empty axes."""
+    if handle is None:
+        return
+    snap = handle.snapshot()
+    if snap.batches or snap.done:
+        _charts(snap, handle.name)
+
+
+live_figures()
+live_charts()

@@ -46,6 +46,7 @@ def _history(store: RunStore) -> pd.DataFrame:
             "p50 wait (ms)": r.latency_p50_ms,
             "input-bound %": r.input_bound_percent,
             "held (MB)": r.held_by_pipeline_mb,
+            "settings": report.settings_text(r.settings),
             "reason": r.error or "",
         }
         for r in store.list_runs()
@@ -62,6 +63,7 @@ def _history(store: RunStore) -> pd.DataFrame:
             "p50 wait (ms)",
             "input-bound %",
             "held (MB)",
+            "settings",
             "reason",
         ],
     )
@@ -112,7 +114,7 @@ def _run_detail(store: RunStore, record) -> None:
     st.subheader(report.run_label(record))
     st.caption(
         f"{record.status} · {record.created.replace('T', ' ')[:19]} · "
-        f"{_settings_text(record.settings or {})}"
+        f"{report.settings_text(record.settings or {})}"
     )
     if record.status == "failed":
         st.error(f"The run failed: {record.error or 'no reason recorded'}")
@@ -147,21 +149,6 @@ def _run_detail(store: RunStore, record) -> None:
         st.code(json.dumps(record.spec, indent=2), language="json")
     with st.expander("Environment"):
         st.json(record.environment or {})
-
-
-def _settings_text(settings: dict) -> str:
-    limits = []
-    if settings.get("max_batches"):
-        limits.append(f"up to {settings['max_batches']} batches")
-    if settings.get("max_seconds"):
-        limits.append(f"up to {settings['max_seconds']:g} s")
-    if settings.get("step_model"):
-        limits.append(f"step: {settings['step_model']} model")
-    elif settings.get("step_ms") is not None:
-        limits.append(f"step: {settings['step_ms']:g} ms")
-    if settings.get("memory_limit_mb"):
-        limits.append(f"memory ceiling {settings['memory_limit_mb']} MB")
-    return " · ".join(limits) or "default settings"
 
 
 def _figure_tiles(summary: dict) -> None:
@@ -234,12 +221,23 @@ def _compare(store: RunStore, records: list) -> None:
     # Tall enough for every figure: no scrolling inside the table.
     st.dataframe(table, hide_index=True, width="stretch", height=38 + 35 * len(table))
     st.caption(f"Memory: {MEMORY_NOTE}.")
-    st.markdown("**Spec differences**")
-    diffs = report.spec_differences(records)
-    if diffs:
-        st.dataframe(diffs, hide_index=True, width="stretch")
-    else:
-        st.caption("The specs are identical: differences come from settings or the machine.")
+    spec_col, settings_col = st.columns(2)
+    with spec_col:
+        st.markdown("**Spec differences**")
+        diffs = report.spec_differences(records)
+        if diffs:
+            st.dataframe(diffs, hide_index=True, width="stretch")
+        else:
+            st.caption("The specs are identical.")
+    with settings_col:
+        st.markdown("**Settings differences**")
+        settings = report.settings_differences(records)
+        if settings:
+            st.dataframe(settings, hide_index=True, width="stretch")
+        else:
+            st.caption("The runs used the same settings.")
+    if not diffs and not settings:
+        st.caption("Same spec, same settings: the differences come from the machine (load, noise).")
     _charts(records, key="runs.compare")
     _downloads(store, records, baseline_id=baseline)
 

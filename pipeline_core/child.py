@@ -18,13 +18,21 @@ monitor thread in the parent drains the child's messages and applies the limits:
   passed once to `on_end`; `Ending.reason()` is the one sentence for each kind of
   end (a crash, a kill, the ceiling, a timeout ...), whichever protocol ran.
 
-The callbacks run on the monitor thread. A warm spare child (TensorFlow already
-imported, waiting for its target) would be started and handed out here.
+The callbacks run on the monitor thread.
+
+Warm start: with `keep_warm()` (the dashboard turns it on) one spare child waits with
+TensorFlow and the package already imported; `spawn` hands it its target instead of
+starting a process, so the work begins at once rather than after an 8-15 s import. A
+spare runs one target and ends like any child (it is never shared); a new spare is
+started once that child has ended, so its import does not compete with the work
+(a profile run's figures included). A spare started under other environment
+variables or another working directory than the caller's now is discarded, never used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import multiprocessing
 import os
 import shutil
@@ -263,6 +271,42 @@ def _child_main(
     """Entry point of every child: run the target, report a raise, exit."""
     _exit_with_parent(temp_dir)
     _use_temp_dir(temp_dir)
+    _run_target(target, args, conn, flag, temp_dir)
+
+
+# What a spare imports while it waits: TensorFlow (the slow part) and the modules every
+# kind of work loads.
+SPARE_PRELOAD = (
+    "pipeline_core.build",
+    "pipeline_core.profile.worker",
+    "pipeline_core.preview",
+    "pipeline_core.analysis",
+)
+
+
+def _spare_main(tasks: Any, conn: Any, flag: Any, temp_dir: str, ready: Any) -> None:
+    """Entry point of a warm spare: import, say so, wait for a target, run it like a child.
+
+    The parent closing `tasks` (a spare it no longer wants) ends the spare.
+    """
+    _exit_with_parent(temp_dir)
+    _use_temp_dir(temp_dir)
+    from pipeline_core._tf import tf
+
+    tf()
+    for name in SPARE_PRELOAD:
+        importlib.import_module(name)
+    ready.set()
+    try:
+        target, args = tasks.recv()
+    except (EOFError, OSError):
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        os._exit(0)
+    tasks.close()
+    _run_target(target, args, conn, flag, temp_dir)
+
+
+def _run_target(target: Callable[..., Any], args: tuple, conn: Any, flag: Any, temp_dir) -> None:
     link = Link(conn, flag, temp_dir)
     try:
         target(link, *args)
@@ -297,6 +341,8 @@ class Child:
         flag: the stop flag the child reads (shared memory; a plain one for fakes).
         memory_mb: reads a pid's private memory in MB.
         temp_dir: the child's temporary folder, removed once the child has ended.
+        after_end: called once on the monitor thread after everything else, when the
+            child has ended (a new warm spare is started there).
     """
 
     def __init__(
@@ -312,9 +358,11 @@ class Child:
         flag: Any = None,
         memory_mb: Callable[[int], float] = private_mb,
         temp_dir: str | None = None,
+        after_end: Callable[[], None] | None = None,
     ) -> None:
         self.what = what
         self._temp_dir = temp_dir
+        self._after_end = after_end
         self.limits = limits
         self._process = process
         self._conn = conn
@@ -471,6 +519,9 @@ class Child:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
         self._end(self._ending("lost"))
         self._done.set()
+        if self._after_end is not None:
+            with contextlib.suppress(Exception):  # a spare that cannot start is no loss
+                self._after_end()
 
 
 @contextlib.contextmanager
@@ -515,23 +566,38 @@ def spawn(
         needs_main: the target or an argument lives in the parent's `__main__` script,
             so the child must run that script (otherwise it is kept out).
     """
-    ctx = multiprocessing.get_context("spawn")
-    receiver, sender = ctx.Pipe(duplex=False)
-    flag = ctx.Value("i", 0, lock=False)
-    temp_dir = tempfile.mkdtemp(prefix="pipeline-lab-child-")
-    process = ctx.Process(
-        target=_child_main,
-        args=(target, tuple(args), sender, flag, temp_dir),
-        name=f"pipeline-lab-{what}"[:60].replace(" ", "-"),
-        daemon=True,
-    )
-    try:
-        with contextlib.nullcontext() if needs_main else _main_hidden():
-            process.start()
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        raise
-    sender.close()  # only the child writes: its death then reads as end-of-file here
+    spare = None if needs_main else _WARM.take()
+    if spare is not None:
+        try:
+            spare.tasks.send((target, tuple(args)))
+        except BaseException:
+            spare.discard()
+            raise
+        spare.tasks.close()
+        process, receiver, flag, temp_dir = (
+            spare.process,
+            spare.receiver,
+            spare.flag,
+            spare.temp_dir,
+        )
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        receiver, sender = ctx.Pipe(duplex=False)
+        flag = ctx.Value("i", 0, lock=False)
+        temp_dir = tempfile.mkdtemp(prefix="pipeline-lab-child-")
+        process = ctx.Process(
+            target=_child_main,
+            args=(target, tuple(args), sender, flag, temp_dir),
+            name=f"pipeline-lab-{what}"[:60].replace(" ", "-"),
+            daemon=True,
+        )
+        try:
+            with contextlib.nullcontext() if needs_main else _main_hidden():
+                process.start()
+        except BaseException:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            raise
+        sender.close()  # only the child writes: its death then reads as end-of-file here
     child = Child(
         process,
         receiver,
@@ -542,6 +608,154 @@ def spawn(
         on_poll=on_poll,
         flag=flag,
         temp_dir=temp_dir,
+        after_end=_WARM.refill,
     )
     threading.Thread(target=child.watch, name="pl-child-monitor", daemon=True).start()
     return child
+
+
+# --- warm start: one spare child with TensorFlow imported ------------------------------------
+
+
+_VOLATILE_ENV = ("PYTEST_CURRENT_TEST",)  # changes with every test phase, read by nothing
+
+
+def _context_now() -> tuple:
+    """What a spare must share with the caller to do its work as a new child would."""
+    env = {k: v for k, v in os.environ.items() if k not in _VOLATILE_ENV}
+    return (env, os.getcwd(), tuple(sys.path))
+
+
+@dataclass
+class _Spare:
+    process: Any
+    tasks: Any  # the parent's end of the pipe that hands the target over
+    receiver: Any  # the parent's end of the child's message pipe
+    flag: Any
+    temp_dir: str
+    ready: Any  # set once the spare has imported everything
+    context: tuple
+
+    def usable(self) -> bool:
+        return self.process.is_alive() and self.context == _context_now()
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self.tasks.close()
+        with contextlib.suppress(Exception):
+            self.receiver.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=JOIN_S)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+class _WarmSpare:
+    """The one spare child: started by `keep_warm`, taken by `spawn`, refilled after use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._on = False
+        self._spare: _Spare | None = None
+
+    def enable(self, on: bool) -> None:
+        with self._lock:
+            self._on, spare = on, None
+            if not on:
+                spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.discard()
+        if on:
+            self.refill()
+
+    def take(self) -> _Spare | None:
+        """The spare, if one is ready and fit for the caller's context (then it is theirs).
+
+        A spare still importing stays for the next caller: the work would wait for the
+        import anyway, and a spare must not be handed out before it has read its start-up
+        arguments (its `ready` event among them).
+        """
+        with self._lock:
+            spare = self._spare
+            if spare is None or not spare.ready.is_set():
+                return None
+            self._spare = None
+        if spare.usable():
+            return spare
+        spare.discard()
+        return None
+
+    def refill(self) -> None:
+        """Start a spare when on and none waits (or the one waiting no longer fits)."""
+        with self._lock:
+            if not self._on:
+                return
+            if self._spare is not None and self._spare.usable():
+                return
+            stale, self._spare = self._spare, None
+        if stale is not None:
+            stale.discard()
+        spare = _start_spare()
+        with self._lock:
+            keep = self._on and self._spare is None
+            if keep:
+                self._spare = spare
+        if not keep:
+            spare.discard()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        with self._lock:
+            spare = self._spare
+        return spare is not None and spare.ready.wait(timeout)
+
+    def pid(self) -> int | None:
+        with self._lock:
+            return None if self._spare is None else self._spare.process.pid
+
+
+def _start_spare() -> _Spare:
+    ctx = multiprocessing.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    task_receiver, tasks = ctx.Pipe(duplex=False)
+    flag = ctx.Value("i", 0, lock=False)
+    ready = ctx.Event()
+    temp_dir = tempfile.mkdtemp(prefix="pipeline-lab-child-")
+    context = _context_now()
+    process = ctx.Process(
+        target=_spare_main,
+        args=(task_receiver, sender, flag, temp_dir, ready),
+        name="pipeline-lab-spare",
+        daemon=True,
+    )
+    try:
+        with _main_hidden():
+            process.start()
+    except BaseException:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    sender.close()
+    task_receiver.close()
+    return _Spare(process, tasks, receiver, flag, temp_dir, ready, context)
+
+
+_WARM = _WarmSpare()
+
+
+ENV_WARM = "PIPELINE_LAB_WARM_SPARE"  # "0" turns the dashboard's warm spare off
+
+
+def keep_warm(on: bool | None = None) -> None:
+    """Keep one spare child with TensorFlow imported for the next `spawn` (or stop: the
+    waiting spare is ended). None reads `PIPELINE_LAB_WARM_SPARE` (on unless "0"). The
+    dashboard calls it on every page run; the command line, one job a process, does not."""
+    _WARM.enable(os.environ.get(ENV_WARM, "1") != "0" if on is None else on)
+
+
+def spare_ready(timeout: float | None = None) -> bool:
+    """Whether a spare is waiting with everything imported (waits up to `timeout`)."""
+    return _WARM.wait_ready(timeout)
+
+
+def spare_pid() -> int | None:
+    """The process id of the waiting spare, if any (to tell it from a child at work)."""
+    return _WARM.pid()

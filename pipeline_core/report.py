@@ -3,6 +3,8 @@
 - `compare_figures(records, baseline_id=...)`: key figures of each run and the
   ratio to a chosen baseline run (direction-aware: says which is better).
 - `spec_differences(records)`: the spec fields whose values differ between runs.
+- `settings_text(settings)` / `settings_differences(records)`: how a run was run
+  (limits, simulated step, memory ceiling, repeat) in words, and where runs differ.
 - `html_report(records, ...)`: one HTML file (plotly.js inline, no network
   needed) with the figures table, spec differences, overlaid charts, each
   run's summary, spec and environment.
@@ -184,6 +186,51 @@ def spec_differences(records: Sequence[Any]) -> list[dict[str, str]]:
     return rows
 
 
+# --- run settings ------------------------------------------------------------------
+
+# (stored key, label, words for a value): what `RunSettings` a comparison shows.
+_SETTINGS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    ("max_batches", "batch limit", lambda v: "none" if v is None else f"{v:,} batches"),
+    ("max_seconds", "time limit", lambda v: "none" if v is None else f"{v:g} s"),
+    ("step_ms", "simulated step", lambda v: "none" if v is None else f"{v:g} ms"),
+    ("step_model", "step model", lambda v: "none" if v is None else f"{v} model"),
+    ("memory_limit_mb", "memory ceiling", lambda v: "none" if v is None else f"{v:,} MB"),
+    ("repeat", "repeat data", lambda v: "—" if v is None else ("on" if v else "off")),
+)
+
+
+def settings_text(settings: Mapping[str, Any]) -> str:
+    """How a run was run, in one line ("up to 200 batches · step: 20 ms · memory ceiling
+    4,096 MB · data repeated"); runs stored before a setting existed just lack it."""
+    parts = []
+    if settings.get("max_batches"):
+        parts.append(f"up to {settings['max_batches']:,} batches")
+    if settings.get("max_seconds"):
+        parts.append(f"up to {settings['max_seconds']:g} s")
+    if settings.get("step_model"):
+        parts.append(f"step: {settings['step_model']} model")
+    elif settings.get("step_ms") is not None:
+        parts.append(f"step: {settings['step_ms']:g} ms")
+    if settings.get("memory_limit_mb"):
+        parts.append(f"memory ceiling {settings['memory_limit_mb']:,} MB")
+    if "repeat" in settings:
+        parts.append("data repeated to the limit" if settings["repeat"] else "one pass of the data")
+    return " · ".join(parts) or "default settings"
+
+
+def settings_differences(records: Sequence[Any]) -> list[dict[str, str]]:
+    """The run settings whose values differ between the runs, one column per run."""
+    rows = []
+    for key, label, words in _SETTINGS:
+        values = [(r.settings or {}).get(key) for r in records]
+        if any(v != values[0] for v in values[1:]):
+            row = {"setting": label}
+            for record, value in zip(records, values, strict=True):
+                row[run_label(record)] = words(value)
+            rows.append(row)
+    return rows
+
+
 # --- HTML ------------------------------------------------------------------------
 
 
@@ -215,7 +262,8 @@ def _run_section(record: Any) -> str:
     )
     return (
         f"<section><h3>{html.escape(run_label(record))}</h3>"
-        f"<p>{html.escape(record.status)} · {html.escape(record.created)}</p>"
+        f"<p>{html.escape(record.status)} · {html.escape(record.created)} · "
+        f"{html.escape(settings_text(record.settings or {}))}</p>"
         f"{error}<p>{html.escape(verdict)}</p>{blocks}</section>"
     )
 
@@ -267,6 +315,8 @@ def html_report(
         parts += [
             "<h2>Spec differences</h2>",
             _table(spec_differences(records), empty="The specs are identical."),
+            "<h2>Settings differences</h2>",
+            _table(settings_differences(records), empty="The runs used the same settings."),
         ]
     if not any(s.batches.get("index") for s in series):
         parts.append("<p class='muted'>No batches were recorded.</p>")

@@ -18,7 +18,7 @@ import socket
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,7 @@ class RunInfo:
     latency_p50_ms: float | None
     input_bound_percent: float | None
     held_by_pipeline_mb: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # how it was run (`RunSettings`)
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,7 @@ class RunStore:
         """All runs, newest first, with key figures from their summaries."""
         with self._connect() as conn:
             rows = conn.execute(
-                "SELECT id, name, created, status, error, summary_json FROM runs"
+                "SELECT id, name, created, status, error, summary_json, settings_json FROM runs"
                 " ORDER BY created DESC, id DESC"
             ).fetchall()
         return [_info(row) for row in rows]
@@ -523,7 +524,17 @@ def _info(row: sqlite3.Row) -> RunInfo:
         latency_p50_ms=_number(latency.get("p50")),
         input_bound_percent=_number(summary.get("input_bound_percent")),
         held_by_pipeline_mb=_number(summary.get("held_by_pipeline_mb")),
+        settings=_settings(row["settings_json"]),
     )
+
+
+def _settings(text: str | None) -> dict[str, Any]:
+    """Stored run settings, or none when they cannot be read (the list goes on)."""
+    try:
+        settings = json.loads(text or "{}")
+    except (ValueError, RecursionError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
 
 
 def _parse_run_file(text: str | bytes) -> dict[str, Any]:

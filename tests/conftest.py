@@ -20,6 +20,9 @@ _HOME = Path(
 os.environ["PIPELINE_LAB_TEST_HOME"] = str(_HOME)
 os.environ["PIPELINE_LAB_HOME"] = str(_HOME)
 os.environ["PIPELINE_LAB_DB"] = str(_HOME / "runs.sqlite")
+# No warm spare child in the test process (app.py under AppTest would keep one, each
+# importing TensorFlow between tests); the e2e servers and the spare's own tests turn it on.
+os.environ.setdefault("PIPELINE_LAB_WARM_SPARE", "0")
 
 ARTIFACTS = REPO / "test-artifacts"
 # Set by app.py (`paths.confine_to_data_roots`) for a browser session; see the fixture below.

@@ -124,3 +124,25 @@ def test_counts_get_a_ratio_but_no_verdict():
     assert row.ratios == (1.0, 0.5) and row.verdicts() == ("", "")
     table = figures_table([a, b])
     assert next(r for r in table if r["figure"] == "batches")["#2 b"] == "2  (×0.50)"
+
+
+def test_settings_in_words_and_where_two_runs_differ():
+    from dataclasses import replace
+
+    from pipeline_core.report import settings_differences, settings_text
+
+    one = _record(1, "short", rate=100.0, p50=2.0)
+    two = replace(
+        _record(2, "long", rate=100.0, p50=2.0),
+        settings={"max_batches": 4, "step_ms": 20.0, "memory_limit_mb": 4096, "repeat": True},
+    )
+    assert settings_text(two.settings) == (
+        "up to 4 batches · step: 20 ms · memory ceiling 4,096 MB · data repeated to the limit"
+    )
+    assert settings_text({}) == "default settings"
+    rows = settings_differences([one, two])
+    assert [r["setting"] for r in rows] == ["simulated step", "memory ceiling", "repeat data"]
+    assert rows[0] == {"setting": "simulated step", "#1 short": "none", "#2 long": "20 ms"}
+    assert settings_differences([one, one]) == []
+    html = html_report([one, two])
+    assert "Settings differences" in html and "memory ceiling 4,096 MB" in html

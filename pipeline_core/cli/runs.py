@@ -95,6 +95,7 @@ def _profile(args: argparse.Namespace) -> int:
         step_ms=args.step_ms,
         step_model=args.step_model,
         name=args.name,
+        repeat=args.repeat,
     )
     store = None if args.no_store else _store(args)
     live = _progress if sys.stderr.isatty() else None
@@ -215,6 +216,11 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     step.add_argument("--step-ms", type=float, help="simulate a training step of M ms")
     step.add_argument(
         "--step-model", choices=("small",), help="train a small Keras model on each batch"
+    )
+    p.add_argument(
+        "--repeat",
+        action="store_true",
+        help="repeat the data until a limit ends the run (default: one pass of the data)",
     )
     p.add_argument("--json", metavar="OUT", help="write the summary as JSON to OUT")
     p.add_argument("--name", help="run name (default: the spec's name)")

@@ -49,6 +49,7 @@ class _Live:
     baseline: ProcessMemory | None = None
     total_examples: int = 0
     started_at: float | None = None
+    length: int | None = None  # elements in one pass of the data, when TensorFlow knows
     child_elapsed: float = 0.0
     ended_at: float | None = None
 
@@ -193,6 +194,7 @@ class RunHandle:
             with self._lock:
                 self._live.status = "running"
                 self._live.started_at = time.monotonic()
+                self._live.length = (data or {}).get("length")
             return False
         self._add(data)
         if kind == "done":
@@ -260,6 +262,7 @@ class RunHandle:
                 spec=self.spec,
                 run_id=self.run_id,
                 elapsed_s=live.child_elapsed,
+                data_length=live.length,
             )
         self._save_series()
         self._store_call(

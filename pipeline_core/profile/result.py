@@ -49,6 +49,12 @@ class RunResult:
     run_id: int | None = None
     elapsed_s: float = 0.0
     baseline: ProcessMemory | None = None
+    data_length: int | None = None  # elements in one pass of the data (None: not known)
+
+    @property
+    def repeated(self) -> bool:
+        """The data ran out and started again (`RunSettings.repeat`) during the run."""
+        return self.data_length is not None and self.batches > self.data_length
 
     @property
     def batches(self) -> int:
@@ -187,6 +193,8 @@ class RunResult:
             "latency_ms": latency,
             "stalls": self.stall_count(),
             "step": _step_text(self.settings),
+            "data_length": self.data_length,
+            "repeated": self.repeated,
             "input_bound_percent": self.input_bound_percent(),
             **readings,
             **self.memory_summary(),

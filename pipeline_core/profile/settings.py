@@ -29,6 +29,10 @@ class RunSettings:
         step_model: "small" trains a small real Keras model on each batch instead.
         sample_hz: readings (and live snapshots) per second, 4-50.
         name: run name (default: the spec's name or the factory's name).
+        repeat: repeat the data until a limit ends the run, so a short dataset can be
+            watched as long as the limits say (applied in the child, after the
+            pipeline: the spec is unchanged); off (the default here and on the command
+            line; the dashboard's default is on), the run ends with the data.
     """
 
     max_batches: int | None = 200
@@ -38,6 +42,7 @@ class RunSettings:
     step_model: str | None = None
     sample_hz: float = 5.0
     name: str | None = None
+    repeat: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -55,6 +60,8 @@ class RunSettings:
             problems.append(f"step_model should be None or 'small'. Received: {self.step_model!r}")
         if self.step_ms is not None and self.step_model is not None:
             problems.append("choose either step_ms or step_model, not both")
+        if self.repeat and self.max_batches is None and self.max_seconds is None:
+            problems.append("repeat needs a limit (max_batches or max_seconds) to end the run")
         if not 4 <= self.sample_hz <= 50:
             problems.append(f"sample_hz should be between 4 and 50. Received: {self.sample_hz}")
         if problems:

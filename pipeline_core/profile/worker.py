@@ -123,6 +123,7 @@ class _Runner:
         self.waiting_since: float | None = None
         self.t0: float | None = None
         self.pid = os.getpid()
+        self.length: int | None = None  # elements in one pass of the data, when known
 
     # messages
     def _take(self) -> dict[str, Any]:
@@ -228,6 +229,9 @@ class _Runner:
         self.link.send("baseline", process_memory().to_dict())
         try:
             ds, batched = self._dataset()
+            self.length = _finite_length(ds)
+            if self.settings.repeat:
+                ds = ds.repeat()  # until a limit ends the run; an empty dataset stays empty
             step = self._step(tf, batched)
         except Exception as exc:  # any build error ends the run with its reason
             self.finish("failed", f"building the pipeline failed: {describe_error(exc)}", None)
@@ -256,7 +260,7 @@ class _Runner:
         max_batches = s.max_batches or sys.maxsize
         deadline_ns = int(s.max_seconds * 1e9) if s.max_seconds else sys.maxsize
         self.t0 = time.monotonic()
-        self.link.started({"t": time.time()})
+        self.link.started({"t": time.time(), "length": self.length})
         start = clock()
         try:
             self.waiting_since = time.monotonic()
@@ -299,6 +303,12 @@ class _Runner:
                 None,
             )
         return "completed", None, "end of data"
+
+
+def _finite_length(ds: Any) -> int | None:
+    """Elements in one pass of `ds` when TensorFlow knows it (None: infinite or unknown)."""
+    length = int(ds.cardinality())
+    return length if length >= 0 else None
 
 
 def _from_graph(graph: bytes, element_spec: bytes) -> Any:

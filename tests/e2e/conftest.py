@@ -97,7 +97,7 @@ def serve(prefix: str = "pipeline-lab-e2e-") -> Iterator[tuple[str, Path, subpro
     home = Path(tempfile.mkdtemp(prefix=prefix))
     port = _free_port()
     env = {**os.environ, "PIPELINE_LAB_HOME": str(home), "PIPELINE_LAB_DB": str(home / "runs.sqlite"),
-           "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+           "TF_CPP_MIN_LOG_LEVEL": "2", "PIPELINE_LAB_WARM_SPARE": "1"}  # fmt: skip
     log = open(home / "server.log", "wb")  # noqa: SIM115
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1",

@@ -9,6 +9,7 @@ test-artifacts/screenshots/ for people to look at.
 from __future__ import annotations
 
 import re
+import time
 import warnings
 
 import pytest
@@ -35,6 +36,19 @@ SLOW_SPEC = {
     ],
 }
 # Points drawn in the first chart (the wait per batch); plotly decodes its data into _fullData.
+# Changes of the progress line's text, sampled every 50 ms for 5 s (the live refresh rate).
+PROGRESS_CHANGES = """async () => {
+  const text = () => { const e = document.querySelector('[data-testid="stProgress"]');
+                       return e ? e.innerText : null; };
+  let last = text(), changes = 0;
+  const end = Date.now() + 5000;
+  while (Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = text();
+    if (now !== last) { changes++; last = now; }
+  }
+  return changes;
+}"""
 CHART_POINTS = """() => {
   const plot = document.querySelector('.js-plotly-plot');
   const trace = plot && plot._fullData && plot._fullData[0];
@@ -105,12 +119,19 @@ def test_live_run_stop_find_in_runs_and_compare(app, lab_server, screenshots):
     app.wait_for_function(f"() => ({CHART_POINTS})() > {points}")  # the wait chart grows
     rate = app.get_by_test_id("stMetric").filter(has_text="examples/s")
     expect(rate).not_to_contain_text("—")
+    changes = app.evaluate(PROGRESS_CHANGES)  # issue 11: live at >= 2 Hz
     shot(app, screenshots, "profile-live")
 
+    clicked = time.monotonic()
     app.get_by_role("button", name=re.compile("Stop")).click()
     lost = False
     try:
         expect(app.get_by_text(re.compile("Run stopped"))).to_be_visible(timeout=10_000)
+        stop_s = time.monotonic() - clicked
+        shown = int(re.search(r"(\d+) batches", progress.inner_text()).group(1))
+        (screenshots / "live-timings.txt").write_text(
+            f"progress line changes in 5 s: {changes}\nStop -> 'Run stopped' shown: {stop_s:.2f} s\n"
+        )
         link = app.get_by_role("link", name=re.compile(r"Open run #\d+ in Runs"))
         first_id = re.search(r"#(\d+)", link.inner_text()).group(1)
         shot(app, screenshots, "profile-stopped")
@@ -131,6 +152,11 @@ def test_live_run_stop_find_in_runs_and_compare(app, lab_server, screenshots):
         store = RunStore(lab_server[1] / "runs.sqlite")
         first_id = str(max(r.id for r in store.list_runs() if r.name == "e2e slow"))
         app.goto(f"{lab_server[0]}/runs?run={first_id}")
+    if not lost:  # issue 11: live at >= 2 Hz, "stopped" soon after the click, truthful figures
+        assert changes >= 9, f"the progress line changed {changes} times in 5 s (>= 9 wanted)"
+        assert stop_s <= 3.0, f"'Run stopped' showed {stop_s:.1f} s after the click"
+        stored = RunStore(lab_server[1] / "runs.sqlite").get_run(int(first_id))
+        assert abs(shown - stored.summary["batches"]) <= 0.05 * stored.summary["batches"]
     expect(app.get_by_role("heading", name=f"#{first_id} e2e slow")).to_be_visible()
     expect(app).to_have_url(re.compile(rf"run={first_id}"))
     shot(app, screenshots, "runs-one")

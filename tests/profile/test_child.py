@@ -461,3 +461,69 @@ def test_a_childs_temporary_files_go_with_it_however_it_ends(alive):
         assert not os.path.exists(written) and not os.path.exists(folder)
         assert not alive(child.pid)
     assert protocol.endings[0].kind == "cancelled"
+
+
+# --- warm start: the spare child ----------------------------------------------------------------
+
+
+@pytest.fixture()
+def warm():
+    from pipeline_core import child
+
+    child.keep_warm(True)
+    yield child
+    child.keep_warm(False)
+
+
+def _ready_spare(child) -> int:
+    deadline = time.monotonic() + 120
+    while not child.spare_ready(1) and time.monotonic() < deadline:
+        pass  # a spare is started after the last child ended: wait for it
+    assert child.spare_ready(0), "no spare started"
+    return child.spare_pid()
+
+
+def test_the_warm_spare_runs_the_next_target_then_a_new_spare_waits(warm, alive):
+    spare = _ready_spare(warm)
+    child, protocol = _spawned(counts_to, (2,))
+    assert child.wait(30)
+    assert protocol.messages[0] == ("started", spare), "the spare ran it"
+    assert protocol.messages[-1] == ("result", 2) and protocol.endings == []
+    assert not alive(spare), "a spare runs one target and ends"
+    second = _ready_spare(warm)
+    assert second != spare
+    warm.keep_warm(False)
+    deadline = time.monotonic() + 10
+    while alive(second) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(second), "turning warm start off ends the waiting spare"
+
+
+def test_a_spare_started_under_another_environment_is_not_used(warm, alive, monkeypatch):
+    spare = _ready_spare(warm)
+    monkeypatch.setenv("PIPELINE_LAB_SPARE_TEST", "changed")  # e.g. another data dir
+    child, protocol = _spawned(counts_to, (1,))
+    assert child.wait(60)
+    assert protocol.messages[0][1] != spare, "a fresh child ran it"
+    deadline = time.monotonic() + 10
+    while alive(spare) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(spare), "the unfit spare was ended"
+
+
+def test_a_target_the_spare_cannot_receive_leaves_it_and_raises(warm, alive):
+    spare = _ready_spare(warm)
+    with pytest.raises(Exception, match="pickle"):
+        _spawned(counts_to, (lambda: 1,))
+    assert not alive(spare)
+
+
+def test_a_spare_still_importing_is_left_for_later_and_the_work_starts_fresh(warm, alive):
+    warm.keep_warm(False)
+    warm.keep_warm(True)  # a spare starts now: seconds from ready
+    starting = warm.spare_pid()
+    child, protocol = _spawned(counts_to, (1,))
+    assert child.wait(60)
+    assert protocol.messages[0][1] != starting, "a fresh child ran it"
+    assert protocol.messages[-1] == ("result", 1) and protocol.endings == []
+    assert _ready_spare(warm) == starting, "the spare stayed, then got ready"

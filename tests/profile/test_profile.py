@@ -579,3 +579,25 @@ def test_a_factory_defined_in_a_script_main_runs(tmp_path):
         [sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env
     )
     assert "RESULT completed (3, 3, 1) None" in proc.stdout, proc.stderr[-2000:]
+
+
+SHORT = {
+    "name": "five batches",
+    "source": {"type": "synthetic", "num_examples": 40, "shape": [4, 4, 3]},
+    "steps": [{"op": "batch", "batch_size": 8}],
+}
+
+
+def test_repeat_runs_a_short_dataset_to_the_limit_and_says_so():
+    result = profile(SHORT, settings=RunSettings(max_batches=23, repeat=True))
+    assert result.status == "completed" and result.batches == 23
+    assert result.data_length == 5 and result.repeated
+    summary = result.to_summary_dict()
+    assert summary["data_length"] == 5 and summary["repeated"] is True
+    once = profile(SHORT, settings=RunSettings(max_batches=23))
+    assert once.batches == 5 and once.end_reason == "end of data" and not once.repeated
+
+
+def test_repeat_needs_a_limit():
+    with pytest.raises(ProfileError, match="repeat needs a limit"):
+        RunSettings(max_batches=None, max_seconds=None, repeat=True)

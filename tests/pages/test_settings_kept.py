@@ -1,0 +1,58 @@
+"""AppTest: settings stay when the user visits another page and comes back (issue 11):
+Streamlit drops the value of a widget a page run does not draw; `_state.kept` keeps it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import REPO
+
+pytest.importorskip("streamlit.testing.v1")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+TIMEOUT = 90
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    return at
+
+
+def _visit(at: AppTest, page: str) -> AppTest:
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_profile_settings_survive_a_visit_to_another_page():
+    at = _visit(_app(), "pages/profile.py")
+    at.number_input(key="profile.batches").set_value(150).run()
+    at.selectbox(key="profile.step").set_value("fixed time (ms)").run()
+    at.number_input(key="profile.step_ms").set_value(30.0).run()
+    at.number_input(key="profile.memory_mb").set_value(4096).run()
+    _visit(at, "pages/runs.py")
+    _visit(at, "pages/profile.py")
+    assert at.number_input(key="profile.batches").value == 150
+    assert at.selectbox(key="profile.step").value == "fixed time (ms)"
+    assert at.number_input(key="profile.step_ms").value == 30.0
+    assert at.number_input(key="profile.memory_mb").value == 4096
+    assert not at.warning, [w.value for w in at.warning]  # no "value set twice" warning
+    at.radio(key="profile.limit").set_value("seconds").run()
+    at.number_input(key="profile.seconds").set_value(25.0).run()
+    _visit(at, "pages/runs.py")
+    _visit(at, "pages/profile.py")
+    assert at.radio(key="profile.limit").value == "seconds"
+    assert at.number_input(key="profile.seconds").value == 25.0
+
+
+def test_analyze_and_preview_settings_survive_a_visit_to_another_page():
+    at = _visit(_app(), "pages/analyze.py")
+    at.slider(key="analyze.seconds").set_value(1.5).run()
+    at.number_input(key="analyze.rounds").set_value(3).run()
+    at.checkbox(key="analyze.batch").check().run()
+    _visit(at, "pages/runs.py")
+    _visit(at, "pages/analyze.py")
+    assert at.slider(key="analyze.seconds").value == 1.5
+    assert at.number_input(key="analyze.rounds").value == 3
+    assert at.checkbox(key="analyze.batch").value is True
