@@ -15,6 +15,7 @@ pipeline or runs an augmentation itself.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,8 @@ from pipeline_core.augment import AUGMENTATIONS, AugParams
 from pipeline_core.augment_code import apply_augmentations
 from pipeline_core.build import build
 from pipeline_core.errors import PipelineLabError, describe_error
-from pipeline_core.sources import build_source, locate_bad_input
+from pipeline_core.paths import resolve_path
+from pipeline_core.sources import build_source, list_image_folder, locate_bad_input
 from pipeline_core.spec import PipelineSpec, load_spec
 from pipeline_core.steps import BatchStep, InterleaveStep, MapStep
 
@@ -362,12 +364,74 @@ def batch_summary(spec: PipelineSpec, *, generator: Any = None) -> BatchSummary:
 @dataclass(frozen=True)
 class Preview:
     """What the Preview page shows: the samples and the first batch's figures, each with
-    the reason it could not be made instead (a message that names the fix)."""
+    the reason it could not be made instead (a message that names the fix).
+
+    `class_names` names the classes of an image-folder source (label i is
+    `class_names[i]`); `samples_source` says where the samples came from when it is
+    not the design's source (the demo images, for a synthetic source).
+    """
 
     samples: tuple[PreviewSample, ...] = ()
     samples_error: str | None = None
     summary: BatchSummary | None = None
     summary_error: str | None = None
+    class_names: tuple[str, ...] = ()
+    samples_source: str | None = None
+
+    def label_name(self, label: int | float | tuple[float, ...]) -> str:
+        """`label_text(label)` with class names where the source has them ("cat (62%) +
+        dog (38%)" for a soft label)."""
+        text = label_text(label)
+        if not self.class_names:
+            return text
+        return re.sub(
+            r"\b(\d+)\b(?![.%])",
+            lambda m: (
+                self.class_names[int(m.group(1))]
+                if int(m.group(1)) < len(self.class_names)
+                else m.group(1)
+            ),
+            text,
+        )
+
+
+DEMO_IMAGES = "{data_dir}/demo/images"
+DISPLAY_MIN_PX = 192  # a preview image's shorter side is enlarged to at least this
+
+
+def enlarged(image: np.ndarray, min_px: int = DISPLAY_MIN_PX) -> np.ndarray:
+    """`image` (a `to_display` array) repeated by a whole factor so that its shorter side is
+    at least `min_px`: nearest-neighbour, so a small image stays sharp, not blurred."""
+    factor = max(1, -(-min_px // max(1, min(image.shape[:2]))))
+    if factor == 1:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def pair_image(sample: PreviewSample, min_px: int = DISPLAY_MIN_PX, gap: int = 8) -> np.ndarray:
+    """Original and augmented side by side in one RGB image (so a full-screen view shows
+    the pair), each enlarged to at least `min_px`, a white gap between."""
+    left, right = (_rgb(enlarged(a, min_px)) for a in (sample.original, sample.augmented))
+    height = max(left.shape[0], right.shape[0])
+    left, right = (np.pad(a, ((0, height - a.shape[0]), (0, 0), (0, 0)), constant_values=255)
+                   for a in (left, right))  # fmt: skip
+    space = np.full((height, gap, 3), 255, dtype=np.uint8)
+    return np.concatenate([left, space, right], axis=1)
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+
+
+def demo_samples_source(spec: PipelineSpec) -> dict[str, Any] | None:
+    """For a synthetic source of 3-channel images (random noise to look at), the demo
+    image folder at the same size, to show the design's augmentations on real pictures;
+    None for any other source."""
+    source = spec.source
+    shape = tuple(getattr(source, "shape", ()) or ())
+    if source.type != "synthetic" or len(shape) != 3 or shape[-1] != 3:
+        return None
+    return {"type": "image_folder", "path": DEMO_IMAGES, "image_size": [shape[0], shape[1]]}
 
 
 def preview_job(
@@ -376,6 +440,7 @@ def preview_job(
     seed: int,
     only: tuple[str, dict[str, Any]] | None = None,
     *,
+    samples_from: dict[str, Any] | None = None,
     progress: Any = None,
 ) -> Preview:
     """`preview_samples` and `batch_summary` as one isolated job (`pipeline_core.isolate`).
@@ -383,12 +448,18 @@ def preview_job(
     Both run the user's source and augmentations (the batch, the whole pipeline), so a
     page runs them in a child process, where a corrupt file, a crash, a hang or too much
     memory cannot take the server down; one child imports TensorFlow once for both.
+    `samples_from` (a source's JSON data) takes the samples from another source (e.g.
+    `demo_samples_source(spec)`); the batch is always the design's own.
     """
     spec = load_spec(spec_json)
+    samples_spec, samples_source = spec, None
+    if samples_from is not None:
+        samples_spec = load_spec({**spec.to_dict(), "source": samples_from})
+        samples_source = samples_from.get("path") or samples_from["type"]
     if progress is not None:
         progress("augmenting samples")
     try:
-        samples = tuple(preview_samples(spec, n=n, seed=seed, only=only))
+        samples = tuple(preview_samples(samples_spec, n=n, seed=seed, only=only))
         samples_error = None
     except Exception as exc:  # shown on the page; the batch may still work
         _log_unexpected("the samples", exc)
@@ -404,7 +475,24 @@ def preview_job(
             where = locate_bad_input(spec.source)
             summary_error += f" ({where})" if where else ""
         summary = None
-    return Preview(samples, samples_error, summary, summary_error)
+    return Preview(
+        samples,
+        samples_error,
+        summary,
+        summary_error,
+        class_names=_class_names(samples_spec),
+        samples_source=samples_source,
+    )
+
+
+def _class_names(spec: PipelineSpec) -> tuple[str, ...]:
+    """The class folders of an image-folder source (label order), else none."""
+    if spec.source.type != "image_folder":
+        return ()
+    try:
+        return tuple(list_image_folder(str(resolve_path(spec.source.path)))[0])
+    except (OSError, PipelineLabError):
+        return ()
 
 
 def _log_unexpected(what: str, exc: BaseException) -> None:

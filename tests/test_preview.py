@@ -244,3 +244,45 @@ def test_batch_summary_counts_soft_labels_by_their_main_class():
     assert summary.soft_labels and summary.label_shape == (4, 5)
     assert summary.label_dtype == "float32"
     assert sum(summary.label_counts.values()) == 4
+
+
+def test_small_images_are_enlarged_sharp_and_shown_as_one_pair():
+    from pipeline_core.preview import PreviewSample, enlarged, pair_image
+
+    tiny = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)
+    big = enlarged(tiny)
+    assert big.shape == (192, 192, 3)  # 6x: nearest neighbour, no new values
+    assert set(np.unique(big)) == set(np.unique(tiny)) and (big[:6, :6] == tiny[0, 0]).all()
+    assert enlarged(np.zeros((400, 300, 3), np.uint8)).shape == (400, 300, 3)
+    gray = np.zeros((28, 28), np.uint8)
+    sample = PreviewSample(0, tiny, gray, 1, 1, (32, 32, 3), "uint8", (28, 28, 1), "uint8")
+    pair = pair_image(sample)
+    assert pair.shape == (196, 192 + 8 + 196, 3) and pair.dtype == np.uint8  # 28 * 7 = 196
+
+
+def test_labels_by_class_name_and_demo_images_for_a_synthetic_source():
+    from pipeline_core.preview import Preview, demo_samples_source
+    from pipeline_core.spec import default_spec
+
+    named = Preview(class_names=("cat", "dog", "eel"))
+    assert named.label_name(2) == "eel"
+    assert named.label_name((0.25, 0.75, 0.0)) == "dog (75%) + cat (25%)"
+    assert Preview().label_name(2) == "2"
+    spec = default_spec()
+    assert demo_samples_source(spec) == {
+        "type": "image_folder", "path": "{data_dir}/demo/images", "image_size": [32, 32]
+    }  # fmt: skip
+    flat = load_spec({**spec.to_dict(), "source": {"type": "synthetic", "shape": [8]}})
+    assert demo_samples_source(flat) is None
+
+
+def test_the_demo_images_stand_in_for_noise_and_the_batch_stays_the_designs():
+    from pipeline_core.preview import demo_samples_source
+    from pipeline_core.spec import default_spec
+
+    spec = default_spec()
+    preview = preview_job(spec.to_json(), 4, 0, samples_from=demo_samples_source(spec))
+    assert preview.samples_error is None and len(preview.samples) == 4
+    assert preview.class_names == ("circle", "cross", "square", "stripes", "triangle")
+    assert preview.samples_source == "{data_dir}/demo/images"
+    assert preview.summary.rows()  # the design's own synthetic batch

@@ -93,8 +93,9 @@ def test_design_with_an_augmentation_then_preview_it(app, screenshots):
     shot(app, screenshots, "design-augmented")
     nav(app, "Preview")
     images = app.get_by_test_id("stImage")
-    expect(images.nth(15)).to_be_visible()  # 8 samples, original beside augmented
-    expect(app.get_by_text(re.compile(r"#0 · label \d+"))).to_be_visible()
+    expect(images.nth(7)).to_be_visible()  # 8 samples, each original beside augmented
+    # the demo images stand in for the synthetic noise; labels are class names
+    expect(app.get_by_text(re.compile(r"#0 · label [a-z]+ → [a-z]+"))).to_be_visible()
     shot(app, screenshots, "preview-augmented")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import zipfile
 
 import pytest
@@ -203,9 +204,15 @@ def test_preview_page_shows_sample_pairs_and_batch_figures():
     _ok(at)
     assert not at.error
     images = at.get("image")
-    assert len(images) == 2 * at.number_input(key="preview.n").value
+    assert len(images) == at.number_input(key="preview.n").value  # one pair image each
     captions = [c.value for c in at.caption if c.value.startswith("#")]
     assert len(captions) == 8
+    classes = ("circle", "cross", "square", "stripes", "triangle")  # the demo images
+    assert all(any(f"label {c} →" in t for c in classes) for t in captions), captions
+    at.radio(key="preview.samples_from").set_value("the design's synthetic source").run()
+    _ok(at)
+    captions = [c.value for c in at.caption if c.value.startswith("#")]
+    assert all(re.search(r"label \d+ → \d+", t) for t in captions), captions
     assert at.get("plotly_chart"), "label distribution chart"
     rows = dict(zip(at.dataframe[0].value["figure"], at.dataframe[0].value["value"], strict=True))
     assert rows["batch shape"] == "[32, 32, 32, 3]"
@@ -284,7 +291,9 @@ def test_preview_samples_are_computed_in_a_child_process(monkeypatch):
     at.run()
     _ok(at)
     assert not at.error, [e.value for e in at.error]
-    assert len(at.get("image")) == 2 * at.number_input(key="preview.n").value
+    # no map step: nothing to augment, each sample once, and the page says so
+    assert len(at.get("image")) == at.number_input(key="preview.n").value
+    assert any("nothing to augment" in i.value for i in at.info)
 
 
 def test_a_preview_child_stopped_at_its_memory_ceiling_is_a_message(monkeypatch):
