@@ -5,6 +5,7 @@ Keep session state small: the spec and run ids; derive the rest.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import streamlit as st
@@ -75,6 +76,17 @@ class _LiveRun:
 
     def __init__(self) -> None:
         self.handle = None
+        _HOLDERS.add(self)
+
+
+_HOLDERS: weakref.WeakSet[_LiveRun] = weakref.WeakSet()  # every session's holder
+
+
+def forget_live_runs() -> None:
+    """Stop and forget every session's live run (tests: AppTest sessions share one)."""
+    for holder in list(_HOLDERS):
+        _stop(holder)
+        holder.handle = None
 
 
 def _stop(holder: _LiveRun) -> None:

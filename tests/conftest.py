@@ -30,6 +30,18 @@ _CONFINE = "PIPELINE_LAB_CONFINE"
 
 
 @pytest.fixture(autouse=True)
+def _no_live_run_left():
+    """Forget the Profile page's live run after each test: AppTest sessions share the
+    session-scoped resource that holds it, so one test's run showed in the next."""
+    yield
+    import sys
+
+    state = sys.modules.get("pages._state")
+    if state is not None:
+        state.forget_live_runs()
+
+
+@pytest.fixture(autouse=True)
 def _main_module_restored():
     """Put `sys.modules["__main__"]` back after each test: AppTest runs a page script as
     `__main__` and leaves it there, and a later "spawn" child would then run that page."""

@@ -180,4 +180,6 @@ def test_a_corrupt_archive_is_a_reason_on_both_pages(data_folder):
     _ok(profile)
     assert "Memory estimate unavailable (" in _captions(profile)
     assert str(path) in _captions(profile)
-    assert profile.button(key="profile.start").disabled is False
+    # the design cannot be built, so Start is off, with the reason
+    assert profile.button(key="profile.start").disabled is True
+    assert any(e.startswith("Start is off: the design cannot be built") for e in _errors(profile))
