@@ -27,7 +27,7 @@ def _label(name: str) -> str:
 
 
 def _help(field: ParamField) -> str | None:
-    parts = [field.description] if field.description else []
+    parts = [field.description.rstrip(".")] if field.description else []
     if field.minimum is not None or field.maximum is not None:
         low = "-inf" if field.minimum is None else f"{field.minimum:g}"
         high = "inf" if field.maximum is None else f"{field.maximum:g}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import streamlit as st
@@ -11,8 +12,9 @@ from pages import _jobs, _state
 from pages._widgets import model_form, page_header, show_bug
 from pipeline_core.augment import AUGMENTATIONS, param_fields
 from pipeline_core.child import default_memory_limit_mb
+from pipeline_core.generators import CUSTOM_TEMPLATE, GENERATOR_TEMPLATES
 from pipeline_core.isolate import JobFailed, run_job
-from pipeline_core.params import fields_of
+from pipeline_core.params import ParamField, fields_of
 from pipeline_core.spec import (
     SOURCE_MODELS,
     SOURCE_TYPES,
@@ -61,12 +63,14 @@ def _edit_steps(change) -> None:
     _apply(data, what=what)
 
 
-def _add_step(op_key: str) -> None:
+def _add_step(op_key: str, at_key: str) -> None:
     op = st.session_state[op_key]
+    at = st.session_state.get(at_key)
 
     def change(steps: list) -> str:
-        steps.append(new_step(op))
-        return f"Cannot add a {op} step at the end"
+        where = len(steps) if at is None or at > len(steps) else at
+        steps.insert(where, new_step(op))
+        return f"Cannot add a {op} step " + ("at the end" if at is None else f"before step {at}")
 
     _edit_steps(change)
 
@@ -121,9 +125,34 @@ def _source_editor(spec: PipelineSpec, key: str) -> dict[str, Any]:
     if kind == current["type"]:
         values = current
     else:
-        values = new_source(kind, **_demo_fields(kind))
-    fields = fields_of(model, skip=("type",))
+        values = new_source(kind, **_demo_fields(kind), **_kept_shape(current, model))
+    fields = [_closed_choices(kind, f) for f in fields_of(model, skip=("type",))]
     return {"type": kind, **model_form(fields, values, key=f"{key}.{kind}")}
+
+
+def _kept_shape(current: dict[str, Any], model: type) -> dict[str, Any]:
+    """The element shape a new source type keeps from the one it replaces: `shape`, or
+    an image size from it (and back), so switching source type does not reset it."""
+    shape = current.get("shape")
+    size = current.get("image_size")
+    wanted = model.model_fields
+    if "shape" in wanted and shape:
+        return {"shape": shape}
+    if "shape" in wanted and size:
+        return {"shape": [*size, 3]}
+    if "image_size" in wanted and shape and len(shape) == 3:
+        return {"image_size": shape[:2]}
+    if "image_size" in wanted and size:
+        return {"image_size": size}
+    return {}
+
+
+def _closed_choices(kind: str, field: ParamField) -> ParamField:
+    """A text field whose values form a closed set, as a select box: the generator
+    templates (plus "custom", for a generator passed in Python)."""
+    if kind == "generator" and field.name == "template":
+        return replace(field, kind="choice", choices=(*GENERATOR_TEMPLATES, CUSTOM_TEMPLATE))
+    return field
 
 
 def _demo_fields(kind: str) -> dict[str, Any]:
@@ -334,12 +363,18 @@ def _steps_editor(spec: PipelineSpec, key: str) -> list[dict[str, Any]]:
     edited = [_step_editor(i, step, len(steps), f"{key}.{i}") for i, step in enumerate(steps)]
     if not steps:
         st.info("No steps yet: the pipeline yields the source's elements one by one.")
-    pick, add = st.columns([2, 1], vertical_alignment="bottom")
+    pick, where, add = st.columns([2, 1.3, 1], vertical_alignment="bottom")
     pick.selectbox(
         "New step",
         list(STEPS),
         key=f"{key}.new_op",
         format_func=lambda op: f"{op} — {_doc(STEPS[op].model)}",
+    )
+    where.selectbox(
+        "Insert",
+        [None, *range(len(steps))],
+        key=f"{key}.new_at",
+        format_func=lambda i: "at the end" if i is None else f"before {i}: {steps[i]['op']}",
     )
     add.button(
         "Add step",
@@ -347,7 +382,7 @@ def _steps_editor(spec: PipelineSpec, key: str) -> list[dict[str, Any]]:
         icon=":material/add:",
         width="stretch",
         on_click=_add_step,
-        args=(f"{key}.new_op",),
+        args=(f"{key}.new_op", f"{key}.new_at"),
     )
     return edited
 
@@ -499,6 +534,7 @@ _flash()
 
 editor, results = st.columns([1, 1], gap="medium")
 with editor:
+    problems_slot = st.container()  # an edit's problems show here, above the fold
     name = st.text_input("Pipeline name", value=spec.name, key=f"{key}.name")
     st.subheader("Source")
     source = _source_editor(spec, f"{key}.source")
@@ -513,7 +549,7 @@ if candidate != spec.to_dict():
     try:
         spec = load_spec(candidate)
     except SpecError as exc:
-        with editor:
+        with problems_slot:
             st.error("This edit is not applied yet; fix these fields:")
             _problems(exc)
     else:

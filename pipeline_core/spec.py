@@ -601,8 +601,12 @@ def default_spec() -> PipelineSpec:
 
 def new_step(op: str) -> dict[str, Any]:
     """Default JSON data for a new step of kind `op` (for the UI's "add step")."""
-    if op == "map":
-        return {"op": "map", "augmentations": [{"name": next(iter(AUGMENTATIONS))}]}
+    if op == "map":  # parallel like the default design's map, not sequential
+        return {
+            "op": "map",
+            "augmentations": [{"name": next(iter(AUGMENTATIONS))}],
+            "num_parallel_calls": "autotune",
+        }
     return STEPS[op].model().model_dump(mode="json")
 
 

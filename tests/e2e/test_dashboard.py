@@ -76,6 +76,10 @@ def test_each_page_opens(app, lab_server, screenshots, path):
     if path == "preview":
         expect(app.get_by_test_id("stImage").first).to_be_visible()
     shot(app, screenshots, path)
+    app.set_viewport_size({"width": 1920, "height": 1080})  # a large screen, for layout review
+    app.wait_for_timeout(600)
+    app.screenshot(path=str(screenshots / f"{path}-1920.png"))
+    app.set_viewport_size({"width": 1280, "height": 800})
 
 
 def test_design_with_an_augmentation_then_preview_it(app, screenshots):
