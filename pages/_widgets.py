@@ -192,7 +192,10 @@ def model_form(
 _COMPACT = """<style>
 [data-testid="stMainBlockContainer"] {padding-top: 2.2rem; padding-left: 2.5rem;
   padding-right: 2.5rem; max-width: 100%;}
+[data-testid="stColumn"]:has([class*="st-key-sticky-"]) {position: sticky; top: 1rem;
+  align-self: flex-start;}
 </style>"""
+STICKY = "sticky-"  # a container keyed with this prefix keeps its column in view while scrolling
 
 
 def short_number(value: float | None, unit: str = "") -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from pages import _jobs, _state
-from pages._widgets import model_form, page_header, show_bug
+from pages._widgets import STICKY, model_form, page_header, show_bug
 from pipeline_core.augment import AUGMENTATIONS, param_fields
 from pipeline_core.child import default_memory_limit_mb
 from pipeline_core.generators import CUSTOM_TEMPLATE, GENERATOR_TEMPLATES
@@ -354,7 +354,7 @@ def _step_editor(index: int, step: dict[str, Any], count: int, key: str) -> dict
                 args=(index,),
             )
         fields = fields_of(STEPS[op].model, skip=("op", "augmentations"))
-        out.update(model_form(fields, step, key=f"{key}.fields", columns=3))
+        out.update(model_form(fields, step, key=f"{key}.fields", columns=2))
         return out
 
 
@@ -555,7 +555,7 @@ if candidate != spec.to_dict():
     else:
         _state.set_spec(spec)
 
-with results:
+with results, st.container(key=f"{STICKY}design-results"):  # in view beside long steps
     shapes, code, as_json = st.tabs(["Element spec", "Code", "Spec JSON"])
     with shapes:
         st.caption("Shapes and dtypes after each step, updated as you edit.")

@@ -1,0 +1,92 @@
+"""The dashboard keeps settings and tells the truth about runs, in real Chromium (issue 11):
+settings survive page changes, Start is off for a design that cannot be built, a short
+dataset is profiled for the whole time limit with repeat, and a comparison shows how
+the runs were run."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.helpers import nav, shot, upload_spec
+
+pytestmark = pytest.mark.e2e
+
+SHORT = {  # five batches of tiny images: about 0.1 s of data
+    "name": "e2e short data",
+    "source": {"type": "synthetic", "num_examples": 40, "shape": [4, 4, 3]},
+    "steps": [{"op": "batch", "batch_size": 8}],
+}
+BROKEN = {
+    "name": "e2e cannot build",
+    "source": {"type": "image_folder", "path": "{data_dir}/no-such-folder"},
+    "steps": [{"op": "batch", "batch_size": 4}],
+}
+
+
+def _number(page: Page, label: str):
+    return page.get_by_test_id("stNumberInput").filter(has_text=label).locator("input")
+
+
+def _set(page: Page, label: str, value: str) -> None:
+    field = _number(page, label)
+    field.fill(value)
+    field.press("Enter")
+
+
+def test_settings_survive_a_page_change_and_start_is_off_for_a_broken_design(app, screenshots):
+    upload_spec(app, SHORT)
+    nav(app, "Profile")
+    _set(app, "Batches", "150")
+    app.get_by_test_id("stSelectbox").filter(has_text="Simulated training step").click()
+    app.get_by_role("option", name="fixed time (ms)").click()
+    _set(app, "Step (ms)", "30")
+    nav(app, "Runs")
+    nav(app, "Profile")
+    expect(_number(app, "Batches")).to_have_value("150")
+    expect(_number(app, "Step (ms)")).to_have_value("30.00")
+    expect(app.get_by_test_id("stSelectbox").filter(has_text="fixed time (ms)")).to_be_visible()
+
+    nav(app, "Design")
+    upload_spec(app, BROKEN)
+    nav(app, "Profile")
+    reason = app.get_by_text(re.compile("Start is off: the design cannot be built"))
+    expect(reason).to_be_visible()
+    expect(app.get_by_role("button", name=re.compile("Start"))).to_be_disabled()
+    shot(app, screenshots, "profile-cannot-build")
+
+
+def test_a_short_dataset_runs_for_the_time_limit_and_runs_compare_their_settings(
+    app, lab_server, screenshots
+):
+    upload_spec(app, SHORT)
+    nav(app, "Profile")
+    app.get_by_test_id("stRadio").get_by_text("seconds", exact=True).click()
+    _set(app, "Seconds", "10")
+    expect(app.get_by_role("checkbox", name="Repeat the data until the limit")).to_be_checked()
+    app.get_by_role("button", name=re.compile("Start")).click()
+    expect(app.get_by_text(re.compile("Run completed"))).to_be_visible(timeout=90_000)
+    progress = app.get_by_test_id("stProgress").inner_text()
+    batches, seconds = re.search(r"(\d+) batches · [\d,]+ examples · ([\d.]+) s", progress).groups()
+    assert int(batches) > 5 and float(seconds) >= 9.5, progress  # repeated for the 10 s
+    first = re.search(r"#(\d+)", app.get_by_role("link", name=re.compile(r"Open run")).inner_text())
+
+    app.get_by_text("Repeat the data until the limit").click()  # off: one pass
+    app.get_by_test_id("stRadio").get_by_text("batches", exact=True).click()
+    _set(app, "Batches", "50")
+    app.get_by_role("button", name=re.compile("Start")).click()
+    expect(app.get_by_text(re.compile(r"Run completed.*"))).to_be_visible(timeout=90_000)
+    expect(app.get_by_test_id("stProgress")).to_contain_text("completed · 5 batches")
+    link = app.get_by_role("link", name=re.compile(r"Open run #\d+"))
+    second = re.search(r"#(\d+)", link.inner_text())
+    assert second.group(1) != first.group(1)
+
+    app.goto(f"{lab_server[0]}/runs?run={first.group(1)},{second.group(1)}")
+    expect(app.get_by_text("Settings differences")).to_be_visible()
+    expect(app.get_by_text("The runs used the same settings.")).to_have_count(0)
+    # the history shows each run's settings in words
+    app.goto(f"{lab_server[0]}/runs")
+    expect(app.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
+    shot(app, screenshots, "runs-compare-settings")
