@@ -47,7 +47,7 @@ def test_settings_survive_a_page_change_and_start_is_off_for_a_broken_design(app
     nav(app, "Profile")
     expect(_number(app, "Batches")).to_have_value("150")
     expect(_number(app, "Step (ms)")).to_have_value("30.00")
-    expect(app.get_by_test_id("stSelectbox").filter(has_text="fixed time (ms)")).to_be_visible()
+    expect(_number(app, "Step (ms)")).to_be_enabled()  # enabled only for "fixed time (ms)"
 
     nav(app, "Design")
     upload_spec(app, BROKEN)
