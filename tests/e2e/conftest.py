@@ -112,14 +112,16 @@ def serve(prefix: str = "pipeline-lab-e2e-") -> Iterator[tuple[str, Path, subpro
             tail = (home / "server.log").read_text(errors="replace")[-3000:]
             pytest.fail(f"the dashboard server did not start on {url}:\n{tail}")
         time.sleep(0.3)
-    yield url, home, server
-    died = server.poll()
-    server.terminate()
     try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+        yield url, home, server
+    finally:  # a failing test inside `with serve()` must not leave the server running
+        died = server.poll()
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
     tail = (home / "server.log").read_text(errors="replace")[-3000:]
     shutil.rmtree(home, ignore_errors=True)
     if died is not None:  # every session's server going down is the worst failure there is
