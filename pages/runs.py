@@ -212,6 +212,16 @@ def _downloads(store: RunStore, records: list, baseline_id: int | None = None) -
         )
 
 
+def _differences(what: str, rows: list[dict], same: str) -> list[dict]:
+    """A titled table of where the runs differ, or `same` when they do not; returns rows."""
+    st.markdown(f"**{what} differences**")
+    if rows:
+        st.dataframe(rows, hide_index=True, width="stretch")
+    else:
+        st.caption(same)
+    return rows
+
+
 def _compare(store: RunStore, records: list) -> None:
     st.subheader(f"Comparing {len(records)} runs")
     labels = {r.id: report.run_label(r) for r in records}
@@ -223,19 +233,11 @@ def _compare(store: RunStore, records: list) -> None:
     st.caption(f"Memory: {MEMORY_NOTE}.")
     spec_col, settings_col = st.columns(2)
     with spec_col:
-        st.markdown("**Spec differences**")
-        diffs = report.spec_differences(records)
-        if diffs:
-            st.dataframe(diffs, hide_index=True, width="stretch")
-        else:
-            st.caption("The specs are identical.")
+        diffs = _differences("Spec", report.spec_differences(records), "The specs are identical.")
     with settings_col:
-        st.markdown("**Settings differences**")
-        settings = report.settings_differences(records)
-        if settings:
-            st.dataframe(settings, hide_index=True, width="stretch")
-        else:
-            st.caption("The runs used the same settings.")
+        settings = _differences(
+            "Settings", report.settings_differences(records), "The runs used the same settings."
+        )
     if not diffs and not settings:
         st.caption("Same spec, same settings: the differences come from the machine (load, noise).")
     _charts(records, key="runs.compare")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
-import zipfile
 
 import pytest
 
@@ -15,7 +13,11 @@ from tests import REPO
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from tests.pages.helpers import settle  # noqa: E402
+from tests.pages.helpers import (  # noqa: E402
+    png_bytes,
+    settle,  # noqa: E402
+    zip_bytes,
+)
 
 TIMEOUT = 90  # TensorFlow's first import alone exceeds AppTest's 3 s default
 
@@ -163,31 +165,15 @@ def test_good_spec_upload_replaces_the_spec():
     assert [s.op for s in _spec(at).steps] == ["batch"]
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buf.getvalue()
-
-
-def _png() -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (0, 120, 240)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_data_upload_becomes_the_source_and_hostile_zip_is_refused(lab_home):
     at = _page("design")
-    hostile = _zip({"cls/a.png": _png(), "../../escape.png": _png()})
+    hostile = zip_bytes({"cls/a.png": png_bytes(), "../../escape.png": png_bytes()})
     at.file_uploader(key=_key(at, "upload.data")).set_value(("x.zip", hostile, "application/zip"))
     at.run()
     _ok(at)
     assert "path traversal" in _texts(at)
     assert _spec(at).source.type == "synthetic"
-    folder = _zip({"shapes/a/1.png": _png(), "shapes/b/2.png": _png()})
+    folder = zip_bytes({"shapes/a/1.png": png_bytes(), "shapes/b/2.png": png_bytes()})
     at.file_uploader(key=_key(at, "upload.data")).set_value(
         ("shapes.zip", folder, "application/zip")
     )

@@ -7,23 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests import REPO
-
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-TIMEOUT = 90
-
-
-def _design() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _key(at: AppTest, suffix: str) -> str:
-    return f"design.r{at.session_state['lab.revision']}.{suffix}"
+from tests.pages.helpers import app, design_key  # noqa: E402
 
 
 def _spec(at: AppTest):
@@ -31,11 +18,11 @@ def _spec(at: AppTest):
 
 
 def test_a_new_map_is_parallel_and_goes_where_asked():
-    at = _design()
+    at = app()
     assert [s.op for s in _spec(at).steps] == ["shuffle", "map", "batch", "prefetch"]
-    at.selectbox(key=_key(at, "steps.new_op")).set_value("map").run()
-    at.selectbox(key=_key(at, "steps.new_at")).set_value(2).run()  # before the batch
-    at.button(key=_key(at, "steps.add")).click().run()
+    at.selectbox(key=design_key(at, "steps.new_op")).set_value("map").run()
+    at.selectbox(key=design_key(at, "steps.new_at")).set_value(2).run()  # before the batch
+    at.button(key=design_key(at, "steps.add")).click().run()
     assert not at.exception
     steps = _spec(at).steps
     assert [s.op for s in steps] == ["shuffle", "map", "map", "batch", "prefetch"]
@@ -43,19 +30,19 @@ def test_a_new_map_is_parallel_and_goes_where_asked():
 
 
 def test_switching_source_type_keeps_the_element_shape():
-    at = _design()
-    at.selectbox(key=_key(at, "source.type")).set_value("numpy").run()
+    at = app()
+    at.selectbox(key=design_key(at, "source.type")).set_value("numpy").run()
     assert list(_spec(at).source.shape) == [32, 32, 3]
-    at.selectbox(key=_key(at, "source.type")).set_value("image_folder").run()
+    at.selectbox(key=design_key(at, "source.type")).set_value("image_folder").run()
     assert list(_spec(at).source.image_size) == [32, 32]
-    at.selectbox(key=_key(at, "source.type")).set_value("synthetic").run()
+    at.selectbox(key=design_key(at, "source.type")).set_value("synthetic").run()
     assert list(_spec(at).source.shape) == [32, 32, 3]
 
 
 def test_the_generator_template_is_a_select_box_of_the_templates():
-    at = _design()
-    at.selectbox(key=_key(at, "source.type")).set_value("generator").run()
-    template = at.selectbox(key=_key(at, "source.generator.template"))
+    at = app()
+    at.selectbox(key=design_key(at, "source.type")).set_value("generator").run()
+    template = at.selectbox(key=design_key(at, "source.generator.template"))
     assert template.options == ["random_arrays", "slow_reader", "counting", "custom"]
     assert template.help.startswith("Built-in generator template; default")
     template.set_value("counting").run()
@@ -63,9 +50,9 @@ def test_the_generator_template_is_a_select_box_of_the_templates():
 
 
 def test_an_edit_that_breaks_the_spec_lists_its_problems_above_the_source():
-    at = _design()
-    at.selectbox(key=_key(at, "source.type")).set_value("csv").run()
-    at.text_input(key=_key(at, "source.csv.path")).set_value("").run()
+    at = app()
+    at.selectbox(key=design_key(at, "source.type")).set_value("csv").run()
+    at.text_input(key=design_key(at, "source.csv.path")).set_value("").run()
     errors = [e.value for e in at.error]
     assert "This edit is not applied yet; fix these fields:" in errors
     # drawn in the slot above the name input, not below the steps

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
-
 import pytest
 
 from tests import REPO
@@ -14,24 +11,9 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from pipeline_core.paths import uploads_dir  # noqa: E402
 from pipeline_core.uploads import ENV_QUOTA, store_upload  # noqa: E402
+from tests.pages.helpers import png_bytes, zip_bytes  # noqa: E402
 
 TIMEOUT = 90  # TensorFlow's first import alone exceeds AppTest's 3 s default
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buf.getvalue()
-
-
-def _png() -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (0, 120, 240)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _ok(at: AppTest) -> None:
@@ -60,7 +42,7 @@ def test_stored_uploads_list_sizes_quota_and_delete(tmp_path, monkeypatch):
     assert "csv · 17 bytes" in "\n".join(c.value for c in expander.caption)
 
     revision = at.session_state["lab.revision"]
-    folder = _zip({"shapes/a/1.png": _png(), "shapes/b/2.png": _png()})
+    folder = zip_bytes({"shapes/a/1.png": png_bytes(), "shapes/b/2.png": png_bytes()})
     at.file_uploader(key=f"design.r{revision}.upload.data").set_value(
         ("shapes.zip", folder, "application/zip")
     )

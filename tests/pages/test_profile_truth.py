@@ -8,30 +8,20 @@ import time
 
 import pytest
 
-from tests import REPO
-
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from tests.pages.helpers import settle  # noqa: E402
-
-TIMEOUT = 90
-
-
-def _app() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    return at
-
-
-def _key(at: AppTest, suffix: str) -> str:
-    return f"design.r{at.session_state['lab.revision']}.{suffix}"
+from tests.pages.helpers import (  # noqa: E402
+    app,
+    design_key,
+    settle,  # noqa: E402
+)
 
 
 def test_start_is_off_with_the_reason_while_the_design_cannot_be_built():
-    at = settle(_app())
+    at = settle(app())
     # the default map step holds image augmentations; a CSV source yields feature vectors
-    settle(at.selectbox(key=_key(at, "source.type")).set_value("csv").run())
+    settle(at.selectbox(key=design_key(at, "source.type")).set_value("csv").run())
     assert any("needs image features" in e.value for e in at.error)
     settle(at.switch_page("pages/profile.py").run())
     assert not at.exception
@@ -54,7 +44,7 @@ def _run_to_end(at: AppTest, *, stop: bool) -> None:
 
 
 def test_results_of_an_earlier_design_say_so_and_a_stop_keeps_its_progress():
-    at = settle(_app().switch_page("pages/profile.py").run())
+    at = settle(app().switch_page("pages/profile.py").run())
     at.radio(key="profile.limit").set_value("seconds").run()
     at.number_input(key="profile.seconds").set_value(60.0).run()
     _run_to_end(at, stop=True)
@@ -62,7 +52,7 @@ def test_results_of_an_earlier_design_say_so_and_a_stop_keeps_its_progress():
     assert at.get("progress")[0].value < 100  # stopped after seconds of a 60 s limit
     assert not any("earlier design" in i.value for i in at.info)
     at.switch_page("pages/design.py").run()
-    at.text_input(key=_key(at, "name")).set_value("renamed design").run()
+    at.text_input(key=design_key(at, "name")).set_value("renamed design").run()
     at.switch_page("pages/profile.py").run()
     assert any("earlier design" in i.value for i in at.info), [i.value for i in at.info]
 
@@ -79,8 +69,8 @@ def test_a_short_dataset_runs_to_the_time_limit_and_runs_show_their_settings():
 
     from pipeline_core.store import RunStore
 
-    at = settle(_app())
-    at.file_uploader(key=_key(at, "spec_upload")).set_value(
+    at = settle(app())
+    at.file_uploader(key=design_key(at, "spec_upload")).set_value(
         ("short.json", json.dumps(SHORT).encode(), "application/json")
     ).run()
     settle(at.switch_page("pages/profile.py").run())

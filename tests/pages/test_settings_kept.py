@@ -5,18 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests import REPO
-
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-TIMEOUT = 90
-
-
-def _app() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    return at
+from tests.pages.helpers import app  # noqa: E402
 
 
 def _visit(at: AppTest, page: str) -> AppTest:
@@ -26,7 +18,7 @@ def _visit(at: AppTest, page: str) -> AppTest:
 
 
 def test_profile_settings_survive_a_visit_to_another_page():
-    at = _visit(_app(), "pages/profile.py")
+    at = _visit(app(), "pages/profile.py")
     at.number_input(key="profile.batches").set_value(150).run()
     at.selectbox(key="profile.step").set_value("fixed time (ms)").run()
     at.number_input(key="profile.step_ms").set_value(30.0).run()
@@ -47,7 +39,7 @@ def test_profile_settings_survive_a_visit_to_another_page():
 
 
 def test_analyze_and_preview_settings_survive_a_visit_to_another_page():
-    at = _visit(_app(), "pages/analyze.py")
+    at = _visit(app(), "pages/analyze.py")
     at.slider(key="analyze.seconds").set_value(1.5).run()
     at.number_input(key="analyze.rounds").set_value(3).run()
     at.checkbox(key="analyze.batch").check().run()
