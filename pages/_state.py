@@ -50,6 +50,7 @@ def replace_spec(spec: PipelineSpec) -> None:
 # --- settings that survive page changes -------------------------------------------
 
 KEPT_PREFIX = "lab.kept."
+KEPT_KEYS = "lab.kept_keys"  # the keys `kept` was asked for in this session
 
 
 def kept(key: str, default: Any) -> str:
@@ -61,11 +62,23 @@ def kept(key: str, default: Any) -> str:
     takes no `value=` argument (the session value is its value).
     """
     copy = KEPT_PREFIX + key
+    st.session_state.setdefault(KEPT_KEYS, set()).add(key)
     if key in st.session_state:
         st.session_state[copy] = st.session_state[key]
     else:
         st.session_state[key] = st.session_state.get(copy, default)
     return key
+
+
+def keep_all() -> None:
+    """Copy every kept setting's value now, before the page draws (`page_header` calls it).
+
+    A value typed just before a click on another page arrives with that page's run,
+    which never draws the widget; without this the copy would miss it.
+    """
+    for key in st.session_state.get(KEPT_KEYS, ()):
+        if key in st.session_state:
+            st.session_state[KEPT_PREFIX + key] = st.session_state[key]
 
 
 # --- the session's live run and the runs it made ---------------------------------

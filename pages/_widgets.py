@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 from pydantic_core import PydanticUndefined
 
+from pages import _state
 from pipeline_core.errors import describe_error
 from pipeline_core.params import ParamField
 
@@ -210,7 +211,9 @@ def short_number(value: float | None, unit: str = "") -> str:
 
 
 def page_header(title: str, caption: str | None = None) -> None:
-    """The page title (and a caption) with the compact spacing every page shares."""
+    """The page title (and a caption) with the compact spacing every page shares; first
+    the kept settings are copied, so a value changed just before this page change stays."""
+    _state.keep_all()
     st.html(_COMPACT)
     st.title(title)
     if caption:

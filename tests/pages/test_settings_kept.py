@@ -48,3 +48,15 @@ def test_analyze_and_preview_settings_survive_a_visit_to_another_page():
     assert at.slider(key="analyze.seconds").value == 1.5
     assert at.number_input(key="analyze.rounds").value == 3
     assert at.checkbox(key="analyze.batch").value is True
+
+
+def test_a_value_changed_just_before_a_page_change_is_kept():
+    """The value typed last arrives with the other page's run, which never draws it."""
+    at = _visit(app(), "pages/profile.py")
+    at.selectbox(key="profile.step").set_value("fixed time (ms)").run()
+    at.number_input(key="profile.step_ms").set_value(30.0)
+    at.number_input(key="profile.batches").set_value(150)
+    _visit(at, "pages/runs.py")  # no run of the Profile page in between
+    _visit(at, "pages/profile.py")
+    assert at.number_input(key="profile.step_ms").value == 30.0
+    assert at.number_input(key="profile.batches").value == 150
