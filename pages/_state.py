@@ -50,24 +50,38 @@ def replace_spec(spec: PipelineSpec) -> None:
 # --- settings that survive page changes -------------------------------------------
 
 KEPT_PREFIX = "lab.kept."
-KEPT_KEYS = "lab.kept_keys"  # the keys `kept` was asked for in this session
+KEPT_KEYS = "lab.kept_keys"  # {key: (default, (minimum, maximum))} asked for in this session
+REVERTED_PREFIX = "lab.reverted."  # + key: an out-of-bounds value that was put back
 
 
-def kept(key: str, default: Any) -> str:
+def kept(key: str, default: Any, bounds: tuple[Any, Any] = (None, None)) -> str:
     """`key` for a settings widget whose value survives a visit to another page.
 
     Streamlit drops a widget's value when a page run does not draw it, so a page
     change would reset the Profile limits or the simulated step. A copy kept under
     another key puts the value back before the widget is drawn; the widget then
-    takes no `value=` argument (the session value is its value).
+    takes no `value=` argument (the session value is its value). A number outside
+    `bounds` (minimum, maximum; None: open) is put back to the last good value, and
+    `reverted(key)` tells the page what was refused.
     """
-    copy = KEPT_PREFIX + key
-    st.session_state.setdefault(KEPT_KEYS, set()).add(key)
+    st.session_state.setdefault(KEPT_KEYS, {})[key] = (default, bounds)
     if key in st.session_state:
-        st.session_state[copy] = st.session_state[key]
+        _keep(key)
     else:
-        st.session_state[key] = st.session_state.get(copy, default)
+        st.session_state[key] = st.session_state.get(KEPT_PREFIX + key, default)
     return key
+
+
+def _keep(key: str) -> None:
+    default, (low, high) = st.session_state[KEPT_KEYS][key]
+    copy = KEPT_PREFIX + key
+    value = st.session_state[key]
+    if value is not None and (
+        (low is not None and value < low) or (high is not None and value > high)
+    ):
+        st.session_state[REVERTED_PREFIX + key] = value
+        st.session_state[key] = st.session_state.get(copy, default)
+    st.session_state[copy] = st.session_state[key]
 
 
 def keep_all() -> None:
@@ -76,9 +90,15 @@ def keep_all() -> None:
     A value typed just before a click on another page arrives with that page's run,
     which never draws the widget; without this the copy would miss it.
     """
-    for key in st.session_state.get(KEPT_KEYS, ()):
+    for key in st.session_state.get(KEPT_KEYS, {}):
         if key in st.session_state:
-            st.session_state[KEPT_PREFIX + key] = st.session_state[key]
+            _keep(key)
+
+
+def reverted(key: str) -> Any:
+    """The out-of-bounds value last typed into the kept setting `key` (then forgotten),
+    or None when the value was in bounds."""
+    return st.session_state.pop(REVERTED_PREFIX + key, None)
 
 
 # --- the session's live run and the runs it made ---------------------------------

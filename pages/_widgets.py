@@ -82,16 +82,61 @@ def _number(field: ParamField, value: Any, *, key: str, label: str, integer: boo
             key=key,
             help=_help(field),
         )
-    return st.number_input(
+    # No min_value/max_value: Streamlit would mark a value outside them red, say why only
+    # on hover and keep the old value silently. The value goes to the spec, whose check
+    # lists it above the steps, and the reason shows under the field.
+    typed = st.number_input(
         label,
-        min_value=low,
-        max_value=high,
         value=value,
         step=1 if integer else None,
         key=key,
         help=_help(field),
         placeholder="null" if field.optional else None,
     )
+    if typed is not None and not _within(typed, low, high):
+        st.caption(
+            f":red[{label[:1].upper()}{label[1:]} must be {_bounds_text(low, high)}: not applied]"
+        )
+    return typed
+
+
+def _within(value: float, low: float | None, high: float | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _bounds_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"between {low:g} and {high:g}"
+    return f"at least {low:g}" if low is not None else f"at most {high:g}"
+
+
+def number_setting(
+    where: Any,
+    label: str,
+    *,
+    key: str,
+    default: float,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    **kwargs: Any,
+) -> float:
+    """A number input (in `where`, a column or `st`) kept across pages (`_state.kept`).
+
+    A value outside [minimum, maximum] is put back to the last good one and the reason
+    shows under the field: Streamlit's own bounds mark the field red, say why only on
+    hover and keep the old value silently.
+    """
+    if (minimum, maximum) != (None, None):
+        rule = f"Must be {_bounds_text(minimum, maximum)}."
+        kwargs["help"] = f"{kwargs['help']} {rule}" if kwargs.get("help") else rule
+    value = where.number_input(label, key=_state.kept(key, default, (minimum, maximum)), **kwargs)
+    refused = _state.reverted(key)
+    if refused is not None:
+        where.caption(
+            f":red[{label} must be {_bounds_text(minimum, maximum)}: "
+            f"{refused:g} was put back to {value:g}]"
+        )
+    return value
 
 
 def _sequence(field: ParamField, value: Any, *, key: str, label: str) -> Any:

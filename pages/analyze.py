@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import _jobs, _state
-from pages._widgets import bug_message, page_header, show_bug
+from pages._widgets import bug_message, number_setting, page_header, show_bug
 from pipeline_core.analysis import (
     JOBS,
     WINDOW_S,
@@ -198,12 +198,14 @@ def _stages_section(results: dict, running: bool) -> None:
         help="Each prefix of the pipeline (source, + each step) is timed this long, "
         "pulled inside TensorFlow; then the whole pipeline as a Python loop pulls it.",
     )
-    rounds.number_input(
+    number_setting(
+        rounds,
         "Rounds",
-        1,
-        5,
+        key=KEY + "rounds",
+        default=1,
+        minimum=1,
+        maximum=5,
         step=1,
-        key=_state.kept(KEY + "rounds", 1),
         help="Time every row this many times, round after round, and keep the median.",
     )
     with button:

@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from pages import _state
-from pages._widgets import model_form, page_header
+from pages._widgets import model_form, number_setting, page_header
 from pipeline_core import charts
 from pipeline_core.augment import AUGMENTATIONS, param_fields
 from pipeline_core.child import default_memory_limit_mb
@@ -108,10 +108,8 @@ page_header(
 )
 
 n_col, seed_col, roll_col, mode_col = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
-n = n_col.number_input(
-    "Samples", min_value=1, max_value=32, step=1, key=_state.kept("preview.n", 8)
-)
-seed = seed_col.number_input("Seed", min_value=0, step=1, key=_state.kept("preview.seed", 0))
+n = number_setting(n_col, "Samples", key="preview.n", default=8, minimum=1, maximum=32, step=1)
+seed = number_setting(seed_col, "Seed", key="preview.seed", default=0, minimum=0, step=1)
 roll_col.button(
     "Reroll", icon=":material/casino:", on_click=_reroll, key="preview.reroll", width="stretch"
 )

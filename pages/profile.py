@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from pages import _jobs, _state
-from pages._widgets import bug_message, page_header, short_number, show_bug
+from pages._widgets import bug_message, number_setting, page_header, short_number, show_bug
 from pipeline_core import charts
 from pipeline_core.analysis import format_bytes, memory, memory_verdict
 from pipeline_core.child import default_memory_limit_mb
@@ -46,12 +46,12 @@ def _settings() -> RunSettings:
         key=_state.kept("profile.limit", "batches"),
     )
     if limit == "batches":
-        amount = amount_col.number_input(
-            "Batches", min_value=1, step=50, key=_state.kept("profile.batches", 200)
+        amount = number_setting(
+            amount_col, "Batches", key="profile.batches", default=200, minimum=1, step=50
         )
     else:
-        amount = amount_col.number_input(
-            "Seconds", min_value=1.0, step=5.0, key=_state.kept("profile.seconds", 10.0)
+        amount = number_setting(
+            amount_col, "Seconds", key="profile.seconds", default=10.0, minimum=1.0, step=5.0
         )
     step = step_col.selectbox(
         "Simulated training step",
@@ -60,18 +60,22 @@ def _settings() -> RunSettings:
         help="Time a training step would take after each batch; with a "
         "step, the run reports how input-bound training would be.",
     )
-    step_ms = ms_col.number_input(
+    step_ms = number_setting(
+        ms_col,
         "Step (ms)",
-        min_value=0.0,
+        key="profile.step_ms",
+        default=20.0,
+        minimum=0.0,
         step=5.0,
-        key=_state.kept("profile.step_ms", 20.0),
         disabled=step != STEPS[1],
     )
-    memory = mem_col.number_input(
+    memory = number_setting(
+        mem_col,
         "Memory ceiling (MB)",
-        min_value=64,
+        key="profile.memory_mb",
+        default=_default_memory(),
+        minimum=64,
         step=256,
-        key=_state.kept("profile.memory_mb", _default_memory()),
         help="The run is stopped when the pipeline process holds "
         "more private memory than this. Pages of memory-mapped "
         "files do not count: the system can drop and re-read them, "

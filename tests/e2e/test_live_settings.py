@@ -40,6 +40,9 @@ def test_settings_survive_a_page_change_and_start_is_off_for_a_broken_design(app
     upload_spec(app, SHORT)
     nav(app, "Profile")
     _set(app, "Batches", "150")
+    _set(app, "Batches", "-5")  # refused where it was typed, with the reason in view
+    expect(app.get_by_text("Batches must be at least 1: -5 was put back to 150")).to_be_visible()
+    expect(_number(app, "Batches")).to_have_value("150")
     app.get_by_test_id("stSelectbox").filter(has_text="Simulated training step").click()
     app.get_by_role("option", name="fixed time (ms)").click()
     _set(app, "Step (ms)", "30")

@@ -60,3 +60,16 @@ def test_an_edit_that_breaks_the_spec_lists_its_problems_above_the_source():
     first_error = next(i for i, t in enumerate(tree) if "not applied yet" in t)
     name_input = next(i for i, t in enumerate(tree) if t.startswith("TextInput:"))
     assert first_error < name_input, tree[:10]
+
+
+def test_a_number_below_its_minimum_is_marked_beside_the_field_and_not_applied():
+    at = app()
+    spec = at.session_state["lab.spec"]
+    index = next(i for i, s in enumerate(spec.steps) if s.op == "batch")
+    before = spec.steps[index].batch_size
+    at.number_input(key=design_key(at, f"steps.{index}.fields.batch_size")).set_value(-5).run()
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert any("Batch size must be at least 1: not applied" in c for c in captions), captions
+    assert "This edit is not applied yet; fix these fields:" in [e.value for e in at.error]
+    assert at.session_state["lab.spec"].steps[index].batch_size == before  # the spec keeps it

@@ -60,3 +60,18 @@ def test_a_value_changed_just_before_a_page_change_is_kept():
     _visit(at, "pages/profile.py")
     assert at.number_input(key="profile.step_ms").value == 30.0
     assert at.number_input(key="profile.batches").value == 150
+
+
+def test_a_setting_outside_its_bounds_is_put_back_with_the_reason_under_it():
+    at = _visit(app(), "pages/profile.py")
+    at.number_input(key="profile.batches").set_value(150).run()
+    at.number_input(key="profile.batches").set_value(-5).run()
+    assert at.number_input(key="profile.batches").value == 150
+    captions = [c.value for c in at.caption]
+    assert any("Batches must be at least 1: -5 was put back to 150" in c for c in captions)
+    at.run()  # said once
+    assert not any("put back" in c.value for c in at.caption)
+    at = _visit(app(), "pages/preview.py")
+    at.number_input(key="preview.n").set_value(99).run()
+    assert at.number_input(key="preview.n").value == 8
+    assert any("between 1 and 32: 99 was put back to 8" in c.value for c in at.caption)
