@@ -38,6 +38,8 @@ class Augmentation:
             `pipeline_core.augment_code`).
         element_ok: works on a single element `[H, W, C]`.
         batch_ok: works on a batch `[N, H, W, C]` (a vectorized map after batch).
+        python: runs a Python callable (`tf.py_function`), so it cannot travel to
+            tf.data service workers (a `distribute` step after it is refused).
     """
 
     name: str
@@ -46,6 +48,7 @@ class Augmentation:
     op: str
     element_ok: bool = True
     batch_ok: bool = True
+    python: bool = False
 
 
 AUGMENTATIONS: dict[str, Augmentation] = {}
@@ -57,6 +60,7 @@ def augmentation(
     description: str,
     element_ok: bool = True,
     batch_ok: bool = True,
+    python: bool = False,
 ) -> Callable[[type[AugParams]], type[AugParams]]:
     """Class decorator registering a parameter model under its `name` literal."""
 
@@ -71,6 +75,7 @@ def augmentation(
             op=op,
             element_ok=element_ok,
             batch_ok=batch_ok,
+            python=python,
         )
         return cls
 
@@ -261,6 +266,7 @@ class CutMix(AugParams):
 @augmentation(
     op="sleep",
     description="Wait a fixed time per call, GIL released (simulates I/O; once per batch).",
+    python=True,
 )
 class Sleep(AugParams):
     name: Literal["sleep"] = "sleep"

@@ -17,7 +17,7 @@ from pipeline_core.augment_code import Features, features_of
 from pipeline_core.errors import PipelineLabError, describe_error
 from pipeline_core.sources import build_source
 from pipeline_core.spec import Options, PipelineSpec, load_spec
-from pipeline_core.steps import STEPS, InterleaveStep, MapStep, cardinality
+from pipeline_core.steps import STEPS, DistributeStep, InterleaveStep, MapStep, cardinality
 
 Generator = Callable[[], Iterable[Any]]
 
@@ -73,9 +73,13 @@ def _fail(where: str, exc: BaseException, step_index: int | None) -> BuildError:
 
 
 def _stages(
-    spec: PipelineSpec, generator: Generator | None
+    spec: PipelineSpec, generator: Generator | None, *, plan: bool = False
 ) -> Iterator[tuple[str, int | None, Any]]:
-    """Yield `(stage label, step index, dataset)` after the source and after each step."""
+    """Yield `(stage label, step index, dataset)` after the source and after each step.
+
+    `plan`: only what elements look like is wanted, so a distribute step is passed over
+    (its elements are those it receives) and no tf.data service is asked to register.
+    """
     first = spec.steps[0] if spec.steps else None
     interleave = first if isinstance(first, InterleaveStep) else None
     where = f"source ({spec.source.type})"
@@ -86,6 +90,9 @@ def _stages(
     yield where, None, ds
     for index, step in enumerate(spec.steps):
         where = f"steps[{index}] ({step.op})"
+        if plan and isinstance(step, DistributeStep):
+            yield f"steps[{index}] {step.op}", index, ds
+            continue
         try:
             ds = STEPS[step.op].build(ds, step, index)
         except Exception as exc:
@@ -142,7 +149,7 @@ def map_inputs(
     spec = load_spec(spec)
     out = {}
     previous = None
-    for _, index, ds in _stages(spec, generator):
+    for _, index, ds in _stages(spec, generator, plan=True):
         if index is not None and isinstance(spec.steps[index], MapStep):
             out[index] = features_of(previous.element_spec[0])
         previous = ds
@@ -158,7 +165,7 @@ def element_specs(
         SpecError, BuildError: as `build`.
     """
     out = []
-    for stage, index, ds in _stages(load_spec(spec), generator):
+    for stage, index, ds in _stages(load_spec(spec), generator, plan=True):
         features, label = ds.element_spec
         out.append(StageSpec(stage, index, _text(features), _text(label), cardinality(ds)))
     return out

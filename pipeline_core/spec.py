@@ -22,7 +22,14 @@ from pipeline_core.augment import AUGMENTATIONS
 from pipeline_core.errors import PipelineLabError
 from pipeline_core.fields import Dim, DType, Frozen, Parallelism, Seed
 from pipeline_core.generators import CUSTOM_TEMPLATE, GENERATOR_TEMPLATES
-from pipeline_core.steps import STEPS, BatchStep, CacheStep, InterleaveStep, MapStep
+from pipeline_core.steps import (
+    STEPS,
+    BatchStep,
+    CacheStep,
+    DistributeStep,
+    InterleaveStep,
+    MapStep,
+)
 
 SCHEMA_VERSION = 1
 # Bounds on a spec as read (issue 10): what any real pipeline stays far below.
@@ -425,9 +432,59 @@ def _generator_template_problems(spec: PipelineSpec) -> list[Problem]:
     ]
 
 
+# Sources read through Python (`from_generator`): they run in this process only.
+PYTHON_SOURCES = frozenset({"generator", "npy", "npz"})
+
+
+def _distribute_problems(spec: PipelineSpec) -> list[Problem]:
+    """A distribute step ships the steps above it to tf.data service workers, which run
+    the dataset's graph only: nothing above it may call Python, and there is one."""
+    where = [i for i, step in enumerate(spec.steps) if isinstance(step, DistributeStep)]
+    if not where:
+        return []
+    first = where[0]
+    problems = [
+        Problem(
+            f"steps[{i}].op",
+            f"steps[{first}] already distributes the pipeline; one distribute step at most: "
+            "remove this one",
+            "distribute",
+        )
+        for i in where[1:]
+    ]
+    if spec.source.type in PYTHON_SOURCES:
+        problems.append(
+            Problem(
+                f"steps[{first}].op",
+                f"the {spec.source.type!r} source is read by Python in this process "
+                "(from_generator), which tf.data service workers cannot run: use a "
+                "tfrecord, image_folder, csv, numpy or synthetic source, or remove the "
+                "distribute step",
+                "distribute",
+            )
+        )
+    for i, before in enumerate(spec.steps[:first]):
+        if not isinstance(before, MapStep):
+            continue
+        for j, aug in enumerate(before.augmentations):
+            if AUGMENTATIONS[aug.name].python:
+                problems.append(
+                    Problem(
+                        f"steps[{i}].augmentations[{j}]",
+                        f"{aug.name!r} runs a Python callable, which tf.data service "
+                        f"workers cannot run, and steps[{first}] distributes this map: use "
+                        'a sleep step ({"op": "sleep", "ms": ...}, a wait inside the graph) '
+                        "or move this map below the distribute step",
+                        aug.name,
+                    )
+                )
+    return problems
+
+
 def _semantic_problems(spec: PipelineSpec) -> list[Problem]:
-    """Checks across fields: interleave placement, element vs batch augmentations, cache files."""
-    problems = _generator_template_problems(spec)
+    """Checks across fields: interleave placement, element vs batch augmentations, cache
+    files, what a distribute step ships."""
+    problems = _generator_template_problems(spec) + _distribute_problems(spec)
     batched = False
     cache_files: dict[str, int] = {}
     for i, step in enumerate(spec.steps):

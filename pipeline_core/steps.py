@@ -16,7 +16,8 @@ through `pipeline_core._tf.tf()` when a step is built, never at import.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -109,6 +110,39 @@ class InterleaveStep(Frozen):
     block_length: int = Field(1, ge=1, description="Consecutive elements taken from each file.")
     num_parallel_calls: Parallelism = Field("autotune", description='null, an int or "autotune".')
     deterministic: bool | None = Field(None, description="Keep element order (null = options).")
+
+
+class SleepStep(Frozen):
+    """Wait before each element inside the dataset graph (like slow storage); runs on
+    tf.data service workers, unlike the `sleep` augmentation (a Python callable)."""
+
+    op: Literal["sleep"] = "sleep"
+    ms: float = Field(10.0, ge=0.0, le=10_000.0, description="Milliseconds per element.")
+
+
+LOCAL = "local"  # a distribute step's service: servers Pipeline Lab starts for the run
+SERVICE_PATTERN = r"^(local|grpc://[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5})$"
+
+
+class DistributeStep(Frozen):
+    """Hand the steps above to tf.data service workers; the steps below run here."""
+
+    op: Literal["distribute"] = "distribute"
+    service: str = Field(
+        LOCAL,
+        pattern=SERVICE_PATTERN,
+        description='"local" (a dispatcher and workers on this machine, started for each '
+        'run) or the dispatcher of running servers, "grpc://HOST:PORT".',
+    )
+    workers: int = Field(2, ge=1, le=16, description="Local worker processes (local only).")
+    processing_mode: Literal["distributed_epoch", "parallel_epochs"] = Field(
+        "distributed_epoch",
+        description="distributed_epoch: each element once, split over workers; "
+        "parallel_epochs: every worker makes the whole dataset.",
+    )
+    compression: Literal["auto"] | None = Field(
+        "auto", description='"auto" lets the service compress elements; null: never.'
+    )
 
 
 # --- shared by build and emit ---------------------------------------------------
@@ -327,6 +361,86 @@ def _emit_interleave(step: InterleaveStep, index: int, names: ScriptNames) -> li
     return [f"# steps[{index}]: interleave is applied by the source function"]
 
 
+SLEEP_IMPORT = "from tensorflow.python.data.experimental.ops.testing import sleep"
+
+
+def _build_sleep(ds: Any, step: SleepStep, index: int) -> Any:
+    from tensorflow.python.data.experimental.ops.testing import sleep
+
+    return ds.apply(sleep(round(step.ms * 1000)))
+
+
+def _emit_sleep(step: SleepStep, index: int, names: ScriptNames) -> list[str]:
+    return [
+        f"{SLEEP_IMPORT}  # TensorFlow's SleepDataset: waits in the graph",
+        f"ds = ds.apply(sleep({round(step.ms * 1000)}))  # {step.ms:g} ms before each element",
+    ]
+
+
+# The dispatcher of the local servers serving this process's run (`serving_locally`).
+_local_dispatcher: list[str] = []
+
+
+@contextmanager
+def serving_locally(address: str) -> Iterator[None]:
+    """Within this block, a distribute step with service "local" uses `address`."""
+    _local_dispatcher.append(address)
+    try:
+        yield
+    finally:
+        _local_dispatcher.remove(address)
+
+
+def dispatcher_address(step: DistributeStep) -> str:
+    """The dispatcher a distribute step reads from now."""
+    if step.service != LOCAL:
+        return step.service
+    if not _local_dispatcher:
+        raise StepError(
+            'service "local" runs on a dispatcher and workers Pipeline Lab starts for a '
+            "profile run (the Profile page, `python -m pipeline_core profile`); to build "
+            "this pipeline anywhere else, start servers with `python -m pipeline_core "
+            'serve ...` and set service to "grpc://HOST:PORT"'
+        )
+    return _local_dispatcher[-1]
+
+
+def _compression(step: DistributeStep) -> str | None:
+    return "AUTO" if step.compression == "auto" else None
+
+
+def _build_distribute(ds: Any, step: DistributeStep, index: int) -> Any:
+    tf = _tf()
+    return ds.apply(
+        tf.data.experimental.service.distribute(
+            step.processing_mode,
+            dispatcher_address(step),
+            compression=_compression(step),
+        )
+    )
+
+
+def _emit_distribute(step: DistributeStep, index: int, names: ScriptNames) -> list[str]:
+    lines = []
+    service = step.service
+    if service == LOCAL:
+        service = "grpc://localhost:5050"
+        ports = ", ".join(str(5051 + i) for i in range(step.workers))
+        lines = [
+            f"# Pipeline Lab ran this on {step.workers} local tf.data service worker(s). Start "
+            "a dispatcher and the workers first:",
+            "#   python -m pipeline_core serve dispatcher --port 5050",
+            "#   python -m pipeline_core serve worker --dispatcher localhost:5050 --port PORT"
+            f"  # PORT = {ports}",
+        ]
+    call = f"{step.processing_mode!r}, {service!r}, compression={_compression(step)!r}"
+    return [
+        *lines,
+        "# the steps above run on the workers, the steps below here",
+        f"ds = ds.apply(tf.data.experimental.service.distribute({call}))",
+    ]
+
+
 # --- the table ------------------------------------------------------------------
 
 
@@ -350,5 +464,7 @@ STEPS: dict[str, StepOp] = {
         StepOp(RepeatStep, _build_repeat, _emit_repeat),
         StepOp(TakeStep, _build_take, _emit_take),
         StepOp(InterleaveStep, _build_interleave, _emit_interleave),
+        StepOp(SleepStep, _build_sleep, _emit_sleep),
+        StepOp(DistributeStep, _build_distribute, _emit_distribute),
     )
 }

@@ -84,3 +84,16 @@ def artifacts_dir() -> Path:
     """Where tests leave files for people to look at (screenshots, reports)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def data_service(tf) -> str:
+    """A tf.data service dispatcher and one worker in this process, for the session:
+    `grpc://127.0.0.1:PORT` (the worker's grpc threads need no process of their own)."""
+    service = tf.data.experimental.service
+    dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
+    address = dispatcher.target.split("://")[1]
+    worker = service.WorkerServer(service.WorkerConfig(dispatcher_address=address))
+    yield dispatcher.target
+    worker._stop()
+    dispatcher._stop()

@@ -38,11 +38,13 @@ OP_CASES = {
     "prefetch": ([{"op": "prefetch", "buffer_size": 2}], 10, (4, 4, 3)),
     "repeat": ([{"op": "repeat", "count": 3}], 30, (4, 4, 3)),
     "take": ([{"op": "take", "count": 3}], 3, (4, 4, 3)),
+    "sleep": ([{"op": "sleep", "ms": 1}], 10, (4, 4, 3)),
 }
 
 
 def test_every_step_op_has_a_case():
-    assert set(OP_CASES) | {"interleave"} == set(STEPS)
+    # interleave: test_interleave_over_files; distribute: tests/test_distribute.py
+    assert set(OP_CASES) | {"interleave", "distribute"} == set(STEPS)
 
 
 @pytest.mark.parametrize("op", sorted(OP_CASES))

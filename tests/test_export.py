@@ -147,6 +147,8 @@ OP_CASES = {
     "repeat": {"op": "repeat", "count": 2},
     "take": {"op": "take", "count": 3},
     "interleave": {"op": "interleave", "cycle_length": 2},
+    "sleep": {"op": "sleep", "ms": 1},
+    "distribute": {"op": "distribute", "service": "{data_service}"},  # a server of this test
 }
 
 
@@ -159,9 +161,12 @@ def test_every_op_has_an_export_case():
 
 
 @pytest.mark.parametrize("op", sorted(OP_CASES))
-def test_each_op_exports_what_it_builds(tf, op, tmp_path, monkeypatch):
+def test_each_op_exports_what_it_builds(tf, op, tmp_path, monkeypatch, request):
     monkeypatch.chdir(tmp_path)  # the cache file is relative
-    step = STEPS[op].model(**OP_CASES[op])
+    case = dict(OP_CASES[op])
+    if case.get("service") == "{data_service}":
+        case["service"] = request.getfixturevalue("data_service")
+    step = STEPS[op].model(**case)
     source = tf.data.Dataset.range(7).map(lambda i: (tf.fill([2, 2, 3], tf.cast(i, tf.float32)), i))
     built = _elements(STEPS[op].build(source, step, 0))
     names = ScriptNames(augment={0: "augment_0"}, path=lambda path, wanted: repr(path))

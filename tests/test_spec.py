@@ -77,6 +77,16 @@ STEP_CASES = {
         FILE_SOURCE,
         {"op": "interleave", "cycle_length": None, "block_length": 2, "num_parallel_calls": None},
     ),
+    "sleep": (None, {"op": "sleep", "ms": 2.5}),
+    "distribute": (
+        None,
+        {
+            "op": "distribute",
+            "service": "grpc://10.0.0.7:5050",
+            "processing_mode": "parallel_epochs",
+            "compression": None,
+        },
+    ),
 }
 
 
