@@ -39,14 +39,14 @@ def _history(store: RunStore) -> pd.DataFrame:
         {
             "id": r.id,
             "name": r.name,
-            "created": r.created.replace("T", " ")[:19],
+            "created": r.created.replace("T", " ")[5:16],  # 12-03 21:17 (the detail has all)
             "status": r.status,
             "batches": r.batches,
             "examples/s": r.examples_per_s,
             "p50 wait (ms)": r.latency_p50_ms,
             "input-bound %": r.input_bound_percent,
             "held (MB)": r.held_by_pipeline_mb,
-            "settings": report.settings_text(r.settings),
+            "settings": report.settings_text(r.settings, short=True),
             "reason": r.error or "",
         }
         for r in store.list_runs()

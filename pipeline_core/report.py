@@ -199,22 +199,31 @@ _SETTINGS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
 )
 
 
-def settings_text(settings: Mapping[str, Any]) -> str:
+def settings_text(settings: Mapping[str, Any], *, short: bool = False) -> str:
     """How a run was run, in one line ("up to 200 batches · step: 20 ms · memory ceiling
-    4,096 MB · data repeated"); runs stored before a setting existed just lack it."""
+    4,096 MB · data repeated"); runs stored before a setting existed just lack it.
+    `short`: the few words a table column has room for ("≤ 200 batches · step 20 ms ·
+    ceiling 4,096 MB · repeated")."""
+    upto = "≤ " if short else "up to "
     parts = []
     if settings.get("max_batches"):
-        parts.append(f"up to {settings['max_batches']:,} batches")
+        parts.append(f"{upto}{settings['max_batches']:,} batches")
     if settings.get("max_seconds"):
-        parts.append(f"up to {settings['max_seconds']:g} s")
+        parts.append(f"{upto}{settings['max_seconds']:g} s")
     if settings.get("step_model"):
         parts.append(f"step: {settings['step_model']} model")
     elif settings.get("step_ms") is not None:
         parts.append(f"step: {settings['step_ms']:g} ms")
     if settings.get("memory_limit_mb"):
-        parts.append(f"memory ceiling {settings['memory_limit_mb']:,} MB")
+        ceiling = "ceiling" if short else "memory ceiling"
+        parts.append(f"{ceiling} {settings['memory_limit_mb']:,} MB")
     if "repeat" in settings:
-        parts.append("data repeated to the limit" if settings["repeat"] else "one pass of the data")
+        if short:
+            parts.append("repeated" if settings["repeat"] else "one pass")
+        else:
+            parts.append(
+                "data repeated to the limit" if settings["repeat"] else "one pass of the data"
+            )
     return " · ".join(parts) or "default settings"
 
 

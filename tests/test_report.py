@@ -146,3 +146,12 @@ def test_settings_in_words_and_where_two_runs_differ():
     assert settings_differences([one, one]) == []
     html = html_report([one, two])
     assert "Settings differences" in html and "memory ceiling 4,096 MB" in html
+
+
+def test_short_settings_fit_a_table_column():
+    from pipeline_core.report import settings_text
+
+    settings = {"max_batches": 200, "step_ms": 20.0, "memory_limit_mb": 4096, "repeat": True}
+    assert settings_text(settings, short=True) == (
+        "≤ 200 batches · step: 20 ms · ceiling 4,096 MB · repeated"
+    )
