@@ -15,6 +15,8 @@ from pipeline_core.child import default_memory_limit_mb
 from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import MEMORY_NOTE
 from pipeline_core.profile import RunSettings, start_profile
+from pipeline_core.profile.workers import summarize_workers
+from pipeline_core.service import ELEMENTS_NOTE
 from pipeline_core.store import RunStore
 
 REFRESH_S = 0.4  # progress and KPI tiles: >= 2 changes a second, light enough for 5 sessions
@@ -269,6 +271,35 @@ def _charts(snap, name: str) -> None:
                     st.info(_gpu_note(snap.gpu), icon=":material/memory:")
 
 
+def _workers(snap) -> None:
+    """The tf.data service workers a `distribute` step reads from: a table and their charts."""
+    samples = list(snap.worker_samples)
+    if not samples:
+        return
+    st.subheader("Workers", anchor=False)
+    st.dataframe(
+        [
+            {
+                "worker": w["address"],
+                "CPU mean (% of a core)": short_number(w["cpu_mean_percent"]),
+                "RSS peak (MB)": short_number(w["rss_peak_mb"]),
+                "answering": "yes" if w["answered_at_end"] else "no: stopped answering",
+            }
+            for w in summarize_workers(samples)
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(
+        f"Read from each worker's readings endpoint every 0.5 s. Elements per worker: {ELEMENTS_NOTE}."
+    )
+    cols = st.columns(2)
+    for col, what in zip(cols, ("cpu", "rss"), strict=True):
+        with col:
+            figure = charts.workers_figure(samples, what)
+            st.plotly_chart(figure, key=f"profile.workers.{what}", width="stretch")
+
+
 def _gpu_note(gpu: str) -> str:
     """Why there is no GPU chart, without repeating "no GPU" from the reason."""
     reason = gpu.removeprefix("no GPU").lstrip(": ").strip()
@@ -423,6 +454,7 @@ def live_charts() -> None:
     snap = handle.snapshot()
     if snap.batches or snap.done:
         _charts(snap, handle.name)
+        _workers(snap)
 
 
 live_figures()

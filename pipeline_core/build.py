@@ -84,7 +84,10 @@ def _stages(
     interleave = first if isinstance(first, InterleaveStep) else None
     where = f"source ({spec.source.type})"
     try:
-        ds = build_source(spec.source, generator=generator, interleave=interleave)
+        distributed = any(isinstance(step, DistributeStep) for step in spec.steps)
+        ds = build_source(
+            spec.source, generator=generator, interleave=interleave, distributed=distributed
+        )
     except Exception as exc:  # every failure is reported with its stage
         raise _fail(where, exc, None) from exc
     yield where, None, ds

@@ -283,6 +283,41 @@ def label_distribution(counts: Mapping[int, int], *, title: str = "Labels") -> g
     return fig
 
 
+def _by_worker(samples: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    workers: dict[str, list[Mapping[str, Any]]] = {}
+    for sample in samples:
+        workers.setdefault(sample["address"], []).append(sample)
+    return workers
+
+
+def workers_figure(samples: Sequence[Mapping[str, Any]], what: str = "cpu") -> go.Figure:
+    """Each tf.data service worker's CPU (`what="cpu"`, 100 = one core) or RSS
+    (`what="rss"`) over time, from `WorkerWatch` samples; gaps where it did not answer."""
+    key, title, unit = {
+        "cpu": ("cpu_percent", "Workers' CPU", "% (100 = 1 core)"),
+        "rss": ("rss_mb", "Workers' memory (RSS)", "MB"),
+    }[what]
+    fig = _figure(title, "time (s)", unit)
+    for address, rows in _by_worker(samples).items():
+        values = [r.get(key) if r.get("up") else None for r in rows]
+        fig.add_scatter(x=[r["t"] for r in rows], y=values, mode="lines", name=address)
+    return fig
+
+
+def scaling(points: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Throughput against workers beside the ideal line (`ScalingStudy.to_dict()["points"]`)."""
+    fig = _figure("Scaling: throughput against workers", "workers", "examples/s")
+    done = [p for p in points if p.get("examples_per_s")]
+    workers = [p["workers"] for p in done]
+    fig.add_scatter(x=workers, y=[p["examples_per_s"] for p in done], mode="lines+markers",
+                    name="measured")  # fmt: skip
+    fig.add_scatter(x=workers, y=[p["ideal_examples_per_s"] for p in done], mode="lines",
+                    name="ideal (proportional to workers)", line={"dash": "dash"})  # fmt: skip
+    fig.update_xaxes(tickmode="array", tickvals=workers)
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
 def run_figures(runs: Sequence[RunSeries]) -> dict[str, go.Figure]:
     """Every figure of these runs by name (GPU left out when there is none)."""
     figures = {

@@ -63,11 +63,17 @@ class SourceError(PipelineLabError):
 # --- the plain functions (embedded verbatim in exported code) -------------------
 
 
-def synthetic_dataset(*, num_examples, shape, dtype, num_classes, seed):
-    """Seeded random tensors made in chunks by stateless random ops, cached up to 1 GiB."""
+def synthetic_dataset(*, num_examples, shape, dtype, num_classes, seed, sharded=False):
+    """Seeded random tensors made in chunks by stateless random ops, cached up to 1 GiB.
+
+    sharded: tf.data service workers each read a share of the chunks (a `distribute`
+    step follows), so the element count is not declared: each share is smaller.
+    """
     dtype, shape = tf.as_dtype(dtype), tuple(shape)
     example_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * dtype.size)
-    chunk = max(1, min(num_examples, (8 << 20) // example_bytes))
+    # At least 64 chunks (of at most 8 MiB): tf.data service workers share a source
+    # chunk by chunk, so one chunk would leave every worker but one idle.
+    chunk = max(1, min(-(-num_examples // 64), (8 << 20) // example_bytes))
 
     def make_chunk(start):
         size = tf.minimum(tf.constant(chunk, tf.int64), num_examples - start)
@@ -84,6 +90,8 @@ def synthetic_dataset(*, num_examples, shape, dtype, num_classes, seed):
     chunks = tf.data.Dataset.range(0, num_examples, chunk).map(make_chunk)
     # Held in memory like from_tensor_slices arrays: later epochs cost no random numbers.
     chunks = chunks.cache() if num_examples * example_bytes <= 1 << 30 else chunks
+    if sharded:
+        return chunks.unbatch()
     return chunks.unbatch().apply(tf.data.experimental.assert_cardinality(num_examples))
 
 
@@ -614,8 +622,9 @@ def _interleave_args(interleave: InterleaveStep | None) -> dict[str, Any] | None
     }
 
 
-def _plan_synthetic(source: SyntheticSource, **_: Any) -> Call:
-    return Call(synthetic_dataset, source.model_dump(exclude={"type"}))
+def _plan_synthetic(source: SyntheticSource, *, distributed: bool = False, **_: Any) -> Call:
+    args = source.model_dump(exclude={"type"})
+    return Call(synthetic_dataset, {**args, "sharded": True} if distributed else args)
 
 
 _FILE_KEYS = {"features_key", "labels_key"}  # numpy source fields that only a file uses
@@ -962,8 +971,10 @@ def plan_source(
     *,
     generator: Callable[[], Iterable[Any]] | None = None,
     interleave: InterleaveStep | None = None,
+    distributed: bool = False,
 ) -> Call:
-    """Check `source` and return the call that builds it (used by build and export).
+    """Check `source` and return the call that builds it (used by build and export);
+    `distributed`: a `distribute` step sends the source to tf.data service workers.
 
     Raises:
         SourceError: the source cannot be read as configured.
@@ -972,7 +983,7 @@ def plan_source(
     if planner is None:
         known = ", ".join(t.__name__ for t in SOURCES)
         raise SourceError(f"no builder for {type(source).__name__}; known: {known}")
-    return planner(source, generator=generator, interleave=interleave)
+    return planner(source, generator=generator, interleave=interleave, distributed=distributed)
 
 
 def build_source(
@@ -980,6 +991,7 @@ def build_source(
     *,
     generator: Callable[[], Iterable[Any]] | None = None,
     interleave: InterleaveStep | None = None,
+    distributed: bool = False,
 ) -> Any:
     """The unbatched `tf.data.Dataset` of `(features, label)` for a source model.
 
@@ -987,11 +999,13 @@ def build_source(
         source: one of the source models of `pipeline_core.spec`.
         generator: the callable for a generator source with template "custom".
         interleave: the spec's leading interleave step (file sources only).
+        distributed: a `distribute` step sends the source to tf.data service workers.
 
     Raises:
         SourceError: the source cannot be read as configured.
     """
-    return plan_source(source, generator=generator, interleave=interleave).run()
+    call = plan_source(source, generator=generator, interleave=interleave, distributed=distributed)
+    return call.run()
 
 
 # --- after a failure: which file (and line) the pipeline could not read ---------------------

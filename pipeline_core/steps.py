@@ -391,6 +391,14 @@ def serving_locally(address: str) -> Iterator[None]:
         _local_dispatcher.remove(address)
 
 
+def local_distribute_step(spec: Any) -> DistributeStep | None:
+    """The spec's distribute step when it asks for local servers, else None."""
+    for step in spec.steps:
+        if isinstance(step, DistributeStep) and step.service == LOCAL:
+            return step
+    return None
+
+
 def dispatcher_address(step: DistributeStep) -> str:
     """The dispatcher a distribute step reads from now."""
     if step.service != LOCAL:

@@ -18,13 +18,14 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from pipeline_core.cli import analyze, runs, spec
+from pipeline_core.cli import analyze, runs, serve, spec
 from pipeline_core.errors import PipelineLabError
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     spec.register,  # validate, export, demo-data
     runs.register,  # profile, runs
     analyze.register,  # analyze, tune
+    serve.register,  # serve dispatcher, serve worker
 )
 EXIT_BUG = 1
 EXIT_USAGE = 2

@@ -1,7 +1,9 @@
-"""CLI commands `profile` and `runs` (registered into `python -m pipeline_core`).
+"""CLI commands `profile`, `scale` and `runs` (registered into `python -m pipeline_core`).
 
 python -m pipeline_core profile SPEC.json [--batches N] [--seconds S]
     [--step-ms M | --step-model small] [--json OUT] [--no-store] [--db PATH]
+python -m pipeline_core scale SPEC.json --workers 1,2,4 [--batches N] [--seconds S]
+    [--json OUT] [--no-store] [--db PATH]
 python -m pipeline_core runs list|show ID|export ID [--format json|csv] [-o FILE]
     |delete ID|rename ID NAME|import FILE [--db PATH]
 """
@@ -61,6 +63,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"{label:<{width}}  {value if value is not None else 'n/a'}" for label, value in rows]
     if summary.get("private_peak_mb") is not None:
         lines.append(f"(memory: {MEMORY_NOTE})")
+    for worker in summary.get("workers") or ():
+        cpu = _fmt(worker["cpu_mean_percent"], "% of a core", 0)
+        rss = _fmt(worker["rss_peak_mb"], "MB", 0)
+        gone = "" if worker["answered_at_end"] else ", stopped answering"
+        lines.append(f"{'worker ' + worker['address']:<{width}}  CPU {cpu}, RSS peak {rss}{gone}")
     if summary.get("verdict"):
         lines.append(f"\n{summary['verdict']}")
     return "\n".join(lines)
@@ -112,6 +119,52 @@ def _profile(args: argparse.Namespace) -> int:
         sys.stderr.write(f"error: {result.reason}\n")
         return EXIT_STOPPED_RUN
     return EXIT_FAILED_RUN if result.status == "failed" else 0
+
+
+def format_study(study: dict[str, Any]) -> str:
+    """The table of a scaling study (`ScalingStudy.to_dict()`) and its verdict."""
+    head = ("workers", "examples/s", "ideal", "speed-up", "of ideal", "workers' CPU", "run")
+    rows = [head]
+    for p in study["points"]:
+        rate = _fmt(p["examples_per_s"], digits=0) if p["status"] == "completed" else p["status"]
+        rows.append(
+            (
+                str(p["workers"]),
+                rate,
+                _fmt(p["ideal_examples_per_s"], digits=0),
+                "n/a" if p["speedup"] is None else f"{p['speedup']:.2f}×",
+                "n/a" if p["efficiency"] is None else f"{p['efficiency']:.0%}",
+                _fmt(p["workers_cpu_percent"], "%", 0),
+                "—" if p["run_id"] is None else f"#{p['run_id']}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join([*lines, "", study["verdict"]])
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from pipeline_core.profile import RunSettings
+    from pipeline_core.profile.scale import scaling_study, worker_counts
+
+    counts = worker_counts(args.workers)
+    settings = RunSettings(max_batches=args.batches, max_seconds=args.seconds, repeat=True)
+    store = None if args.no_store else _store(args)
+
+    def said(point) -> None:
+        rate = _fmt(point.examples_per_s, "examples/s", 0)
+        print(f"{point.workers} workers: {point.status}, {rate}", file=sys.stderr, flush=True)
+
+    study = scaling_study(Path(args.spec), counts, settings=settings, store=store,
+                          on_point=said)  # fmt: skip
+    data = study.to_dict()
+    print(format_study(data))
+    if store is not None:
+        ids = ",".join(str(p.run_id) for p in study.points if p.run_id is not None)
+        print(f"\nstored as runs {ids}; compare them on the Runs page (?run={ids})")
+    if args.json:
+        write_json(data, args.json)
+    return 0 if all(p.status == "completed" for p in study.points) else EXIT_FAILED_RUN
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -229,6 +282,20 @@ def _add_profile(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_profile)
 
 
+def _add_scale(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "scale", help="profile a spec through 1, 2, 4 … local tf.data service workers"
+    )
+    p.add_argument("spec", help='a spec with a {"op": "distribute", "service": "local"} step')
+    p.add_argument("--workers", default="1,2,4", help="worker counts to run (1,2,4)")
+    p.add_argument("--batches", type=positive_int, default=200, help="batch limit per run (200)")
+    p.add_argument("--seconds", type=positive_float, default=20.0, help="time limit per run (20 s)")
+    p.add_argument("--json", metavar="OUT", help="write the study as JSON to OUT")
+    p.add_argument("--no-store", action="store_true", help="do not record the runs")
+    _db_option(p)
+    p.set_defaults(handler=_scale)
+
+
 def _add_runs(subparsers: argparse._SubParsersAction) -> None:
     runs = subparsers.add_parser("runs", help="list, show, export, delete, rename, import runs")
     sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
@@ -256,6 +323,7 @@ def _add_runs(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `profile` and `runs` commands to `python -m pipeline_core`."""
+    """Add the `profile`, `scale` and `runs` commands to `python -m pipeline_core`."""
     _add_profile(subparsers)
+    _add_scale(subparsers)
     _add_runs(subparsers)

@@ -45,6 +45,7 @@ class _Live:
     ends_ns: list[int] = field(default_factory=list)
     steps_ns: list[int] = field(default_factory=list)
     readings: list[Reading] = field(default_factory=list)
+    worker_samples: list[dict[str, Any]] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
     baseline: ProcessMemory | None = None
     total_examples: int = 0
@@ -145,6 +146,7 @@ class RunHandle:
             ends = tuple(e / 1e9 for e in live.ends_ns)
             examples = tuple(live.examples)
             readings = tuple(live.readings)
+            workers = tuple(live.worker_samples)
             baseline = live.baseline
             status, reason = live.status, live.reason
             total = live.total_examples
@@ -177,6 +179,7 @@ class RunHandle:
             readings=readings,
             gpu=gpu,
             baseline=baseline,
+            worker_samples=workers,
         )
 
     # --- the protocol (called on the supervisor's monitor thread) -----------------------
@@ -227,6 +230,7 @@ class RunHandle:
                 live.steps_ns.append(step)
                 live.total_examples += n
             live.readings.extend(readings)
+            live.worker_samples.extend(data.get("workers", ()))
             live.child_elapsed = data["elapsed_s"]
         self._unsaved_rows.extend(
             (first + i, end / 1e9, wait / 1e6, n, step / 1e6)
@@ -263,6 +267,7 @@ class RunHandle:
                 run_id=self.run_id,
                 elapsed_s=live.child_elapsed,
                 data_length=live.length,
+                worker_samples=tuple(live.worker_samples),
             )
         self._save_series()
         self._store_call(

@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline_core.metrics import ProcessMemory, Reading, summarize_readings
 from pipeline_core.profile.settings import RunSettings
+from pipeline_core.profile.workers import summarize_workers
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -50,6 +51,8 @@ class RunResult:
     elapsed_s: float = 0.0
     baseline: ProcessMemory | None = None
     data_length: int | None = None  # elements in one pass of the data (None: not known)
+    # samples of the tf.data service workers read (`pipeline_core.profile.workers`)
+    worker_samples: tuple[dict[str, Any], ...] = ()
 
     @property
     def repeated(self) -> bool:
@@ -196,6 +199,7 @@ class RunResult:
             "data_length": self.data_length,
             "repeated": self.repeated,
             "input_bound_percent": self.input_bound_percent(),
+            "workers": summarize_workers(self.worker_samples),
             **readings,
             **self.memory_summary(),
             "verdict": self.verdict(),
@@ -240,3 +244,4 @@ class Snapshot:
     readings: tuple[Reading, ...]
     gpu: str
     baseline: ProcessMemory | None = None
+    worker_samples: tuple[dict[str, Any], ...] = ()  # tf.data service workers, so far

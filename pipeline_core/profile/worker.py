@@ -11,6 +11,7 @@ counted as `analysis.examples` counts them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
@@ -26,8 +27,10 @@ from pipeline_core.child import Ending, Link, ceiling_reason
 from pipeline_core.errors import describe_error
 from pipeline_core.metrics import Reading, Sampler, environment, private_mb, process_memory
 from pipeline_core.profile.settings import RunSettings
+from pipeline_core.profile.workers import WorkerWatch
 from pipeline_core.sources import locate_bad_input
 from pipeline_core.spec import load_spec
+from pipeline_core.steps import local_distribute_step, serving_locally
 
 WHAT = "profiling"  # names a profile run in the supervisor's reasons
 _STOP_GRACE_S = 0.35  # child: how long the loop may take to notice a stop before forcing it
@@ -124,6 +127,7 @@ class _Runner:
         self.t0: float | None = None
         self.pid = os.getpid()
         self.length: int | None = None  # elements in one pass of the data, when known
+        self.workers: WorkerWatch | None = None  # the local tf.data service's workers
 
     # messages
     def _take(self) -> dict[str, Any]:
@@ -131,7 +135,10 @@ class _Runner:
         rows, self.sent_rows = self.rows[self.sent_rows : end], end
         readings, self.readings = self.readings, []
         elapsed = time.monotonic() - self.t0 if self.t0 else 0.0
-        return {"rows": rows, "readings": readings, "elapsed_s": elapsed}
+        data = {"rows": rows, "readings": readings, "elapsed_s": elapsed}
+        if self.workers is not None:
+            data["workers"] = self.workers.take()
+        return data
 
     def flush(self) -> None:
         with self.lock:
@@ -227,6 +234,30 @@ class _Runner:
         # of MB of host memory) belongs to TensorFlow, not to the pipeline.
         tf.config.list_logical_devices()
         self.link.send("baseline", process_memory().to_dict())
+        with contextlib.ExitStack() as servers:
+            try:
+                self._serve(servers)
+            except Exception as exc:
+                self.finish("failed", f"starting the tf.data service failed: {exc}", None)
+                return
+            self._run(tf)
+
+    def _serve(self, servers: contextlib.ExitStack) -> None:
+        """Start the local tf.data service a `distribute` step asks for (in `servers`,
+        which stops it), and watch the workers' readings."""
+        spec = self.payload.get("spec")
+        step = local_distribute_step(load_spec(spec)) if spec is not None else None
+        if step is None:
+            return
+        from pipeline_core.service import LocalCluster
+
+        cluster = servers.enter_context(LocalCluster(step.workers))
+        servers.enter_context(serving_locally(cluster.dispatcher_address))
+        workers = [{"address": w.address, "metrics_url": w.metrics_url} for w in cluster.workers]
+        self.workers = WorkerWatch(workers).start()
+        servers.callback(self.workers.stop)
+
+    def _run(self, tf: Any) -> None:
         try:
             ds, batched = self._dataset()
             self.length = _finite_length(ds)

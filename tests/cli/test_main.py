@@ -138,7 +138,10 @@ def test_unknown_command_is_a_usage_error(capsys):
 def test_commands_are_one_static_list():
     parser = cli.make_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
-    expected = ["validate", "export", "demo-data", "profile", "runs", "analyze", "tune"]
+    expected = [
+        *("validate", "export", "demo-data", "profile", "scale", "runs", "analyze", "tune"),
+        "serve",
+    ]
     assert list(commands) == expected
 
 
