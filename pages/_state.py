@@ -109,6 +109,7 @@ class _LiveRun:
 
     def __init__(self) -> None:
         self.handle = None
+        self.study = None  # the session's scaling study (`profile.scale.ScalingRun`)
         _HOLDERS.add(self)
 
 
@@ -119,10 +120,12 @@ def forget_live_runs() -> None:
     """Stop and forget every session's live run (tests: AppTest sessions share one)."""
     for holder in list(_HOLDERS):
         _stop(holder)
-        holder.handle = None
+        holder.handle = holder.study = None
 
 
 def _stop(holder: _LiveRun) -> None:
+    if holder.study is not None:
+        holder.study.stop()
     if holder.handle is not None and not holder.handle.done:
         holder.handle.stop()
 
@@ -142,3 +145,25 @@ def set_live_run(handle) -> None:
     holder = _live_run()
     _stop(holder)
     holder.handle = handle
+
+
+def live_study():
+    """The session's current or last scaling study (None before the first)."""
+    return _live_run().study
+
+
+def poll_study():
+    """Advance the session's scaling study: once its run has ended, record it and make
+    its next run the live run. Returns the study (None when there is none)."""
+    holder = _live_run()
+    study = holder.study
+    if study is not None and study.poll() is not None and study.handle is not holder.handle:
+        holder.handle = study.handle
+    return study
+
+
+def set_live_study(study) -> None:
+    """Make `study` the session's scaling study and its first run the live run."""
+    holder = _live_run()
+    _stop(holder)
+    holder.study, holder.handle = study, study.handle

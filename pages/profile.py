@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import streamlit as st
@@ -15,8 +16,10 @@ from pipeline_core.child import default_memory_limit_mb
 from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import MEMORY_NOTE
 from pipeline_core.profile import RunSettings, start_profile
+from pipeline_core.profile.scale import ScalingRun
 from pipeline_core.profile.workers import summarize_workers
 from pipeline_core.service import ELEMENTS_NOTE
+from pipeline_core.steps import local_distribute_step
 from pipeline_core.store import RunStore
 
 REFRESH_S = 0.4  # progress and KPI tiles: >= 2 changes a second, light enough for 5 sessions
@@ -28,6 +31,7 @@ STARTING = {
 }
 STEPS = ("none", "fixed time (ms)", "small model")
 CHART_ROWS = (("wait", "wait_histogram"), ("throughput", "cpu"), ("memory", "gpu"))
+WORKER_COUNTS = (1, 2, 3, 4, 6, 8)
 CONFIRM_KEY = "profile.run_anyway"  # + a digest of the spec: a confirmation holds for one design
 
 
@@ -360,6 +364,78 @@ def _memory_after(handle) -> None:
     st.caption(f"Memory: {MEMORY_NOTE}.")
 
 
+def _scaling(spec, settings: RunSettings, extra: dict | None, why: str | None, busy: bool):
+    """The scaling study: run the design with 1, 2, 4 … local workers, chart throughput
+    against workers beside the ideal line, and say which kind of pipeline it is."""
+    study = _state.live_study()
+    with st.expander("Scaling study: the same design with 1, 2, 4 … local workers",
+                     expanded=study is not None, icon=":material/stacked_line_chart:"):  # fmt: skip
+        st.caption(
+            "Runs the design once per worker count, with the limits above and the data "
+            "repeated, each stored as a run. A pipeline that waits (slow storage, the "
+            "sleep step) scales on one machine; one whose workers fill the cores cannot."
+        )
+        pick, go = st.columns([4, 1], vertical_alignment="bottom")
+        counts = pick.multiselect(
+            "Worker counts", WORKER_COUNTS, key=_state.kept("profile.scale_counts", [1, 2, 4])
+        )
+        if go.button(
+            "Run study",
+            key="profile.scale",
+            disabled=busy or why is not None or len(counts) < 2,
+            help=why or "Pick two worker counts or more.",
+            width="stretch",
+        ):
+            try:
+                study = ScalingRun(spec, sorted(counts), settings=replace(settings, repeat=True),
+                                   store=RunStore(), summary_extra=extra)  # fmt: skip
+            except PipelineLabError as exc:
+                st.error(f"Cannot start the study: {exc}")
+                return None
+            except Exception as exc:
+                show_bug("Starting the scaling study", exc)
+                return None
+            _state.set_live_study(study)
+        if study is not None:
+            _study_result(study)
+    return study
+
+
+def _study_result(study) -> None:
+    result = study.study().to_dict()
+    if not study.done:
+        st.info(
+            f"Running with {study.current} worker{'s' * (study.current != 1)} "
+            f"({len(study.points) + 1} of "
+            f"{len(study.counts)}); the live run below is this one.",
+            icon=":material/hourglass_top:",
+        )
+    if result["points"]:
+        st.dataframe(
+            [
+                {
+                    "workers": p["workers"],
+                    "examples/s": short_number(p["examples_per_s"]) if p["examples_per_s"]
+                    else p["status"],
+                    "ideal": short_number(p["ideal_examples_per_s"]),
+                    "of ideal": "—" if p["efficiency"] is None else f"{p['efficiency']:.0%}",
+                    "workers' CPU (%)": short_number(p["workers_cpu_percent"]),
+                    "run": "—" if p["run_id"] is None else f"#{p['run_id']}",
+                }
+                for p in result["points"]
+            ],
+            hide_index=True,
+            width="stretch",
+        )  # fmt: skip
+        st.plotly_chart(charts.scaling(result["points"]), key="profile.scaling", width="stretch")
+    if study.done and result["points"]:
+        (st.success if result["verdict"].startswith("Scales") else st.warning)(result["verdict"])
+        ids = ",".join(str(p["run_id"]) for p in result["points"] if p["run_id"] is not None)
+        if ids:
+            st.page_link("pages/runs.py", label=f"Compare runs {ids} in Runs",
+                         icon=":material/compare_arrows:", query_params={"run": ids})  # fmt: skip
+
+
 def _outcome(snap, handle) -> None:
     if snap.status == "failed":
         st.error(f"The run failed: {snap.reason}", icon=":material/error:")
@@ -396,6 +472,7 @@ if problem is not None:
         f"Start is off: the design cannot be built: {problem} Fix it on the Design page.",
         icon=":material/block:",
     )
+study = _state.poll_study()
 handle = _state.live_run()
 running = handle is not None and not handle.done
 start_col, stop_col, _ = st.columns([1, 1, 6])
@@ -414,9 +491,16 @@ if start_col.button(
 if stop_col.button(
     "Stop", icon=":material/stop:", key="profile.stop", disabled=not running, width="stretch"
 ):
+    if study is not None:
+        study.stop()  # a scaling study starts no further run
     handle.stop()
     handle.wait(STOP_WAIT_S)  # usually ends well within it: this run draws "stopped"
     running = not handle.done
+if local_distribute_step(spec) is not None:
+    blocked_why = "Fix the design first: it cannot be built." if problem else None
+    study = _scaling(spec, settings, estimate_summary, blocked_why, running or blocked) or study
+    handle = _state.live_run()
+    running = handle is not None and not handle.done
 
 
 @st.fragment(run_every=REFRESH_S if running else None)

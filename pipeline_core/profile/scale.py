@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline_core.metrics import available_cores
 from pipeline_core.profile.result import RunResult
-from pipeline_core.profile.run import profile
+from pipeline_core.profile.run import start_profile
 from pipeline_core.profile.settings import ProfileError, RunSettings
 from pipeline_core.spec import load_spec
 from pipeline_core.steps import LOCAL, DistributeStep
@@ -179,6 +179,75 @@ def with_workers(spec: Any, workers: int) -> dict[str, Any]:
     return data
 
 
+class ScalingRun:
+    """A scaling study in progress, one profile run at a time, never blocking.
+
+    `poll()` records the current run once it has ended and starts the next count;
+    the Profile page polls it from its refresh, `scaling_study` in a loop. `stop()`
+    stops the current run and starts no other.
+    """
+
+    def __init__(
+        self,
+        spec: Any,
+        workers: Sequence[int],
+        *,
+        settings: RunSettings | None = None,
+        store: Any = None,
+        summary_extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings or RunSettings(max_batches=200, max_seconds=20.0, repeat=True)
+        self.name = self.settings.name or load_spec(spec).name or "pipeline"
+        self.variants = [(count, with_workers(spec, count)) for count in workers]
+        self.store = store
+        self.summary_extra = summary_extra
+        self.points: list[ScalePoint] = []
+        self.handle: Any = None  # the current (or last) run's RunHandle
+        self.stopped = False
+        self._next = 0
+        self._start_next()
+
+    @property
+    def counts(self) -> list[int]:
+        return [count for count, _ in self.variants]
+
+    @property
+    def current(self) -> int | None:
+        """The worker count running now, None when the study is over."""
+        return None if self.done else self.variants[self._next - 1][0]
+
+    @property
+    def done(self) -> bool:
+        return len(self.points) == self._next and (self.stopped or self._next == len(self.variants))
+
+    def _start_next(self) -> None:
+        count, variant = self.variants[self._next]
+        settings = dataclasses.replace(self.settings, name=f"{self.name} · {_workers(count)}")
+        self.handle = start_profile(
+            variant, settings=settings, store=self.store, summary_extra=self.summary_extra
+        )
+        self._next += 1
+
+    def poll(self) -> ScalePoint | None:
+        """Record the current run if it has ended (and start the next); the new point."""
+        if self.handle is None or not self.handle.done or len(self.points) == self._next:
+            return None
+        point = ScalePoint.from_result(self.variants[self._next - 1][0], self.handle.result())
+        self.points.append(point)
+        if not self.stopped and self._next < len(self.variants):
+            self._start_next()
+        return point
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.handle is not None and not self.handle.done:
+            self.handle.stop()
+
+    def study(self) -> ScalingStudy:
+        """The study of the runs recorded so far."""
+        return ScalingStudy(tuple(self.points), available_cores())
+
+
 def scaling_study(
     spec: Any,
     workers: Sequence[int],
@@ -189,18 +258,19 @@ def scaling_study(
 ) -> ScalingStudy:
     """Profile `spec` once per worker count (in order) and return the study.
 
-    Each run is named "<name> · N workers" ("1 worker") and stored in `store` when given;
-    `on_point` gets each point as it completes.
+    Each run is named "<name> · N workers" ("1 worker") and stored in `store` when
+    given; `on_point` gets each point as it completes. Ctrl-C stops the study and
+    keeps what was measured.
     """
-    settings = settings or RunSettings(max_batches=200, max_seconds=20.0, repeat=True)
-    name = settings.name or load_spec(spec).name or "pipeline"
-    points = []
-    for count in workers:
-        variant = with_workers(spec, count)
-        run_settings = dataclasses.replace(settings, name=f"{name} · {_workers(count)}")
-        result = profile(variant, settings=run_settings, store=store)
-        point = ScalePoint.from_result(count, result)
-        points.append(point)
-        if on_point is not None:
-            on_point(point)
-    return ScalingStudy(tuple(points), available_cores())
+    study = ScalingRun(spec, workers, settings=settings, store=store)
+    try:
+        while not study.done:
+            study.handle.wait(0.2)
+            point = study.poll()
+            if point is not None and on_point is not None:
+                on_point(point)
+    except KeyboardInterrupt:
+        study.stop()
+        study.handle.wait(30)
+        study.poll()
+    return study.study()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline_core.analysis import memory
+from pipeline_core.spec import load_spec
 from tests import REPO
 
 pytest.importorskip("streamlit.testing.v1")
@@ -76,3 +77,23 @@ def test_a_confirmation_holds_for_one_design_only(monkeypatch):
     settle(at.run())
     assert at.button(key="profile.start").disabled is True
     assert [c.value for c in at.checkbox if c.label == "Run anyway"] == [False]
+
+
+def test_a_local_distribute_step_offers_a_scaling_study(monkeypatch):
+    at = _profile_page(monkeypatch, available_mib=64 * 1024)
+    assert not [e for e in at.expander if "Scaling study" in e.label]  # no distribute step
+    at.session_state["lab.spec"] = load_spec(
+        {
+            "name": "served",
+            "source": {"type": "synthetic", "num_examples": 64, "shape": [2]},
+            "steps": [{"op": "distribute"}, {"op": "batch", "batch_size": 8}],
+        }
+    )
+    settle(at.run())
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e for e in at.expander if "Scaling study" in e.label]
+    counts = at.multiselect(key="profile.scale_counts")
+    assert counts.value == [1, 2, 4]
+    assert at.button(key="profile.scale").disabled is False
+    counts.set_value([2]).run()
+    assert at.button(key="profile.scale").disabled is True  # two counts or more
