@@ -30,22 +30,28 @@ def _number(page: Page, label: str):
     return page.get_by_test_id("stNumberInput").filter(has_text=label).locator("input")
 
 
-def _set(page: Page, label: str, value: str) -> None:
+def _set(page: Page, label: str, value: str, shown: str | None = None) -> None:
+    """Type `value` into the number field `label`; when `shown` is given, wait until the
+    field shows it after the page's rerun (a value typed during a rerun can be lost)."""
     field = _number(page, label)
+    expect(field).to_be_enabled()
     field.fill(value)
     field.press("Enter")
+    if shown is not None:
+        page.wait_for_timeout(300)  # the rerun starts
+        expect(field).to_have_value(shown)
 
 
 def test_settings_survive_a_page_change_and_start_is_off_for_a_broken_design(app, screenshots):
     upload_spec(app, SHORT)
     nav(app, "Profile")
-    _set(app, "Batches", "150")
+    _set(app, "Batches", "150", "150")
     _set(app, "Batches", "-5")  # refused where it was typed, with the reason in view
     expect(app.get_by_text("Batches must be at least 1: -5 was put back to 150")).to_be_visible()
     expect(_number(app, "Batches")).to_have_value("150")
     app.get_by_test_id("stSelectbox").filter(has_text="Simulated training step").click()
     app.get_by_role("option", name="fixed time (ms)").click()
-    _set(app, "Step (ms)", "30")
+    _set(app, "Step (ms)", "30", "30.00")
     nav(app, "Runs")
     nav(app, "Profile")
     expect(_number(app, "Batches")).to_have_value("150")
