@@ -39,6 +39,8 @@ from pipeline_core.errors import PipelineLabError
 
 READY_TIMEOUT_S = 90.0  # a worker process imports TensorFlow before it is ready
 _POLL_S = 0.5  # how often a foreground server checks for a stop or a dead parent
+HEARTBEAT_MS = 500  # a worker tells its dispatcher it is alive this often
+WORKER_TIMEOUT_MS = 3000  # a local dispatcher drops a worker silent this long (a killed one)
 ELEMENTS_NOTE = "TensorFlow's worker server does not publish an element count"
 
 
@@ -75,9 +77,11 @@ def _host_port(address: str, flag: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _check_dispatcher(address: str, timeout_s: float = 3.0) -> str:
-    """HOST:PORT of a dispatcher that accepts connections now."""
-    host, port = _host_port(address, "--dispatcher")
+def check_dispatcher(address: str, timeout_s: float = 3.0, *, field: str = "--dispatcher") -> str:
+    """HOST:PORT of a dispatcher that accepts connections now (`address` may start with
+    grpc://); `ServiceError` naming the fix (`field` is where the address was given)
+    when none answers within `timeout_s`."""
+    host, port = _host_port(address, field)
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             pass
@@ -86,7 +90,7 @@ def _check_dispatcher(address: str, timeout_s: float = 3.0) -> str:
         raise ServiceError(
             f"cannot reach the dispatcher at {host}:{port} ({reason}): start it first "
             f"with `python -m pipeline_core serve dispatcher --port {port}` on that "
-            "machine, or fix --dispatcher (and any firewall between the machines)"
+            f"machine, or fix {field} (and any firewall between the machines)"
         ) from None
     return f"{host}:{port}"
 
@@ -244,7 +248,7 @@ def run_worker(
     _check_port(port, "worker", "--port")
     metrics_port = port + 1000 if metrics_port is None else metrics_port
     _check_port(metrics_port, "metrics", "--metrics-port")
-    address = _check_dispatcher(dispatcher)
+    address = check_dispatcher(dispatcher)
     worker_address = worker_address or f"{socket.gethostname()}:{port}"
     _host_port(worker_address, "--worker-address")
     readings = WorkerReadings(worker_address)
@@ -253,7 +257,10 @@ def run_worker(
 
     service = tf().data.experimental.service
     config = service.WorkerConfig(
-        dispatcher_address=address, worker_address=worker_address, port=port
+        dispatcher_address=address,
+        worker_address=worker_address,
+        port=port,
+        heartbeat_interval_ms=HEARTBEAT_MS,
     )
     server = service.WorkerServer(config)
     _say(
@@ -340,7 +347,8 @@ class LocalCluster:
 
         service = tf().data.experimental.service
         port = free_port()
-        self._dispatcher = service.DispatchServer(service.DispatcherConfig(port=port))
+        config = service.DispatcherConfig(port=port, worker_timeout_ms=WORKER_TIMEOUT_MS)
+        self._dispatcher = service.DispatchServer(config)
         self.dispatcher_address = f"grpc://127.0.0.1:{port}"
         ports = [(free_port(), free_port()) for _ in range(self.count)]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}

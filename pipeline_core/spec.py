@@ -23,6 +23,7 @@ from pipeline_core.errors import PipelineLabError
 from pipeline_core.fields import Dim, DType, Frozen, Parallelism, Seed
 from pipeline_core.generators import CUSTOM_TEMPLATE, GENERATOR_TEMPLATES
 from pipeline_core.steps import (
+    LOCAL,
     STEPS,
     BatchStep,
     CacheStep,
@@ -461,6 +462,16 @@ def _distribute_problems(spec: PipelineSpec) -> list[Problem]:
                 "tfrecord, image_folder, csv, numpy or synthetic source, or remove the "
                 "distribute step",
                 "distribute",
+            )
+        )
+    step = spec.steps[first]
+    if step.service == LOCAL and step.worker_metrics:
+        problems.append(
+            Problem(
+                f"steps[{first}].worker_metrics",
+                "local workers are read without it: remove worker_metrics, or set service "
+                'to the remote dispatcher ("grpc://HOST:PORT") whose workers these are',
+                step.worker_metrics[0],
             )
         )
     for i, before in enumerate(spec.steps[:first]):

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -122,6 +122,7 @@ class SleepStep(Frozen):
 
 LOCAL = "local"  # a distribute step's service: servers Pipeline Lab starts for the run
 SERVICE_PATTERN = r"^(local|grpc://[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5})$"
+METRICS_URL_PATTERN = r"^https?://[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}/?$"
 
 
 class DistributeStep(Frozen):
@@ -142,6 +143,13 @@ class DistributeStep(Frozen):
     )
     compression: Literal["auto"] | None = Field(
         "auto", description='"auto" lets the service compress elements; null: never.'
+    )
+    worker_metrics: tuple[Annotated[str, Field(pattern=METRICS_URL_PATTERN)], ...] = Field(
+        (),
+        max_length=64,
+        description="Remote service only: each worker's readings endpoint, "
+        '"http://HOST:PORT" (`serve worker --metrics-port`), read during a run. '
+        "Local workers are read without it.",
     )
 
 

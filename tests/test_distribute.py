@@ -93,6 +93,15 @@ def test_what_cannot_travel_to_workers_is_refused_with_the_fix():
     assert any("one distribute step at most" in p for p in problems)
     problems = _messages(_spec({"op": "distribute", "service": "localhost:5050"}))
     assert any(p.startswith("steps[0].service") for p in problems), problems
+    problems = _messages(_spec({"op": "distribute", "worker_metrics": ["http://h:6051"]}))
+    assert any(
+        p.startswith("steps[0].worker_metrics") and "local workers are read without it" in p
+        for p in problems
+    ), problems
+    remote = {"op": "distribute", "service": "grpc://h:5050"}
+    problems = _messages(_spec({**remote, "worker_metrics": ["ftp://h"]}))
+    assert any(p.startswith("steps[0].worker_metrics") for p in problems), problems
+    load_spec(_spec({**remote, "worker_metrics": ["http://h:6051", "http://10.0.0.2:6052/"]}))
 
 
 def test_export_writes_the_distribute_line_and_how_to_start_local_servers():

@@ -15,7 +15,7 @@ import psutil
 
 from pipeline_core import cli
 from pipeline_core.build import build
-from pipeline_core.profile import RunSettings, profile
+from pipeline_core.profile import RunSettings, profile, start_profile
 from pipeline_core.service import LocalCluster, free_port, read_worker
 from pipeline_core.steps import serving_locally
 from tests import REPO
@@ -48,30 +48,88 @@ def test_serve_refuses_bad_ports_and_an_unreachable_dispatcher(capsys):
     assert "--dispatcher 'nohost' is not HOST:PORT" in capsys.readouterr().err
 
 
-def test_a_foreground_dispatcher_prints_its_address_and_stops_on_sigterm():
-    port = free_port()
+def _serve(*args: str) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline_core", "serve", "dispatcher", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-        env=env,
+    command = [sys.executable, "-m", "pipeline_core", "serve", *args]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env
     )
+
+
+def _free(*ports: int) -> bool:
+    """Each port can be bound again as a server binds it (SO_REUSEADDR: connections
+    closed a moment ago may wait in TIME_WAIT, which does not hold the port)."""
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("", port))
+            except OSError:
+                return False
+    return True
+
+
+def test_servers_from_the_cli_serve_a_profile_run_then_stop_on_sigterm():
+    port, worker_port = free_port(), free_port()
+    dispatcher = _serve("dispatcher", "--port", str(port))
+    worker = None
     try:
-        first = proc.stdout.readline()
-        assert f"dispatcher ready at grpc://{socket.gethostname()}:{port}" in first
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
-            pass
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        assert f"dispatcher ready at grpc://{socket.gethostname()}:{port}" in (
+            dispatcher.stdout.readline()
+        )
+        worker = _serve(
+            "worker",
+            *("--dispatcher", f"127.0.0.1:{port}", "--port", str(worker_port)),
+            *("--worker-address", f"127.0.0.1:{worker_port}"),
+        )
+        ready = worker.stdout.readline()
+        assert f"worker ready at 127.0.0.1:{worker_port} for dispatcher 127.0.0.1:{port}" in ready
+        assert f":{worker_port + 1000}/metrics" in ready
+        readings = read_worker(f"http://127.0.0.1:{worker_port + 1000}")
+        assert readings["pid"] == worker.pid
+
+        spec = {
+            "source": SOURCE,
+            "steps": [
+                {
+                    "op": "distribute",
+                    "service": f"grpc://127.0.0.1:{port}",
+                    "worker_metrics": [f"http://127.0.0.1:{worker_port + 1000}"],
+                },
+                {"op": "batch", "batch_size": 8},
+            ],
+        }
+        result = profile(spec, settings=RunSettings(max_batches=100, max_seconds=60))
+        assert result.status == "completed", result.reason
+        assert sum(result.examples) == 50  # one pass, each element once
+        (read,) = result.to_summary_dict()["workers"]  # read where the worker serves them
+        assert read["address"] == f"127.0.0.1:{worker_port + 1000}" and read["rss_peak_mb"] > 50
+
+        for proc, what in ((worker, "worker"), (dispatcher, "dispatcher")):
+            proc.terminate()
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 0
+            assert f"{what} on port" in out and "stopped (SIGTERM)" in out
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0
-    assert f"dispatcher on port {port} stopped (SIGTERM)" in out
+        for proc in (worker, dispatcher):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert _free(port, worker_port, worker_port + 1000)
+
+
+def test_an_unreachable_dispatcher_fails_the_run_in_seconds_with_the_fix():
+    closed = free_port()
+    spec = {
+        "source": SOURCE,
+        "steps": [{"op": "distribute", "service": f"grpc://127.0.0.1:{closed}"}],
+    }
+    started = time.monotonic()
+    result = profile(spec, settings=RunSettings(max_seconds=60))
+    assert result.status == "failed"
+    assert f"cannot reach the dispatcher at 127.0.0.1:{closed}" in result.reason
+    assert "the distribute step's service" in result.reason
+    assert time.monotonic() - started < 30  # a child's start, then at once
 
 
 def test_local_cluster_reads_every_element_once_serves_readings_and_cleans_up(tf):
@@ -100,8 +158,12 @@ def test_local_cluster_reads_every_element_once_serves_readings_and_cleans_up(tf
 
         cluster.kill_worker(1)
         assert read_worker(cluster.workers[1].metrics_url, timeout=0.5) is None
+        ports = [int(url.rsplit(":", 1)[1]) for w in cluster.workers for url in
+                 (w.address, w.metrics_url)]  # fmt: skip
+        ports.append(int(cluster.dispatcher_address.rsplit(":", 1)[1]))
     time.sleep(0.2)
     assert not any(psutil.pid_exists(p) and _alive(p) for p in pids)
+    assert _free(*ports)  # every port is free again
 
 
 def _alive(pid: int) -> bool:
@@ -145,3 +207,38 @@ def _serving_workers() -> list[int]:
         if "pipeline_core" in line and "serve" in line and "worker" in line and _alive(proc.pid):
             found.append(proc.pid)
     return found
+
+
+def test_a_worker_killed_mid_run_never_hangs_the_run():
+    spec = {
+        "source": {**SOURCE, "num_examples": 4000},
+        "steps": [
+            {"op": "sleep", "ms": 5},
+            {"op": "distribute", "workers": 2},
+            {"op": "batch", "batch_size": 10},
+        ],
+    }
+    handle = start_profile(spec, settings=RunSettings(max_seconds=10, repeat=True))
+    deadline = time.monotonic() + 120
+    while handle.snapshot().batches < 5:
+        assert not handle.done, handle.result().reason
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    workers = psutil.Process(handle.pid).children()
+    assert len(workers) == 2, workers
+    killed = workers[0]
+    address = next(a for a in killed.cmdline() if a.startswith("127.0.0.1:") and a != "127.0.0.1")
+    killed.kill()
+    assert handle.wait(60), "the run hung after a worker was killed"
+    result = handle.result()
+    if result.status == "completed":  # the other worker went on
+        summary = {w["address"]: w for w in result.to_summary_dict()["workers"]}
+        assert summary  # the killed worker is shown as gone
+        assert not all(w["answered_at_end"] for w in summary.values())
+    else:
+        assert result.status == "failed" and "127.0.0.1:" in result.reason, result.reason
+    deadline = time.monotonic() + 10
+    while _serving_workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _serving_workers()
+    del address

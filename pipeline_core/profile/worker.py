@@ -30,7 +30,7 @@ from pipeline_core.profile.settings import RunSettings
 from pipeline_core.profile.workers import WorkerWatch
 from pipeline_core.sources import locate_bad_input
 from pipeline_core.spec import load_spec
-from pipeline_core.steps import local_distribute_step, serving_locally
+from pipeline_core.steps import LOCAL, DistributeStep, local_distribute_step, serving_locally
 
 WHAT = "profiling"  # names a profile run in the supervisor's reasons
 _STOP_GRACE_S = 0.35  # child: how long the loop may take to notice a stop before forcing it
@@ -238,7 +238,7 @@ class _Runner:
             try:
                 self._serve(servers)
             except Exception as exc:
-                self.finish("failed", f"starting the tf.data service failed: {exc}", None)
+                self.finish("failed", f"tf.data service: {exc}", None)
                 return
             self._run(tf)
 
@@ -246,10 +246,21 @@ class _Runner:
         """Start the local tf.data service a `distribute` step asks for (in `servers`,
         which stops it), and watch the workers' readings."""
         spec = self.payload.get("spec")
-        step = local_distribute_step(load_spec(spec)) if spec is not None else None
+        model = load_spec(spec) if spec is not None else None
+        from pipeline_core.service import LocalCluster, check_dispatcher
+
+        for step in model.steps if model is not None else ():
+            if isinstance(step, DistributeStep) and step.service != LOCAL:
+                # unreachable: said in seconds, rather than TensorFlow retrying for minutes
+                check_dispatcher(step.service, field="the distribute step's service")
+                if step.worker_metrics:  # remote workers, read where they serve readings
+                    urls = [url.rstrip("/") for url in step.worker_metrics]
+                    workers = [{"address": u.split("://", 1)[1], "metrics_url": u} for u in urls]
+                    self.workers = WorkerWatch(workers).start()
+                    servers.callback(self.workers.stop)
+        step = local_distribute_step(model) if model is not None else None
         if step is None:
             return
-        from pipeline_core.service import LocalCluster
 
         cluster = servers.enter_context(LocalCluster(step.workers))
         servers.enter_context(serving_locally(cluster.dispatcher_address))
