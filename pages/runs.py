@@ -34,6 +34,9 @@ SORTS = {
 }
 
 
+SMALL_COLUMNS = ("id", "batches", "examples/s", "p50 wait (ms)", "input-bound %", "held (MB)")
+
+
 def _history(store: RunStore) -> pd.DataFrame:
     rows = [
         {
@@ -286,6 +289,11 @@ st.dataframe(
     placeholder=MISSING,
     width="stretch",
     height=min(38 + 35 * len(shown), 300),
+    # figures take what they need, so the settings fit beside them at 1280 px
+    column_config={
+        **{c: st.column_config.Column(width="small") for c in SMALL_COLUMNS},
+        "settings": st.column_config.Column(width="large"),
+    },
 )
 names = dict(zip(table["id"], table["name"], strict=True))
 selected = st.multiselect(

@@ -202,8 +202,8 @@ _SETTINGS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
 def settings_text(settings: Mapping[str, Any], *, short: bool = False) -> str:
     """How a run was run, in one line ("up to 200 batches · step: 20 ms · memory ceiling
     4,096 MB · data repeated"); runs stored before a setting existed just lack it.
-    `short`: the few words a table column has room for ("≤ 200 batches · step 20 ms ·
-    ceiling 4,096 MB · repeated")."""
+    `short`: the few words a table column has room for ("≤ 200 batches · step: 20 ms ·
+    mem 4.0 GB · repeated")."""
     upto = "≤ " if short else "up to "
     parts = []
     if settings.get("max_batches"):
@@ -214,9 +214,11 @@ def settings_text(settings: Mapping[str, Any], *, short: bool = False) -> str:
         parts.append(f"step: {settings['step_model']} model")
     elif settings.get("step_ms") is not None:
         parts.append(f"step: {settings['step_ms']:g} ms")
-    if settings.get("memory_limit_mb"):
-        ceiling = "ceiling" if short else "memory ceiling"
-        parts.append(f"{ceiling} {settings['memory_limit_mb']:,} MB")
+    if settings.get("memory_limit_mb") and short:
+        mb = settings["memory_limit_mb"]
+        parts.append(f"mem {mb / 1024:.1f} GB" if mb >= 1024 else f"mem {mb:,} MB")
+    elif settings.get("memory_limit_mb"):
+        parts.append(f"memory ceiling {settings['memory_limit_mb']:,} MB")
     if "repeat" in settings:
         if short:
             parts.append("repeated" if settings["repeat"] else "one pass")

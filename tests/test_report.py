@@ -153,5 +153,5 @@ def test_short_settings_fit_a_table_column():
 
     settings = {"max_batches": 200, "step_ms": 20.0, "memory_limit_mb": 4096, "repeat": True}
     assert settings_text(settings, short=True) == (
-        "≤ 200 batches · step: 20 ms · ceiling 4,096 MB · repeated"
+        "≤ 200 batches · step: 20 ms · mem 4.0 GB · repeated"
     )

@@ -52,6 +52,7 @@ from pipeline_core.spec import (
 from pipeline_core.steps import (
     BatchStep,
     CacheStep,
+    DistributeStep,
     MapStep,
     PrefetchStep,
     RepeatStep,
@@ -210,7 +211,10 @@ def _stage_bytes(spec_json: str) -> tuple[int | None, ...]:
     for k in range(len(spec.steps) + 1):
         if k and isinstance(spec.steps[k - 1], BatchStep):
             batch_sizes.append(spec.steps[k - 1].batch_size)
-        dataset = build(spec.replace(steps=spec.steps[:k]))
+        # a distribute step passes its elements on as they are: left out, so no tf.data
+        # service is needed to size them
+        prefix = [s for s in spec.steps[:k] if not isinstance(s, DistributeStep)]
+        dataset = build(spec.replace(steps=prefix))
         sizes = [_tensor_bytes(t, batch_sizes) for t in _tf().nest.flatten(dataset.element_spec)]
         out.append(sum(sizes) if None not in sizes else _sample_bytes(dataset))
     return tuple(out)

@@ -175,3 +175,21 @@ def test_image_folder_count_comes_from_the_files(tmp_path):
     assert stage_counts(spec)[:2] == (5, 5)
     (part,) = memory_estimate(spec).parts
     assert part.elements == 5 and part.bytes == 5 * stage_bytes(spec)[1]
+
+
+def test_a_distributed_design_is_estimated_without_a_service():
+    spec = load_spec(
+        {
+            "source": {"type": "synthetic", "num_examples": 100, "shape": [4, 4, 3]},
+            "steps": [
+                {"op": "sleep", "ms": 1},
+                {"op": "distribute"},
+                {"op": "batch", "batch_size": 10},
+                {"op": "prefetch", "buffer_size": 2},
+            ],
+        }
+    )
+    sizes = stage_bytes(spec)
+    assert sizes[2] == sizes[1] == sizes[0]  # the distribute step passes elements on
+    assert sizes[3] > sizes[0]  # a batch of 10
+    assert memory_estimate(spec).total_bytes > 0
