@@ -16,7 +16,7 @@ from pipeline_core.child import default_memory_limit_mb
 from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import MEMORY_NOTE
 from pipeline_core.profile import RunSettings, start_profile
-from pipeline_core.profile.scale import ScalingRun
+from pipeline_core.profile.scale import ScalingRun, worker_counts
 from pipeline_core.profile.workers import summarize_workers
 from pipeline_core.service import ELEMENTS_NOTE
 from pipeline_core.steps import local_distribute_step
@@ -31,7 +31,6 @@ STARTING = {
 }
 STEPS = ("none", "fixed time (ms)", "small model")
 CHART_ROWS = (("wait", "wait_histogram"), ("throughput", "cpu"), ("memory", "gpu"))
-WORKER_COUNTS = (1, 2, 3, 4, 6, 8)
 CONFIRM_KEY = "profile.run_anyway"  # + a digest of the spec: a confirmation holds for one design
 
 
@@ -376,18 +375,28 @@ def _scaling(spec, settings: RunSettings, extra: dict | None, why: str | None, b
             "sleep step) scales on one machine; one whose workers fill the cores cannot."
         )
         pick, go = st.columns([4, 1], vertical_alignment="bottom")
-        counts = pick.multiselect(
-            "Worker counts", WORKER_COUNTS, key=_state.kept("profile.scale_counts", [1, 2, 4])
+        typed = pick.text_input(
+            "Worker counts",
+            value="1, 2, 4",
+            key="profile.scale_counts",
+            help="Comma-separated, each 1 to 16, like 1, 2, 4 (the CLI's --workers).",
         )
+        try:
+            counts = worker_counts(typed)
+        except PipelineLabError as exc:
+            pick.caption(f":red[{exc}]")
+            counts = ()
+        if len(counts) == 1:
+            pick.caption(":red[A study compares two worker counts or more, like 1, 2, 4.]")
         if go.button(
             "Run study",
             key="profile.scale",
             disabled=busy or why is not None or len(counts) < 2,
-            help=why or "Pick two worker counts or more.",
+            help=why or "Give two worker counts or more.",
             width="stretch",
         ):
             try:
-                study = ScalingRun(spec, sorted(counts), settings=replace(settings, repeat=True),
+                study = ScalingRun(spec, counts, settings=replace(settings, repeat=True),
                                    store=RunStore(), summary_extra=extra)  # fmt: skip
             except PipelineLabError as exc:
                 st.error(f"Cannot start the study: {exc}")

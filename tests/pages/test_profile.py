@@ -92,8 +92,12 @@ def test_a_local_distribute_step_offers_a_scaling_study(monkeypatch):
     settle(at.run())
     assert not at.exception, [e.value for e in at.exception]
     assert [e for e in at.expander if "Scaling study" in e.label]
-    counts = at.multiselect(key="profile.scale_counts")
-    assert counts.value == [1, 2, 4]
+    counts = at.text_input(key="profile.scale_counts")
+    assert counts.value == "1, 2, 4"
     assert at.button(key="profile.scale").disabled is False
-    counts.set_value([2]).run()
+    counts.set_value("2").run()
     assert at.button(key="profile.scale").disabled is True  # two counts or more
+    assert "compares two worker counts or more" in _captions(at)
+    at.text_input(key="profile.scale_counts").set_value("1, x").run()
+    assert at.button(key="profile.scale").disabled is True
+    assert "are not whole numbers: write them like 1,2,4" in _captions(at)
