@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 # True once the Design page shows exactly one name input holding `name` (an upload landed).
 ONLY_NAME = (
@@ -13,10 +14,24 @@ ONLY_NAME = (
 )
 
 
-def nav(page: Page, title: str) -> None:
-    """Open a page from the sidebar and wait for its heading."""
-    page.get_by_test_id("stSidebarNav").locator("a", has_text=title).click()
-    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible()
+def nav(page: Page, title: str, *, tries: int = 4, wait_ms: int = 30_000) -> None:
+    """Open a page from the sidebar and wait for its heading.
+
+    A click that lands while a busy server is still running the previous page can be
+    dropped (seen with five sessions on two cores), so a click without a page change
+    within `wait_ms` is repeated, `tries` times in all; a click is idempotent.
+    """
+    heading = page.get_by_role("heading", name=title, exact=True).first
+    link = page.get_by_test_id("stSidebarNav").locator("a", has_text=title)
+    for _ in range(tries - 1):
+        link.click()
+        try:
+            heading.wait_for(state="visible", timeout=wait_ms)
+            return
+        except PlaywrightTimeoutError:
+            continue
+    link.click()
+    expect(heading).to_be_visible()
 
 
 def shot(page: Page, screenshots, name: str) -> None:
