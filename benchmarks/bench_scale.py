@@ -65,7 +65,7 @@ def run() -> list[dict[str, Any]]:
                     "spread": f"{min(rates):,.0f}-{max(rates):,.0f}",
                 }
             )
-        rows[-1]["verdict"] = studies[-1].verdict().split(":")[0]  # "Scales", "CPU-bound"
+        rows[-1]["verdict"] = studies[-1].kind()
     one_worker = [{**TAIL[0], "workers": 1}, TAIL[1]]
     for name, steps in (("cheap (source + batch)", []), ("wait-bound", CASES[WAIT])):
         here, served = [], []

@@ -438,7 +438,7 @@ def _study_result(study) -> None:
         )  # fmt: skip
         st.plotly_chart(charts.scaling(result["points"]), key="profile.scaling", width="stretch")
     if study.done and result["points"]:
-        (st.success if result["verdict"].startswith("Scales") else st.warning)(result["verdict"])
+        (st.success if result["kind"] == "scales" else st.warning)(result["verdict"])
         ids = ",".join(str(p["run_id"]) for p in result["points"] if p["run_id"] is not None)
         if ids:
             st.page_link("pages/runs.py", label=f"Compare runs {ids} in Runs",

@@ -17,7 +17,14 @@ from pipeline_core.augment_code import Features, features_of
 from pipeline_core.errors import PipelineLabError, describe_error
 from pipeline_core.sources import build_source
 from pipeline_core.spec import Options, PipelineSpec, load_spec
-from pipeline_core.steps import STEPS, DistributeStep, InterleaveStep, MapStep, cardinality
+from pipeline_core.steps import (
+    STEPS,
+    DistributeStep,
+    InterleaveStep,
+    MapStep,
+    cardinality,
+    distribute_step,
+)
 
 Generator = Callable[[], Iterable[Any]]
 
@@ -84,7 +91,7 @@ def _stages(
     interleave = first if isinstance(first, InterleaveStep) else None
     where = f"source ({spec.source.type})"
     try:
-        distributed = any(isinstance(step, DistributeStep) for step in spec.steps)
+        distributed = distribute_step(spec) is not None
         ds = build_source(
             spec.source, generator=generator, interleave=interleave, distributed=distributed
         )

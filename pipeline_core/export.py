@@ -24,7 +24,7 @@ from pipeline_core.errors import PipelineLabError
 from pipeline_core.paths import data_dir
 from pipeline_core.sources import Call, SourceError, plan_source
 from pipeline_core.spec import Options, PipelineSpec, load_spec
-from pipeline_core.steps import STEPS, DistributeStep, InterleaveStep, MapStep, ScriptNames
+from pipeline_core.steps import STEPS, InterleaveStep, MapStep, ScriptNames, distribute_step
 
 
 class ExportError(PipelineLabError):
@@ -216,7 +216,7 @@ def export_code(
     first = spec.steps[0] if spec.steps else None
     interleave = first if isinstance(first, InterleaveStep) else None
     try:
-        distributed = any(isinstance(step, DistributeStep) for step in spec.steps)
+        distributed = distribute_step(spec) is not None
         call = plan_source(
             spec.source, generator=generator, interleave=interleave, distributed=distributed
         )

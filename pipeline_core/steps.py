@@ -399,12 +399,15 @@ def serving_locally(address: str) -> Iterator[None]:
         _local_dispatcher.remove(address)
 
 
+def distribute_step(spec: Any) -> DistributeStep | None:
+    """The spec's distribute step (validation allows one at most), else None."""
+    return next((step for step in spec.steps if isinstance(step, DistributeStep)), None)
+
+
 def local_distribute_step(spec: Any) -> DistributeStep | None:
     """The spec's distribute step when it asks for local servers, else None."""
-    for step in spec.steps:
-        if isinstance(step, DistributeStep) and step.service == LOCAL:
-            return step
-    return None
+    step = distribute_step(spec)
+    return step if step is not None and step.service == LOCAL else None
 
 
 def dispatcher_address(step: DistributeStep) -> str:

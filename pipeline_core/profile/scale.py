@@ -87,37 +87,58 @@ class ScalingStudy:
             return None
         return point.examples_per_s / ideal
 
-    def verdict(self) -> str:
-        """Which kind of pipeline this is, from the throughputs and the CPU readings."""
-        measured = [p for p in self.points if p.examples_per_s]
+    def _measured(self) -> list[ScalePoint]:
+        return [p for p in self.points if p.examples_per_s]
+
+    def _cpu_used(self, point: ScalePoint) -> float:
+        """The workers' and the consumer's CPU at `point` (100 = one core)."""
+        return (point.workers_cpu_percent or 0.0) + (point.consumer_cpu_percent or 0.0)
+
+    def kind(self) -> str:
+        """ "scales", "cpu-bound", "does not scale", or "unknown" (under two runs measured),
+        from the last count's throughput against ideal and the CPU the machine had left."""
+        measured = self._measured()
         if len(measured) < 2:
+            return "unknown"
+        last = measured[-1]
+        if self.efficiency(last) >= SCALES_EFFICIENCY and self.speedup(last) > 1.2:
+            return "scales"
+        if self._cpu_used(last) / (100.0 * self.cores) >= CPU_BOUND_SHARE:
+            return "cpu-bound"
+        return "does not scale"
+
+    def verdict(self) -> str:
+        """`kind()` in a sentence with the figures behind it and what to do."""
+        kind, measured = self.kind(), self._measured()
+        if kind == "unknown":
             failed = [p for p in self.points if p.status != "completed"]
             why = f": {failed[0].reason}" if failed else ""
             return f"Not enough runs completed to tell how it scales{why}."
         last = measured[-1]
-        speedup, efficiency = self.speedup(last), self.efficiency(last)
-        used = (last.workers_cpu_percent or 0.0) + (last.consumer_cpu_percent or 0.0)
-        share = used / (100.0 * self.cores)
-        counts = f"{last.workers} workers read {speedup:.2f}× as fast as {measured[0].workers}"
-        if efficiency >= SCALES_EFFICIENCY and speedup > 1.2:
+        efficiency, used = self.efficiency(last), self._cpu_used(last)
+        counts = (
+            f"{last.workers} workers read {self.speedup(last):.2f}× as fast as "
+            f"{measured[0].workers} ({efficiency:.0%} of ideal)"
+        )
+        if kind == "scales":
             each = (last.workers_cpu_percent or 0.0) / last.workers
             return (
-                f"Scales: {counts} ({efficiency:.0%} of ideal). Each worker used {each:.0f}% "
-                "of a core: the workers wait (like slow storage) rather than compute, so more "
-                "workers add throughput, on this machine or others."
+                f"Scales: {counts}. Each worker used {each:.0f}% of a core: the workers "
+                "wait (like slow storage) rather than compute, so more workers add "
+                "throughput, on this machine or others."
             )
-        if share >= CPU_BOUND_SHARE:
+        if kind == "cpu-bound":
             return (
-                f"CPU-bound: {counts} ({efficiency:.0%} of ideal) while the workers and the "
-                f"consumer used {used:.0f}% of this machine's {100 * self.cores:.0f}% "
-                f"({self.cores} cores). More workers here cannot help: start workers on "
-                "other machines (`python -m pipeline_core serve worker`, README: Scale out)."
+                f"CPU-bound: {counts} while the workers and the consumer used {used:.0f}% "
+                f"of this machine's {100 * self.cores:.0f}% ({self.cores} cores). More "
+                "workers here cannot help: start workers on other machines (`python -m "
+                "pipeline_core serve worker`, README: Scale out)."
             )
         return (
-            f"Does not scale: {counts} ({efficiency:.0%} of ideal) with the CPUs "
-            f"{share:.0%} busy. The limit is elsewhere: the steps after the distribute "
-            "step (they run in the consumer), the dispatcher, or moving the data; move "
-            "steps above the distribute step, or try compression null."
+            f"Does not scale: {counts} with the CPUs {used / (100.0 * self.cores):.0%} "
+            "busy. The limit is elsewhere: the steps after the distribute step (they run "
+            "in the consumer), the dispatcher, or moving the data; move steps above the "
+            "distribute step, or try compression null."
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,7 +152,7 @@ class ScalingStudy:
                     "efficiency": self.efficiency(point),
                 }
             )
-        return {"cores": self.cores, "points": rows, "verdict": self.verdict()}
+        return {"cores": self.cores, "points": rows, "kind": self.kind(), "verdict": self.verdict()}
 
 
 def _workers(count: int) -> str:

@@ -30,7 +30,7 @@ from pipeline_core.profile.settings import RunSettings
 from pipeline_core.profile.workers import WorkerWatch
 from pipeline_core.sources import locate_bad_input
 from pipeline_core.spec import load_spec
-from pipeline_core.steps import LOCAL, DistributeStep, local_distribute_step, serving_locally
+from pipeline_core.steps import LOCAL, distribute_step, serving_locally
 
 WHAT = "profiling"  # names a profile run in the supervisor's reasons
 _STOP_GRACE_S = 0.35  # child: how long the loop may take to notice a stop before forcing it
@@ -243,30 +243,28 @@ class _Runner:
             self._run(tf)
 
     def _serve(self, servers: contextlib.ExitStack) -> None:
-        """Start the local tf.data service a `distribute` step asks for (in `servers`,
-        which stops it), and watch the workers' readings."""
+        """The tf.data service a `distribute` step reads from: start local servers (in
+        `servers`, which stops them) or check that a remote dispatcher answers, then
+        watch the workers' readings."""
         spec = self.payload.get("spec")
-        model = load_spec(spec) if spec is not None else None
-        from pipeline_core.service import LocalCluster, check_dispatcher
-
-        for step in model.steps if model is not None else ():
-            if isinstance(step, DistributeStep) and step.service != LOCAL:
-                # unreachable: said in seconds, rather than TensorFlow retrying for minutes
-                check_dispatcher(step.service, field="the distribute step's service")
-                if step.worker_metrics:  # remote workers, read where they serve readings
-                    urls = [url.rstrip("/") for url in step.worker_metrics]
-                    workers = [{"address": u.split("://", 1)[1], "metrics_url": u} for u in urls]
-                    self.workers = WorkerWatch(workers).start()
-                    servers.callback(self.workers.stop)
-        step = local_distribute_step(model) if model is not None else None
+        step = distribute_step(load_spec(spec)) if spec is not None else None
         if step is None:
             return
+        from pipeline_core.service import LocalCluster, check_dispatcher
 
-        cluster = servers.enter_context(LocalCluster(step.workers))
-        servers.enter_context(serving_locally(cluster.dispatcher_address))
-        workers = [{"address": w.address, "metrics_url": w.metrics_url} for w in cluster.workers]
-        self.workers = WorkerWatch(workers).start()
-        servers.callback(self.workers.stop)
+        if step.service == LOCAL:
+            cluster = servers.enter_context(LocalCluster(step.workers))
+            servers.enter_context(serving_locally(cluster.dispatcher_address))
+            workers = [
+                {"address": w.address, "metrics_url": w.metrics_url} for w in cluster.workers
+            ]
+        else:  # unreachable: said in seconds, rather than TensorFlow retrying for minutes
+            check_dispatcher(step.service, field="the distribute step's service")
+            urls = [url.rstrip("/") for url in step.worker_metrics]  # where they serve readings
+            workers = [{"address": url.split("://", 1)[1], "metrics_url": url} for url in urls]
+        if workers:
+            self.workers = WorkerWatch(workers).start()
+            servers.callback(self.workers.stop)
 
     def _run(self, tf: Any) -> None:
         try:

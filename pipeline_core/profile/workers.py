@@ -58,11 +58,7 @@ class WorkerWatch:
                 "up": data is not None,
             }
             if data is not None:
-                sample.update(
-                    cpu_percent=data.get("cpu_percent"),
-                    rss_mb=data.get("rss_mb"),
-                    elements=data.get("elements_produced"),
-                )
+                sample.update(cpu_percent=data.get("cpu_percent"), rss_mb=data.get("rss_mb"))
             out.append(sample)
         with self._lock:
             self._samples.extend(out)
@@ -76,9 +72,9 @@ class WorkerWatch:
 
 
 def summarize_workers(samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per worker: address, elements/s (from its element counter, None when
-    the worker cannot tell), CPU mean (%, 100 = one core), RSS peak (MB), and whether it
-    still answered at the end."""
+    """One entry per worker: address, elements/s (None: TensorFlow's worker server does
+    not publish an element count, `service.ELEMENTS_NOTE`), CPU mean (%, 100 = one
+    core), RSS peak (MB), and whether it still answered at the end."""
     by_worker: dict[str, list[dict[str, Any]]] = {}
     for sample in samples:
         by_worker.setdefault(sample["address"], []).append(sample)
@@ -87,15 +83,10 @@ def summarize_workers(samples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
         up = [r for r in rows if r.get("up")]
         cpu = [r["cpu_percent"] for r in up if r.get("cpu_percent") is not None]
         rss = [r["rss_mb"] for r in up if r.get("rss_mb") is not None]
-        counted = [r for r in up if r.get("elements") is not None]
-        rate = None
-        if len(counted) >= 2 and counted[-1]["t"] > counted[0]["t"]:
-            span = counted[-1]["t"] - counted[0]["t"]
-            rate = (counted[-1]["elements"] - counted[0]["elements"]) / span
         out.append(
             {
                 "address": address,
-                "elements_per_s": rate,
+                "elements_per_s": None,
                 "cpu_mean_percent": sum(cpu) / len(cpu) if cpu else None,
                 "rss_peak_mb": max(rss, default=None),
                 "answered_at_end": bool(rows[-1].get("up")),

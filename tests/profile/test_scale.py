@@ -45,16 +45,20 @@ def test_the_verdict_reads_throughput_and_cpu():
     scales = ScalingStudy((_point(1, 100, 20), _point(2, 195, 40), _point(4, 350, 90)), cores=2)
     assert scales.verdict().startswith("Scales: 4 workers read 3.50× as fast as 1 (88% of ideal)")
     assert scales.ideal(scales.points[2]) == 400
+    assert scales.kind() == "scales" and scales.to_dict()["kind"] == "scales"
     cpu_bound = ScalingStudy(
         (_point(1, 100, 95, 30), _point(2, 110, 170, 30), _point(4, 105, 180, 20)), cores=2
     )
     verdict = cpu_bound.verdict()
+    assert cpu_bound.kind() == "cpu-bound"
     assert verdict.startswith("CPU-bound: 4 workers read 1.05× as fast as 1")
     assert "200% of this machine's 200%" in verdict and "serve worker" in verdict
     stuck = ScalingStudy((_point(1, 100, 10), _point(2, 101, 12)), cores=8)
+    assert stuck.kind() == "does not scale"
     assert stuck.verdict().startswith("Does not scale: 2 workers read 1.01× as fast as 1")
     failed = ScalePoint(2, "failed", "starting the tf.data service failed: x", None, None, None, 1)
     alone = ScalingStudy((_point(1, 100, 10), failed), cores=2)
+    assert alone.kind() == "unknown"
     assert "Not enough runs completed" in alone.verdict() and "service failed" in alone.verdict()
     rows = scales.to_dict()["points"]
     assert [round(r["efficiency"], 3) for r in rows] == [1.0, 0.975, 0.875]
