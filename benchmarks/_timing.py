@@ -6,18 +6,27 @@ plain `for` loop counts examples (the leading dimension of the features). Two
 datasets are compared by alternating such windows in one process, swapping
 which goes first every repetition, so a drift in machine load favours neither;
 the ratio of the medians is reported together with the spread of the per-
-repetition ratios. Each window also records the process's CPU time (all
+repetition ratios. Before the timed rounds each dataset runs one untimed
+window (the process's first iterators run slower: thread pools start, memory
+is first touched), and after every window the process settles: a garbage
+collection and `SETTLE_S` of sleep, so the threads of the iterator just
+deleted have wound down before the next window starts. Without it, alternating
+windows of seed Example 1 (two identical pipelines) drifted from ~600k to
+~400k examples/s within a few windows, for either side, and the per-
+repetition ratios spread 0.65-1.43; with it they stayed within 5%. Each window also records the process's CPU time (all
 threads), so the CPU time per example of two pipelines can be compared too: on
 a machine that other work keeps busy, that ratio is steadier than throughput.
 
 The knobs come from the environment so a quick run needs no code change:
 `PIPELINE_LAB_BENCH_WINDOW_S` (timed window, default 1.0 s),
-`PIPELINE_LAB_BENCH_WARMUP_S` (default 0.3 s) and `PIPELINE_LAB_BENCH_REPEATS`
+`PIPELINE_LAB_BENCH_WARMUP_S` (default 0.3 s), `PIPELINE_LAB_BENCH_SETTLE_S`
+(pause after each window, default 0.5 s) and `PIPELINE_LAB_BENCH_REPEATS`
 (repetitions per dataset, default 5).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import time
@@ -32,6 +41,7 @@ def _env_float(name: str, default: float) -> float:
 
 WINDOW_S = _env_float("PIPELINE_LAB_BENCH_WINDOW_S", 1.0)
 WARMUP_S = _env_float("PIPELINE_LAB_BENCH_WARMUP_S", 0.3)
+SETTLE_S = _env_float("PIPELINE_LAB_BENCH_SETTLE_S", 0.5)
 REPEATS = int(_env_float("PIPELINE_LAB_BENCH_REPEATS", 5))
 WARMUP_BATCHES = 2
 
@@ -91,6 +101,13 @@ def measure_window(
         return _drain(iterator, window_s, 1)
     finally:
         del iterator  # stop its background threads before anything else is timed
+        settle()
+
+
+def settle(seconds: float | None = None) -> None:
+    """Collect garbage and pause, so a deleted iterator's threads are gone before the next window."""
+    gc.collect()
+    time.sleep(SETTLE_S if seconds is None else seconds)
 
 
 def window_rate(dataset: Any, *, window_s: float = WINDOW_S, warmup_s: float = WARMUP_S) -> float:
@@ -143,6 +160,8 @@ def paired_rates(
 ) -> Paired:
     """Alternate windows over datasets `a` and `b`, `repeats` each, first one swapped each time."""
     windows: dict[str, list[Window]] = {"a": [], "b": []}
+    for dataset in (a, b):  # untimed: the first iterators of a process run slower
+        measure_window(dataset, window_s=min(window_s, 0.5), warmup_s=warmup_s)
     for index in range(repeats):
         order = (("a", a), ("b", b)) if index % 2 == 0 else (("b", b), ("a", a))
         for key, dataset in order:

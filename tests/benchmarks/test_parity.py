@@ -100,3 +100,13 @@ def test_cpu_ratio_is_above_one_when_the_measured_side_costs_less():
     cheap = (_timing.Window(1000, wall_s=1.0, cpu_s=0.5),)
     dear = (_timing.Window(1000, wall_s=1.0, cpu_s=1.0),)
     assert _timing.Paired(a=cheap, b=dear).cpu_ratio == pytest.approx(2.0)
+
+
+def test_each_dataset_gets_an_untimed_window_and_every_window_settles(monkeypatch, tf):
+    calls = []
+    monkeypatch.setattr(_timing, "settle", lambda seconds=None: calls.append("settle"))
+    a = tf.data.Dataset.range(10**6).batch(4)
+    b = tf.data.Dataset.range(10**6).batch(8)
+    paired = _timing.paired_rates(a, b, repeats=2, window_s=0.02, warmup_s=0.0)
+    assert len(paired.a) == len(paired.b) == 2  # the untimed windows are not kept
+    assert calls == ["settle"] * 6  # 2 untimed + 2 x 2 timed windows
