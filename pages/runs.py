@@ -35,6 +35,17 @@ SORTS = {
 
 
 SMALL_COLUMNS = ("id", "batches", "examples/s", "p50 wait (ms)", "input-bound %", "held (MB)")
+# short headers, so the small figure columns show theirs whole at 1280 px; the hover says more
+HEADERS = {
+    "examples/s": ("ex/s", "Examples per second over the run."),
+    "p50 wait (ms)": ("p50 ms", "Median wait for the next batch, in milliseconds."),
+    "input-bound %": (
+        "input %",
+        "Share of the loop spent waiting for input: wait ÷ (wait + step); only with a "
+        "simulated training step.",
+    ),
+    "held (MB)": ("held MB", "Memory held by the pipeline: private peak − private baseline."),
+}
 
 
 def _history(store: RunStore) -> pd.DataFrame:
@@ -292,6 +303,10 @@ st.dataframe(
     # figures take what they need, so the settings fit beside them at 1280 px
     column_config={
         **{c: st.column_config.Column(width="small") for c in SMALL_COLUMNS},
+        **{
+            c: st.column_config.Column(label, help=text, width="small")
+            for c, (label, text) in HEADERS.items()
+        },
         "settings": st.column_config.Column(width="large"),
     },
 )
