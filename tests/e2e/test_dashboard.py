@@ -54,6 +54,9 @@ CHART_POINTS = """() => {
   const trace = plot && plot._fullData && plot._fullData[0];
   return trace && trace.x ? trace.x.length : 0;
 }"""
+# The run lasts 60 s; on a loaded machine (the child, the server and Chromium on two
+# cores) the first points once took over 30 s to be drawn.
+FIRST_POINTS_TIMEOUT_MS = 45_000
 
 
 def _select(page: Page, label: str, option: str) -> None:
@@ -119,7 +122,11 @@ def test_live_run_stop_find_in_runs_and_compare(app, lab_server, screenshots):
     before = progress.inner_text()
     expect(progress).not_to_have_text(before)  # refreshed live, without a click
     # plotly draws asynchronously after the progress line: wait for the first points
-    app.wait_for_function(f"() => ({CHART_POINTS})() > 0", timeout=30_000)
+    try:
+        app.wait_for_function(f"() => ({CHART_POINTS})() > 0", timeout=FIRST_POINTS_TIMEOUT_MS)
+    except Exception:
+        shot(app, screenshots, "profile-live-no-chart")  # what the page showed instead
+        raise
     points = app.evaluate(CHART_POINTS)
     app.wait_for_function(f"() => ({CHART_POINTS})() > {points}")  # the wait chart grows
     rate = app.get_by_test_id("stMetric").filter(has_text="examples/s")
