@@ -34,7 +34,6 @@ SORTS = {
 }
 
 
-SMALL_COLUMNS = ("id", "batches", "examples/s", "p50 wait (ms)", "input-bound %", "held (MB)")
 # short headers, so the small figure columns show theirs whole at 1280 px; the hover says more
 HEADERS = {
     "examples/s": ("ex/s", "Examples per second over the run."),
@@ -46,6 +45,12 @@ HEADERS = {
     ),
     "held (MB)": ("held MB", "Memory held by the pipeline: private peak − private baseline."),
 }
+SMALL_COLUMNS = ("id", "batches", *HEADERS)
+
+
+def _small_column(name: str):
+    label, text = HEADERS.get(name, (None, None))
+    return st.column_config.Column(label, help=text, width="small")
 
 
 def _history(store: RunStore) -> pd.DataFrame:
@@ -81,7 +86,7 @@ def _history(store: RunStore) -> pd.DataFrame:
             "reason",
         ],
     )
-    for column in ("batches", "examples/s", "p50 wait (ms)", "input-bound %", "held (MB)"):
+    for column in NUMBER_FORMATS:  # the figure columns
         table[column] = pd.to_numeric(table[column], errors="coerce")
     return table
 
@@ -302,11 +307,7 @@ st.dataframe(
     height=min(38 + 35 * len(shown), 300),
     # figures take what they need, so the settings fit beside them at 1280 px
     column_config={
-        **{c: st.column_config.Column(width="small") for c in SMALL_COLUMNS},
-        **{
-            c: st.column_config.Column(label, help=text, width="small")
-            for c, (label, text) in HEADERS.items()
-        },
+        **{c: _small_column(c) for c in SMALL_COLUMNS},
         "settings": st.column_config.Column(width="large"),
     },
 )

@@ -214,11 +214,11 @@ def settings_text(settings: Mapping[str, Any], *, short: bool = False) -> str:
         parts.append(f"step: {settings['step_model']} model")
     elif settings.get("step_ms") is not None:
         parts.append(f"step: {settings['step_ms']:g} ms")
-    if settings.get("memory_limit_mb") and short:
-        mb = settings["memory_limit_mb"]
-        parts.append(f"mem {mb / 1024:.1f} GB" if mb >= 1024 else f"mem {mb:,} MB")
-    elif settings.get("memory_limit_mb"):
-        parts.append(f"memory ceiling {settings['memory_limit_mb']:,} MB")
+    if mb := settings.get("memory_limit_mb"):
+        if not short:
+            parts.append(f"memory ceiling {mb:,} MB")
+        else:
+            parts.append(f"mem {mb / 1024:.1f} GB" if mb >= 1024 else f"mem {mb:,} MB")
     if "repeat" in settings:
         if short:
             parts.append("repeated" if settings["repeat"] else "one pass")
