@@ -1,36 +1,47 @@
 """Steady-state throughput of a `tf.data` dataset in a bare `for` loop, and paired A/B runs.
 
-A measurement is one fresh iterator: a warm-up (autotuning ramps up, buffers
+A window: an iterator of the dataset, a warm-up (autotuning ramps up, buffers
 fill, caches fill on the first pass), then a fixed wall-clock window in which a
-plain `for` loop counts examples (the leading dimension of the features). Two
-datasets are compared by alternating such windows in one process, swapping
-which goes first every repetition, so a drift in machine load favours neither;
-the ratio of the medians is reported together with the spread of the per-
-repetition ratios. Before the timed rounds each dataset runs one untimed
-window (the process's first iterators run slower: thread pools start, memory
-is first touched), and after every window the process settles: a garbage
-collection and `SETTLE_S` of sleep, so the threads of the iterator just
-deleted have wound down before the next window starts. Without it, alternating
-windows of seed Example 1 (two identical pipelines) drifted from ~600k to
-~400k examples/s within a few windows, for either side, and the per-
-repetition ratios spread 0.65-1.43; with it they stayed within 5%. Each window also records the process's CPU time (all
-threads), so the CPU time per example of two pipelines can be compared too: on
-a machine that other work keeps busy, that ratio is steadier than throughput.
+plain `for` loop counts examples (the leading dimension of the features), and
+the process's CPU time (all threads) over it. After every window the process
+settles: a garbage collection and a short sleep, so an iterator's threads are
+done (refilling its buffers, or winding down) before anything else is timed.
+Without it, alternating windows of seed Example 1 (two identical pipelines)
+drifted from ~600k to ~400k examples/s within a few windows, either side.
+
+Two datasets are compared by alternating windows, swapping which goes first
+every repetition, so a drift in the machine's speed favours neither.
+`paired_in_processes` (the parity benchmark) builds and times each dataset in a
+child process of its own, one side running at a time, so nothing one side
+leaves in a process (thread pools, allocator state, its data) weighs on the
+other; each side reuses an iterator for `FRESH_EVERY` windows, so many short
+windows cost little warm-up while AUTOTUNE still gets several fresh starts.
+On the 2-core VM a single 0.5 s window of the same iterator moves by ±20% with
+the host's load, so the result is the ratio of the medians over many
+repetitions, with a paired bootstrap interval that says how far this run's
+noise can move it (`Paired.ratio_interval`). `paired_rates` does the same in one
+process with a fresh iterator per window (the tuning benchmark's windows).
 
 The knobs come from the environment so a quick run needs no code change:
-`PIPELINE_LAB_BENCH_WINDOW_S` (timed window, default 1.0 s),
-`PIPELINE_LAB_BENCH_WARMUP_S` (default 0.3 s), `PIPELINE_LAB_BENCH_SETTLE_S`
-(pause after each window, default 0.5 s) and `PIPELINE_LAB_BENCH_REPEATS`
-(repetitions per dataset, default 5).
+`PIPELINE_LAB_BENCH_WINDOW_S` (default 1.0 s), `PIPELINE_LAB_BENCH_WARMUP_S`
+(default 0.3 s), `PIPELINE_LAB_BENCH_SETTLE_S` (default 0.5 s) and
+`PIPELINE_LAB_BENCH_REPEATS` (default 5) for windows in one process;
+`PIPELINE_LAB_BENCH_PAIRED_REPEATS` (default 21),
+`PIPELINE_LAB_BENCH_PAIRED_WINDOW_S` (default 0.5 s),
+`PIPELINE_LAB_BENCH_PAIRED_SETTLE_S` (default 0.3 s) and
+`PIPELINE_LAB_BENCH_FRESH_EVERY` (default 5) for the paired processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import multiprocessing
 import os
+import random
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +54,13 @@ WINDOW_S = _env_float("PIPELINE_LAB_BENCH_WINDOW_S", 1.0)
 WARMUP_S = _env_float("PIPELINE_LAB_BENCH_WARMUP_S", 0.3)
 SETTLE_S = _env_float("PIPELINE_LAB_BENCH_SETTLE_S", 0.5)
 REPEATS = int(_env_float("PIPELINE_LAB_BENCH_REPEATS", 5))
+# paired_in_processes (the parity benchmark): many short windows, iterators reused
+PAIRED_REPEATS = int(_env_float("PIPELINE_LAB_BENCH_PAIRED_REPEATS", 21))
+PAIRED_WINDOW_S = _env_float("PIPELINE_LAB_BENCH_PAIRED_WINDOW_S", 0.5)
+PAIRED_SETTLE_S = _env_float("PIPELINE_LAB_BENCH_PAIRED_SETTLE_S", 0.3)
+FRESH_EVERY = int(_env_float("PIPELINE_LAB_BENCH_FRESH_EVERY", 5))
+FRESH_WARMUP_S = 1.0  # a new iterator's warm-up, at least
+PRIME_S = 2.0  # each side's untimed first window
 WARMUP_BATCHES = 2
 
 
@@ -95,13 +113,11 @@ def measure_window(
     dataset: Any, *, window_s: float = WINDOW_S, warmup_s: float = WARMUP_S
 ) -> Window:
     """One window over a fresh iterator of `dataset`, after a warm-up, in a bare loop."""
-    iterator = iter(dataset)
+    timer = Timer(dataset, fresh_every=1)
     try:
-        _drain(iterator, warmup_s, WARMUP_BATCHES)
-        return _drain(iterator, window_s, 1)
+        return timer.window(window_s, warmup_s)
     finally:
-        del iterator  # stop its background threads before anything else is timed
-        settle()
+        timer.close()
 
 
 def settle(seconds: float | None = None) -> None:
@@ -149,6 +165,83 @@ class Paired:
         b_cost = statistics.median(w.cpu_per_example for w in self.b)
         return b_cost / a_cost if a_cost > 0 else float("nan")
 
+    def ratio_interval(self, level: float = 0.9, resamples: int = 2000) -> tuple[float, float]:
+        """A paired bootstrap interval of `ratio`: how far the noise of this run can move it.
+
+        Repetitions are resampled with replacement (a window of a with the window of
+        b beside it), the ratio of medians recomputed, and the central `level` of
+        those ratios returned. Seeded: the same windows give the same interval.
+        """
+        pairs = list(zip(self.a, self.b, strict=True))
+        rng = random.Random(0)
+        draws = []
+        for _ in range(resamples):
+            sample = rng.choices(pairs, k=len(pairs))
+            a_median = statistics.median(x.rate for x, _ in sample)
+            b_median = statistics.median(y.rate for _, y in sample)
+            draws.append(a_median / b_median)
+        draws.sort()
+        tail = (1.0 - level) / 2
+        low = draws[int(tail * (resamples - 1))]
+        high = draws[int(round((1.0 - tail) * (resamples - 1)))]
+        return low, high
+
+
+class Timer:
+    """Windows over one dataset, reusing an iterator for `fresh_every` windows.
+
+    A new iterator gets a warm-up of at least `fresh_warmup_s` (AUTOTUNE ramps
+    up, buffers fill); a reused one `warmup_s`, which also drains what its buffers
+    filled while the other side was timed. After each window the timer settles
+    (garbage collection, `SETTLE_S` of sleep): the iterator's threads refill
+    its buffers then, not inside the other side's window.
+    """
+
+    def __init__(self, dataset: Any, fresh_every: int, fresh_warmup_s: float = 0.0) -> None:
+        self.dataset = dataset
+        self.fresh_every = max(int(fresh_every), 1)
+        self.fresh_warmup_s = fresh_warmup_s
+        self._iterator: Iterator[Any] | None = None
+        self._used = 0
+
+    def window(self, window_s: float, warmup_s: float) -> Window:
+        warm = warmup_s
+        if self._iterator is None or self._used >= self.fresh_every:
+            self._iterator = None
+            gc.collect()  # the old iterator's threads end before the new one starts
+            self._iterator, self._used = iter(self.dataset), 0
+            warm = max(warmup_s, self.fresh_warmup_s)
+        try:
+            _drain(self._iterator, warm, WARMUP_BATCHES)
+            window = _drain(self._iterator, window_s, 1)
+        except BaseException:
+            self._iterator = None
+            raise
+        self._used += 1
+        settle()
+        return window
+
+    def close(self) -> None:
+        self._iterator = None
+        gc.collect()
+
+
+def _alternate(
+    sides: list[Any], repeats: int, window_s: float, warmup_s: float, prime_s: float
+) -> Paired:
+    """An untimed window of `prime_s` each, then `repeats` timed windows each, alternating.
+
+    The side that goes first is swapped every repetition.
+    """
+    for side in sides:  # untimed: a process's first windows run slower
+        side.window(prime_s, warmup_s)
+    windows: list[list[Window]] = [[], []]
+    for index in range(repeats):
+        order = (0, 1) if index % 2 == 0 else (1, 0)
+        for which in order:
+            windows[which].append(sides[which].window(window_s, warmup_s))
+    return Paired(tuple(windows[0]), tuple(windows[1]))
+
 
 def paired_rates(
     a: Any,
@@ -157,13 +250,114 @@ def paired_rates(
     repeats: int = REPEATS,
     window_s: float = WINDOW_S,
     warmup_s: float = WARMUP_S,
+    fresh_every: int = 1,
 ) -> Paired:
-    """Alternate windows over datasets `a` and `b`, `repeats` each, first one swapped each time."""
-    windows: dict[str, list[Window]] = {"a": [], "b": []}
-    for dataset in (a, b):  # untimed: the first iterators of a process run slower
-        measure_window(dataset, window_s=min(window_s, 0.5), warmup_s=warmup_s)
-    for index in range(repeats):
-        order = (("a", a), ("b", b)) if index % 2 == 0 else (("b", b), ("a", a))
-        for key, dataset in order:
-            windows[key].append(measure_window(dataset, window_s=window_s, warmup_s=warmup_s))
-    return Paired(tuple(windows["a"]), tuple(windows["b"]))
+    """Alternate windows over datasets `a` and `b` in this process, `repeats` each."""
+    sides = [Timer(a, fresh_every), Timer(b, fresh_every)]
+    try:
+        return _alternate(sides, repeats, window_s, warmup_s, min(window_s, 0.5))
+    finally:
+        for side in sides:
+            side.close()
+
+
+# --- each side in a process of its own -----------------------------------------
+
+
+def _serve(
+    connection: Any,
+    make: Callable[[], Any],
+    fresh_every: int,
+    fresh_warmup_s: float,
+    settle_s: float,
+) -> None:
+    """Child: build the dataset once, then time one window per request until told to stop."""
+    global SETTLE_S
+    SETTLE_S = settle_s
+    try:
+        timer = Timer(make(), fresh_every, fresh_warmup_s)
+    except Exception as exc:  # reported by the parent, in the row of its case
+        connection.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    connection.send(("ready", None))
+    while (request := connection.recv()) is not None:
+        try:
+            connection.send(("window", timer.window(*request)))
+        except Exception as exc:
+            connection.send(("error", f"{type(exc).__name__}: {exc}"))
+            return
+
+
+class _Child:
+    """A `Timer` in a child process of its own; `window()` asks it for one window."""
+
+    def __init__(self, make: Callable[[], Any], fresh_every: int, settle_s: float) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing shared
+        self._connection, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve,
+            args=(child, make, fresh_every, FRESH_WARMUP_S, settle_s),
+            name="bench-side",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+
+    def _reply(self, expected: str) -> Any:
+        try:
+            kind, value = self._connection.recv()
+        except EOFError:
+            code = self._process.exitcode
+            raise RuntimeError(f"the benchmark's child process ended (exit code {code})") from None
+        if kind == "error":
+            if value.startswith("RanOut: "):
+                raise RanOut(value.removeprefix("RanOut: "))
+            raise RuntimeError(value)
+        if kind != expected:
+            raise RuntimeError(f"the benchmark's child process sent {kind!r}, not {expected!r}")
+        return value
+
+    def ready(self) -> None:
+        self._reply("ready")
+
+    def window(self, window_s: float, warmup_s: float) -> Window:
+        self._connection.send((window_s, warmup_s))
+        return self._reply("window")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # it has ended already
+            self._connection.send(None)
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._connection.close()
+
+
+def paired_in_processes(
+    make_a: Callable[[], Any],
+    make_b: Callable[[], Any],
+    *,
+    repeats: int = PAIRED_REPEATS,
+    window_s: float = PAIRED_WINDOW_S,
+    warmup_s: float = WARMUP_S,
+    fresh_every: int = FRESH_EVERY,
+    settle_s: float = PAIRED_SETTLE_S,
+) -> Paired:
+    """`paired_rates`, each dataset built and timed in a process of its own.
+
+    `make_a` and `make_b` build the datasets in the children; they must be
+    picklable (module-level functions, or `functools.partial` of them). One side
+    runs at a time (the other waits on its pipe), alternating, so a drift in the
+    machine's speed favours neither, and what one side leaves behind in a
+    process (thread pools, allocator state, its data) cannot slow the other.
+    """
+    sides: list[_Child] = []
+    try:
+        sides = [_Child(make_a, fresh_every, settle_s), _Child(make_b, fresh_every, settle_s)]
+        for side in sides:
+            side.ready()
+        return _alternate(sides, repeats, window_s, warmup_s, PRIME_S)
+    finally:
+        for side in sides:
+            side.close()

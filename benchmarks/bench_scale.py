@@ -52,6 +52,7 @@ def run() -> list[dict[str, Any]]:
         for i, count in enumerate(WORKERS):
             rates = [s.points[i].examples_per_s or 0.0 for s in studies]
             cpus = [s.points[i].workers_cpu_percent or 0.0 for s in studies]
+            machine = [s.points[i].machine_cpu_percent or 0.0 for s in studies]
             base = statistics.median(s.points[0].examples_per_s or 0.0 for s in studies)
             rate = statistics.median(rates)
             rows.append(
@@ -62,10 +63,13 @@ def run() -> list[dict[str, Any]]:
                     "ideal": base * count,
                     "of ideal": f"{rate / (base * count):.0%}" if base else "n/a",
                     "workers' CPU %": statistics.median(cpus),
+                    "machine CPU %": statistics.median(machine),
                     "spread": f"{min(rates):,.0f}-{max(rates):,.0f}",
                 }
             )
-        rows[-1]["verdict"] = studies[-1].kind()
+        kinds = [s.kind() for s in studies]
+        rows[-1]["verdict"] = max(set(kinds), key=kinds.count)  # the most studies'
+        rows[-1]["verdicts"] = ", ".join(kinds)
     one_worker = [{**TAIL[0], "workers": 1}, TAIL[1]]
     for name, steps in (("cheap (source + batch)", []), ("wait-bound", CASES[WAIT])):
         here, served = [], []

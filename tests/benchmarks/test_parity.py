@@ -102,6 +102,61 @@ def test_cpu_ratio_is_above_one_when_the_measured_side_costs_less():
     assert _timing.Paired(a=cheap, b=dear).cpu_ratio == pytest.approx(2.0)
 
 
+def _paired(measured_rates):
+    measured = tuple(_timing.Window(r, wall_s=1.0, cpu_s=1.0) for r in measured_rates)
+    against = (_timing.Window(1000, wall_s=1.0, cpu_s=1.0),) * len(measured)
+    return _timing.Paired(a=measured, b=against)
+
+
+def test_the_ratio_interval_is_narrow_for_steady_windows_and_wide_for_noisy_ones():
+    assert _paired([1000] * 9).ratio_interval() == (1.0, 1.0)
+    steady = _paired([990, 1000, 1010] * 5).ratio_interval()
+    noisy = _paired([700, 1000, 1300] * 5).ratio_interval()
+    assert steady[0] <= 1.0 <= steady[1] and steady[1] - steady[0] <= 0.02 + 1e-9
+    assert noisy[0] < steady[0] and noisy[1] > steady[1]
+    assert _paired([700, 1000, 1300] * 5).ratio_interval() == noisy  # seeded
+
+
+def test_each_side_is_timed_in_a_process_of_its_own():
+    paired = _timing.paired_in_processes(
+        parity.hand_example1,
+        parity.hand_example1,
+        repeats=3,
+        window_s=0.05,
+        warmup_s=0.0,
+        fresh_every=2,
+        settle_s=0.0,
+    )
+    assert len(paired.a) == len(paired.b) == 3
+    assert all(w.examples > 0 and w.cpu_s > 0 for w in paired.a + paired.b)
+
+
+def _no_such_file():
+    raise FileNotFoundError("no such file: /nowhere.npy")
+
+
+def test_a_child_that_cannot_build_its_dataset_is_reported():
+    with pytest.raises(RuntimeError, match="FileNotFoundError: no such file"):
+        _timing.paired_in_processes(
+            parity.hand_example1, _no_such_file, repeats=1, window_s=0.05, settle_s=0.0
+        )
+
+
+def test_a_reused_iterator_is_replaced_every_few_windows(tf):
+    made = []
+
+    class Counted:
+        def __iter__(self):
+            made.append(1)
+            return iter(tf.data.Dataset.range(10**6).batch(4))
+
+    timer = _timing.Timer(Counted(), fresh_every=2)
+    for _ in range(5):
+        timer.window(0.01, 0.0)
+    timer.close()
+    assert len(made) == 3  # windows 1-2, 3-4, 5
+
+
 def test_each_dataset_gets_an_untimed_window_and_every_window_settles(monkeypatch, tf):
     calls = []
     monkeypatch.setattr(_timing, "settle", lambda seconds=None: calls.append("settle"))
