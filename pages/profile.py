@@ -429,6 +429,7 @@ def _study_result(study) -> None:
                     "ideal": short_number(p["ideal_examples_per_s"]),
                     "of ideal": "—" if p["efficiency"] is None else f"{p['efficiency']:.0%}",
                     "workers' CPU (%)": short_number(p["workers_cpu_percent"]),
+                    "machine CPU (%)": short_number(p.get("machine_cpu_percent")),
                     "run": "—" if p["run_id"] is None else f"#{p['run_id']}",
                 }
                 for p in result["points"]

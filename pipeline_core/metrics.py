@@ -433,8 +433,8 @@ def _peak(values: Iterable[float | None]) -> float | None:
 
 
 def summarize_readings(readings: list[Reading] | tuple[Reading, ...]) -> dict[str, Any]:
-    """Mean CPU, peak memory by kind, minimum available memory and GPU figures (None where
-    unknown)."""
+    """Mean CPU (the process's, and the whole machine's summed over its cores), peak memory
+    by kind, minimum available memory and GPU figures (None where unknown)."""
     gpu = [r.gpu for r in readings if r.gpu is not None]
     utils = [g.utilization_percent for g in gpu if g.utilization_percent is not None]
     used = [g.memory_used_mb for g in gpu if g.memory_used_mb is not None]
@@ -442,6 +442,10 @@ def summarize_readings(readings: list[Reading] | tuple[Reading, ...]) -> dict[st
     return {
         "cpu_percent_mean": _mean([r.cpu_percent for r in readings]),
         "cpu_share_percent_mean": _mean([r.cpu_share_percent for r in readings]),
+        # the whole machine, every process on it (100 = one core busy)
+        "machine_cpu_percent_mean": _mean(
+            [sum(r.per_core_percent) for r in readings if r.per_core_percent]
+        ),
         "rss_peak_mb": max((r.rss_mb for r in readings), default=None),
         "private_peak_mb": _peak(r.private_mb for r in readings),
         "file_peak_mb": _peak(r.file_mb for r in readings),

@@ -136,6 +136,9 @@ def test_summaries_of_readings():
     assert s["rss_peak_mb"] == 700.0 and s["available_min_mb"] == 8000.0
     assert s["gpu_utilization_mean"] == 40.0 and s["gpu_memory_peak_mb"] == 100.0
     assert summarize_readings([])["rss_peak_mb"] is None
+    assert s["machine_cpu_percent_mean"] is None  # no per-core readings
+    busy = [Reading(0.0, 10.0, 5.0, (90.0, 70.0), 1.0, 1.0), Reading(1, 10, 5, (50.0, 30.0), 1, 1)]
+    assert summarize_readings(busy)["machine_cpu_percent_mean"] == 120.0
 
 
 def test_environment_names_versions_and_machine():

@@ -123,7 +123,16 @@ def _profile(args: argparse.Namespace) -> int:
 
 def format_study(study: dict[str, Any]) -> str:
     """The table of a scaling study (`ScalingStudy.to_dict()`) and its verdict."""
-    head = ("workers", "examples/s", "ideal", "speed-up", "of ideal", "workers' CPU", "run")
+    head = (
+        "workers",
+        "examples/s",
+        "ideal",
+        "speed-up",
+        "of ideal",
+        "workers' CPU",
+        "machine CPU",
+        "run",
+    )
     rows = [head]
     for p in study["points"]:
         rate = _fmt(p["examples_per_s"], digits=0) if p["status"] == "completed" else p["status"]
@@ -135,6 +144,7 @@ def format_study(study: dict[str, Any]) -> str:
                 "n/a" if p["speedup"] is None else f"{p['speedup']:.2f}×",
                 "n/a" if p["efficiency"] is None else f"{p['efficiency']:.0%}",
                 _fmt(p["workers_cpu_percent"], "%", 0),
+                _fmt(p.get("machine_cpu_percent"), "%", 0),
                 "—" if p["run_id"] is None else f"#{p['run_id']}",
             )
         )

@@ -38,6 +38,8 @@ class ScalePoint:
     workers_cpu_percent: float | None  # the workers' CPU means added up (100 = one core)
     consumer_cpu_percent: float | None  # the profiling process's CPU mean
     run_id: int | None
+    # the whole machine's CPU mean over the run, all processes (100 = one core busy)
+    machine_cpu_percent: float | None = None
 
     @classmethod
     def from_result(cls, workers: int, result: RunResult) -> ScalePoint:
@@ -52,6 +54,7 @@ class ScalePoint:
             workers_cpu_percent=sum(known) if known else None,
             consumer_cpu_percent=summary.get("cpu_percent_mean"),
             run_id=result.run_id,
+            machine_cpu_percent=summary.get("machine_cpu_percent_mean"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,8 +94,15 @@ class ScalingStudy:
         return [p for p in self.points if p.examples_per_s]
 
     def _cpu_used(self, point: ScalePoint) -> float:
-        """The workers' and the consumer's CPU at `point` (100 = one core)."""
-        return (point.workers_cpu_percent or 0.0) + (point.consumer_cpu_percent or 0.0)
+        """The CPU busy at `point` (100 = one core): the workers' and the consumer's, or the
+        whole machine's where that reads more.
+
+        The workers' figure is the mean of what each reported when scraped; the
+        machine's is sampled by the profiling process over the run and counts every
+        process (the dispatcher too), so it catches CPU the workers' figures miss.
+        """
+        processes = (point.workers_cpu_percent or 0.0) + (point.consumer_cpu_percent or 0.0)
+        return max(processes, point.machine_cpu_percent or 0.0)
 
     def kind(self) -> str:
         """ "scales", "cpu-bound", "does not scale", or "unknown" (under two runs measured),
@@ -129,8 +139,8 @@ class ScalingStudy:
             )
         if kind == "cpu-bound":
             return (
-                f"CPU-bound: {counts} while the workers and the consumer used {used:.0f}% "
-                f"of this machine's {100 * self.cores:.0f}% ({self.cores} cores). More "
+                f"CPU-bound: {counts} while this machine's cores were {used:.0f}% busy "
+                f"of {100 * self.cores:.0f}% ({self.cores} cores). More "
                 "workers here cannot help: start workers on other machines (`python -m "
                 "pipeline_core serve worker`, README: Scale out)."
             )

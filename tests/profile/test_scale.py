@@ -52,10 +52,22 @@ def test_the_verdict_reads_throughput_and_cpu():
     verdict = cpu_bound.verdict()
     assert cpu_bound.kind() == "cpu-bound"
     assert verdict.startswith("CPU-bound: 4 workers read 1.05× as fast as 1")
-    assert "200% of this machine's 200%" in verdict and "serve worker" in verdict
+    assert "cores were 200% busy of 200%" in verdict and "serve worker" in verdict
     stuck = ScalingStudy((_point(1, 100, 10), _point(2, 101, 12)), cores=8)
     assert stuck.kind() == "does not scale"
     assert stuck.verdict().startswith("Does not scale: 2 workers read 1.01× as fast as 1")
+    # the workers' own figures undercount (they spent part of the run starting); the
+    # machine's cores, read over the run, were busy: CPU-bound, not "does not scale"
+    undercounted = ScalingStudy(
+        (
+            _point(1, 820, 113, 30),
+            _point(2, 1100, 90, 30),
+            ScalePoint(4, "completed", None, 1101, 94, 30, None, machine_cpu_percent=190.0),
+        ),
+        cores=2,
+    )
+    assert undercounted.kind() == "cpu-bound"
+    assert "cores were 190% busy of 200%" in undercounted.verdict()
     failed = ScalePoint(2, "failed", "starting the tf.data service failed: x", None, None, None, 1)
     alone = ScalingStudy((_point(1, 100, 10), failed), cores=2)
     assert alone.kind() == "unknown"
