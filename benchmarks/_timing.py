@@ -19,8 +19,9 @@ windows cost little warm-up while AUTOTUNE still gets several fresh starts.
 On the 2-core VM a single 0.5 s window of the same iterator moves by ±20% with
 the host's load, so the result is the ratio of the medians over many
 repetitions, with a paired bootstrap interval that says how far this run's
-noise can move it (`Paired.ratio_interval`). `paired_rates` does the same in one
-process with a fresh iterator per window (the tuning benchmark's windows).
+noise can move it (`Paired.ratio_interval`). `paired_rates` alternates in one
+process with a fresh iterator per window, the windows `measure_window` gives
+the tuning benchmark.
 
 The knobs come from the environment so a quick run needs no code change:
 `PIPELINE_LAB_BENCH_WINDOW_S` (default 1.0 s), `PIPELINE_LAB_BENCH_WARMUP_S`
