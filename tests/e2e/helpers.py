@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
@@ -24,14 +25,33 @@ def nav(page: Page, title: str, *, tries: int = 4, wait_ms: int = 30_000) -> Non
     heading = page.get_by_role("heading", name=title, exact=True).first
     link = page.get_by_test_id("stSidebarNav").locator("a", has_text=title)
     for _ in range(tries - 1):
-        link.click()
-        try:
+        try:  # the click too: a link under a passing overlay is tried again, not waited on
+            link.click(timeout=wait_ms)
             heading.wait_for(state="visible", timeout=wait_ms)
             return
         except PlaywrightTimeoutError:
             continue
-    link.click()
-    expect(heading).to_be_visible()
+    try:
+        link.click()
+        expect(heading).to_be_visible()
+    except (AssertionError, PlaywrightTimeoutError):
+        _keep_evidence(page, f"nav-{title}")
+        raise
+
+
+def _keep_evidence(page: Page, name: str) -> None:
+    """A screenshot and the page's text under test-artifacts/failures, for a failure seen
+    only under load."""
+    from tests.conftest import ARTIFACTS
+
+    folder = ARTIFACTS / "failures"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}-{time.strftime('%H%M%S')}-{id(page):x}"
+    try:
+        page.screenshot(path=str(folder / f"{stem}.png"))
+        (folder / f"{stem}.txt").write_text(page.inner_text("body"))
+    except Exception as exc:  # noqa: BLE001 - the page may be gone; the failure is what matters
+        (folder / f"{stem}.txt").write_text(f"no evidence: {exc!r}")
 
 
 def shot(page: Page, screenshots, name: str) -> None:
