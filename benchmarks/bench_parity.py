@@ -24,6 +24,9 @@ so no dataset runs out inside a window. Choices worth knowing when reading a row
 
 - Example 3 "as is" keeps the synthetic source against the same hand-written
   NumPy code (same shapes and count, other random values).
+- The synthetic source alone (repeat + batch 256, no map) against
+  `from_tensor_slices` over arrays of the same shapes: the issue's "a source costs
+  no more per element than from_tensor_slices", with nothing else to dilute it.
 - The image-folder spec starts its map with `convert_dtype float32`: by hand the
   JPEG is converted to 0-1 floats before resizing (the TF image-loading
   tutorial), so both sides yield float32 images and augment floats.
@@ -205,6 +208,7 @@ def numpy_arrays(
 
 # --- the reference pipelines: spec and hand-written, side by side --------------
 
+SOURCE_BATCH = 256  # the source-alone row: elements per batch, so per-element cost shows
 REPEAT = {"op": "repeat"}  # the benchmark's addition, mirrored by `.repeat()` by hand
 PREFETCH = {"op": "prefetch", "buffer_size": "autotune"}
 FLIP = {"name": "random_flip_left_right"}
@@ -298,6 +302,25 @@ def hand_example3() -> Any:
     options = tf.data.Options()
     options.deterministic = False
     return ds.with_options(options)
+
+
+# 3b. the synthetic source alone (batched, so the consumer's loop is not its cost)
+
+
+def spec_synthetic_source() -> dict[str, Any]:
+    source = {"type": "synthetic", "num_examples": 2048, "shape": [64, 64, 3], "dtype": "uint8"}
+    return {
+        "name": "synthetic source alone",
+        "source": {**source, "num_classes": 10, "seed": 0},
+        "steps": [REPEAT, _batch(SOURCE_BATCH)],
+    }
+
+
+def hand_source() -> Any:
+    """`from_tensor_slices` over the same shapes: what the issue holds a source to."""
+    images, labels = numpy_arrays(2048, (64, 64, 3), np.uint8, 10, seed=0)
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    return ds.repeat().batch(SOURCE_BATCH)
 
 
 # 4. augmentations alone, on cached 224x224 float images
@@ -556,6 +579,12 @@ def cases() -> list[Case]:
             "seed Ex. 3 as is (synthetic source)",
             partial(spec_example3, "synthetic"),
             hand_example3,
+        ),
+        _versus_hand(
+            "synthetic-source",
+            "synthetic source alone, batch 256",
+            spec_synthetic_source,
+            hand_source,
         ),
         _versus_hand("augment", "augment only: cached 224 float", spec_augment, hand_augment),
         _versus_hand(

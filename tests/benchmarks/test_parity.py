@@ -9,7 +9,7 @@ import pytest
 from benchmarks import _timing
 from benchmarks import bench_parity as parity
 
-CHEAP = ("ex1", "ex2", "ex3")
+CHEAP = ("ex1", "ex2", "ex3", "ex3-synthetic", "synthetic-source")
 
 
 def _structure(elements) -> list[tuple[str, tuple[int | None, ...]]]:
