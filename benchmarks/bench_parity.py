@@ -293,9 +293,13 @@ def augment(image: Any, label: Any) -> tuple[Any, Any]:
     return image, label
 
 
+def example3_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The arrays of Example 3's numpy source (`spec_example3`)."""
+    return numpy_arrays(2048, (64, 64, 3), np.uint8, 10, seed=0)
+
+
 def hand_example3() -> Any:
-    images, labels = numpy_arrays(2048, (64, 64, 3), np.uint8, 10, seed=0)
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    ds = tf.data.Dataset.from_tensor_slices(example3_arrays())
     ds = ds.repeat()
     ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(32).prefetch(tf.data.AUTOTUNE)
@@ -308,18 +312,15 @@ def hand_example3() -> Any:
 
 
 def spec_synthetic_source() -> dict[str, Any]:
-    source = {"type": "synthetic", "num_examples": 2048, "shape": [64, 64, 3], "dtype": "uint8"}
-    return {
-        "name": "synthetic source alone",
-        "source": {**source, "num_classes": 10, "seed": 0},
-        "steps": [REPEAT, _batch(SOURCE_BATCH)],
-    }
+    """Example 3's synthetic source with no map: repeat and batch only."""
+    spec = spec_example3("synthetic")
+    return {"name": "synthetic source alone", "source": spec["source"],
+            "steps": [REPEAT, _batch(SOURCE_BATCH)]}  # fmt: skip
 
 
 def hand_source() -> Any:
-    """`from_tensor_slices` over the same shapes: what the issue holds a source to."""
-    images, labels = numpy_arrays(2048, (64, 64, 3), np.uint8, 10, seed=0)
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    """`from_tensor_slices` over Example 3's arrays: what the issue holds a source to."""
+    ds = tf.data.Dataset.from_tensor_slices(example3_arrays())
     return ds.repeat().batch(SOURCE_BATCH)
 
 

@@ -8,6 +8,8 @@ import time
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from tests.conftest import ARTIFACTS
+
 # True once the Design page shows exactly one name input holding `name` (an upload landed).
 ONLY_NAME = (
     "(name) => { const e = document.querySelectorAll('input[aria-label=\"Pipeline name\"]');"
@@ -42,8 +44,6 @@ def nav(page: Page, title: str, *, tries: int = 4, wait_ms: int = 30_000) -> Non
 def _keep_evidence(page: Page, name: str) -> None:
     """A screenshot and the page's text under test-artifacts/failures, for a failure seen
     only under load."""
-    from tests.conftest import ARTIFACTS
-
     folder = ARTIFACTS / "failures"
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{name}-{time.strftime('%H%M%S')}-{id(page):x}"
