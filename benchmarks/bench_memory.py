@@ -25,7 +25,8 @@ kind gets (alternating which goes first; the median growth is reported with its
 spread); `BENCH_MEMORY_ROWS` (default 20000) sizes the npy file; `BENCH_MEMORY_SCALE`
 (default 10) the larger one; `BENCH_MEMORY_DIR` where the files go (default a
 temporary folder, removed afterwards); `BENCH_MEMORY_ONLY=buffers` or
-`=streaming` runs one table.
+`=streaming` runs one table; `BENCH_MEMORY_CASES=synthetic,numpy` only the buffer
+rows whose name holds one of those words.
 """
 
 from __future__ import annotations
@@ -118,6 +119,12 @@ def cases(images: str) -> list[dict[str, Any]]:
             "settings": one_pass,
         },
         {
+            "kind": "memory cache over a synthetic source (shared)",
+            "with": _spec("synthetic cache", _synthetic(4000), {"op": "cache"}, batch),
+            "without": _spec("synthetic", _synthetic(4000), batch),
+            "settings": one_pass,
+        },
+        {
             "kind": "numpy source (4,000 in-memory arrays)",
             "with": _spec("numpy 4000", _numpy(4000), batch),
             "without": _spec("numpy 40", _numpy(40), batch),
@@ -182,7 +189,10 @@ def _growth(case: dict[str, Any]) -> list[float]:
 def buffer_rows(images: str) -> list[dict[str, Any]]:
     """Estimate vs measured growth of private memory, one row per buffer kind."""
     rows = []
+    picked = os.environ.get("BENCH_MEMORY_CASES", "")
     for case in cases(images):
+        if picked and not any(word in case["kind"] for word in picked.split(",")):
+            continue
         growths = _growth(case)
         measured = statistics.median(growths)
         with_mb, notes = _estimate(case["with"])

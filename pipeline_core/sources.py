@@ -64,35 +64,46 @@ class SourceError(PipelineLabError):
 
 
 def synthetic_dataset(*, num_examples, shape, dtype, num_classes, seed, sharded=False):
-    """Seeded random tensors made in chunks by stateless random ops, cached up to 1 GiB.
+    """Seeded random tensors made by stateless random ops, in chunks.
 
-    sharded: tf.data service workers each read a share of the chunks (a `distribute`
-    step follows), so the element count is not declared: each share is smaller.
+    Up to 1 GiB in all, the chunks (64 MiB at most) are made on first use and cached,
+    and elements are sliced from them as `from_tensor_slices` slices arrays. Above
+    1 GiB, chunks of 8 MiB at most are made again each epoch. sharded: tf.data service
+    workers each read a share of the chunks (a `distribute` step follows), so there
+    are at least 64 and the element count is not declared: each share is smaller.
     """
     dtype, shape = tf.as_dtype(dtype), tuple(shape)
-    example_bytes = max(1, int(np.prod(shape, dtype=np.int64)) * dtype.size)
-    # At least 64 chunks (of at most 8 MiB): tf.data service workers share a source
-    # chunk by chunk, so one chunk would leave every worker but one idle.
-    chunk = max(1, min(-(-num_examples // 64), (8 << 20) // example_bytes))
+    values = max(1, int(np.prod(shape, dtype=np.int64)))  # per example
+    example_bytes = values * dtype.size
+    cached = num_examples * example_bytes <= 1 << 30
+    most = -(-num_examples // 64) if sharded else num_examples
+    chunk = max(1, min(most, ((64 if cached and not sharded else 8) << 20) // example_bytes))
 
     def make_chunk(start):
         size = tf.minimum(tf.constant(chunk, tf.int64), num_examples - start)
         seeds = tf.random.experimental.stateless_split(
             tf.stack([tf.constant(seed, tf.int64), start])
         )
-        kind = (None, tf.float32) if dtype.is_floating else (256, tf.int32)
-        features = tf.random.stateless_uniform(
-            [size, *shape], seeds[0], maxval=kind[0], dtype=kind[1]
-        )
+        if dtype == tf.uint8:  # four random bytes from each int32: no int32 copy of the data
+            words = -(-values // 4)
+            bits = tf.random.stateless_uniform(
+                [size, words], seeds[0], minval=None, maxval=None, dtype=tf.int32
+            )
+            features = tf.reshape(tf.bitcast(bits, tf.uint8), [size, 4 * words])[:, :values]
+        else:
+            kind = (None, tf.float32) if dtype.is_floating else (256, tf.int32)
+            features = tf.random.stateless_uniform(
+                [size, values], seeds[0], maxval=kind[0], dtype=kind[1]
+            )
         labels = tf.random.stateless_uniform([size], seeds[1], maxval=num_classes, dtype=tf.int64)
-        return tf.cast(features, dtype), labels
+        return tf.reshape(tf.cast(features, dtype), [size, *shape]), labels
 
     chunks = tf.data.Dataset.range(0, num_examples, chunk).map(make_chunk)
-    # Held in memory like from_tensor_slices arrays: later epochs cost no random numbers.
-    chunks = chunks.cache() if num_examples * example_bytes <= 1 << 30 else chunks
+    chunks = chunks.cache() if cached else chunks
+    dataset = chunks.flat_map(lambda x, y: tf.data.Dataset.from_tensor_slices((x, y)))
     if sharded:
-        return chunks.unbatch()
-    return chunks.unbatch().apply(tf.data.experimental.assert_cardinality(num_examples))
+        return dataset
+    return dataset.apply(tf.data.experimental.assert_cardinality(num_examples))
 
 
 def numpy_dataset(*, num_examples, shape, dtype, num_classes, seed):

@@ -17,6 +17,7 @@ from pipeline_core import cli
 from pipeline_core.build import build
 from pipeline_core.profile import RunSettings, profile, start_profile
 from pipeline_core.service import LocalCluster, free_port, read_worker
+from pipeline_core.sources import synthetic_dataset
 from pipeline_core.steps import serving_locally
 from tests import REPO
 
@@ -142,7 +143,12 @@ def test_local_cluster_reads_every_element_once_serves_readings_and_cleans_up(tf
         assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
         with serving_locally(cluster.dispatcher_address):
             values = sorted(float(v) for x, _ in build(spec) for v in x.numpy()[:, 0])
-        expected = sorted(float(x.numpy()[0]) for x, _ in build({"source": SOURCE}))
+        # What the workers share: the source made in chunks for sharing (its values differ
+        # from the undistributed source's, which comes in fewer, larger chunks).
+        args = {k: v for k, v in SOURCE.items() if k != "type"}
+        shared = synthetic_dataset(**args, num_classes=10, seed=0, sharded=True)
+        expected = sorted(float(x.numpy()[0]) for x, _ in shared)
+        assert len(expected) == 50
         assert values == expected  # distributed_epoch: each of the 50 exactly once
 
         first = cluster.workers[0]

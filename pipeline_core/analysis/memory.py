@@ -85,8 +85,8 @@ class MemoryPart:
 
     @property
     def bytes(self) -> float | None:
-        if self.copies == 0:
-            return 0.0  # also for an unknown or unbounded count: a view holds nothing
+        if self.copies == 0:  # a view holds no data, but an endless cache of views grows
+            return math.inf if self.elements == math.inf else 0.0
         if self.elements is None or self.bytes_per_element is None:
             return None
         return self.elements * self.bytes_per_element * self.copies
@@ -233,26 +233,35 @@ def available_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
+def _synthetic_cached(source, sizes, counts) -> bool:
+    count, size = counts[0], sizes[0]
+    return count is not None and size is not None and count * size <= SYNTHETIC_CACHE_BYTES
+
+
 def _source_parts(source, sizes, counts) -> list[MemoryPart]:
     if isinstance(source, NumpySource):
         note = "the arrays and TensorFlow's copy of them, once the pipeline is iterated"
         return [MemoryPart("in-memory source arrays", None, counts[0], sizes[0], note,
                            NUMPY_COPIES)]  # fmt: skip
     if isinstance(source, SyntheticSource):
-        count, size = counts[0], sizes[0]
-        if count is None or size is None or count * size > SYNTHETIC_CACHE_BYTES:
+        if not _synthetic_cached(source, sizes, counts):
             return []  # generated chunk by chunk, never held whole
         note = "generated chunks cached in memory (up to 1 GiB), like in-memory arrays"
-        return [MemoryPart("synthetic source data", None, count, size, note)]
+        return [MemoryPart("synthetic source data", None, counts[0], sizes[0], note)]
     if isinstance(source, NpySource | NpzSource):
         note = "memory-mapped: file-backed pages the system can reclaim, not counted"
         return [MemoryPart("memory-mapped file", None, counts[0], sizes[0], note, 0.0)]
     return []
 
 
-def _shares_source(spec: PipelineSpec, index: int, sizes) -> bool:
-    """Whether elements reaching step `index` are still views of a numpy source's arrays."""
-    if not isinstance(spec.source, NumpySource) or sizes[0] is None:
+def _shares_source(spec: PipelineSpec, index: int, sizes, counts) -> bool:
+    """Whether elements reaching step `index` are still views of the source's in-memory
+    arrays (a numpy source's, or a cached synthetic source's chunks)."""
+    if sizes[0] is None:
+        return False
+    if not isinstance(spec.source, NumpySource) and not (
+        isinstance(spec.source, SyntheticSource) and _synthetic_cached(spec.source, sizes, counts)
+    ):
         return False
     if not all(isinstance(step, _PASS_THROUGH) for step in spec.steps[:index]):
         return False
@@ -277,7 +286,7 @@ def _parts(spec: PipelineSpec, sizes, counts, cores: int) -> list[MemoryPart]:
     parts = _source_parts(spec.source, sizes, counts)
     for i, step in enumerate(spec.steps):
         before, after = counts[i], sizes[i]
-        shared = (0.0, _SHARED) if _shares_source(spec, i, sizes) else (1.0, "")
+        shared = (0.0, _SHARED) if _shares_source(spec, i, sizes, counts) else (1.0, "")
         if isinstance(step, CacheStep) and not step.filename:
             note = shared[1] or "the whole dataset so far"
             parts.append(MemoryPart("memory cache", i, before, after, note, shared[0]))

@@ -46,23 +46,31 @@ def test_counts_follow_batch_take_and_repeat():
     assert stage_counts(spec) == (1000, 95, 10, 30, 7, math.inf)
 
 
-def test_cache_shuffle_and_prefetch_parts():
-    element = 8 * 8 * 3 * 4 + 8
+@pytest.mark.parametrize("shape", [[5, 5, 3], [8, 8, 3]])
+def test_cache_shuffle_and_prefetch_parts(shape):
+    element = math.prod(shape) * 4 + 8
     spec = make(
         [
             {"op": "cache"},
             {"op": "shuffle", "buffer_size": 100},
             {"op": "batch", "batch_size": 10},
             {"op": "prefetch", "buffer_size": 3},
-        ]
+        ],
+        shape=shape,
     )
     estimate = memory_estimate(spec, available=10**9)
     parts = {p.what: p for p in estimate.parts}
     assert parts["synthetic source data"].bytes == 1000 * element  # its cached chunks
-    assert parts["memory cache"].bytes == 1000 * element
-    assert parts["shuffle buffer"].bytes == 100 * element
-    assert parts["prefetch buffer"].bytes == 3 * 10 * element
-    assert estimate.total_bytes == (1000 + 1000 + 100 + 30) * element
+    assert parts["prefetch buffer"].bytes == 3 * 10 * element  # batches are new tensors
+    if shape == [5, 5, 3]:  # 300 bytes of features: not 64-aligned, so slices are copies
+        assert parts["memory cache"].bytes == 1000 * element
+        assert parts["shuffle buffer"].bytes == 100 * element
+        assert estimate.total_bytes == (1000 + 1000 + 100 + 30) * element
+    else:  # 768 bytes: slices are views of the cached chunks (measured: a cache and a
+        # shuffle buffer of 10,000 such elements added 5 and 11 MiB to 117 MiB of data)
+        assert parts["memory cache"].bytes == parts["shuffle buffer"].bytes == 0
+        assert "shares the source's memory" in parts["memory cache"].note
+        assert estimate.total_bytes == (1000 + 30) * element
     assert not estimate.exceeds_available()
     assert estimate.to_dict()["total_bytes"] == estimate.total_bytes
 
@@ -134,9 +142,10 @@ def test_a_memory_mapped_file_is_named_and_not_counted(tmp_path):
 
 
 def test_memory_guard_warns_and_blocks():
-    spec = make([{"op": "repeat", "count": 2}, {"op": "cache"}], num_examples=10_000,
-                shape=[32, 32, 3])  # fmt: skip
-    need = 3 * 10_000 * (32 * 32 * 3 * 4 + 8)  # the synthetic source's data, the cache twice
+    # 31x31x3 float32 is not a multiple of 64 bytes: the cache holds copies, not views.
+    steps = [{"op": "repeat", "count": 2}, {"op": "cache"}]
+    spec = make(steps, num_examples=10_000, shape=[31, 31, 3])
+    need = 3 * 10_000 * (31 * 31 * 3 * 4 + 8)  # the synthetic source's data, the cache twice
     assert check_memory(spec, available=need * 4).level == "ok"
     assert check_memory(spec, available=int(need * 1.5)).level == "warn"
     blocked = check_memory(spec, available=need // 2)

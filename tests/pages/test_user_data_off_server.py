@@ -110,7 +110,7 @@ def test_profile_and_analyze_memory_estimates_come_from_a_child(monkeypatch):
     assert at.button(key="profile.start").disabled is False, "Start works meanwhile"
     settle(at)
     _ok(at)
-    assert "Memory estimate: **42.1 MiB**" in _captions(at)
+    assert "Memory estimate: **30.0 MiB**" in _captions(at)
     analyze = settle(_page("analyze", spec))
     _ok(analyze)
     assert any("held by buffers" in s.value for s in analyze.success)
