@@ -179,11 +179,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _serving_workers() -> list[int]:
+def _serving_workers(dispatcher: str) -> list[int]:
+    """Serving workers of one dispatcher (another test may serve its own meanwhile)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         line = proc.info["cmdline"] or []
-        if "pipeline_core" in line and "serve" in line and "worker" in line and _alive(proc.pid):
+        serving = "pipeline_core" in line and "serve" in line and "worker" in line
+        if serving and dispatcher in line and _alive(proc.pid):
             found.append(proc.pid)
     return found
 
@@ -208,6 +210,7 @@ def test_a_worker_killed_mid_run_never_hangs_the_run():
     killed = workers[0]
     line = killed.cmdline()
     address = line[line.index("--worker-address") + 1]
+    dispatcher = line[line.index("--dispatcher") + 1]
     killed.kill()
     assert handle.wait(60), "the run hung after a worker was killed"
     result = handle.result()
@@ -223,6 +226,6 @@ def test_a_worker_killed_mid_run_never_hangs_the_run():
     else:
         assert result.status == "failed" and "127.0.0.1:" in result.reason, result.reason
     deadline = time.monotonic() + 10
-    while _serving_workers() and time.monotonic() < deadline:
+    while _serving_workers(dispatcher) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _serving_workers()
+    assert not _serving_workers(dispatcher)

@@ -47,6 +47,9 @@ def pytest_collection_modifyitems(config, items):
         if "tests/e2e/" not in str(item.fspath).replace(os.sep, "/"):
             continue
         item.add_marker(pytest.mark.e2e)
+        # `make test` runs two pytest-xdist workers with --dist loadgroup: the browser
+        # tests stay in one worker, one after another, sharing one dashboard server.
+        item.add_marker(pytest.mark.xdist_group("e2e"))
         if problem and not REQUIRE:
             item.add_marker(pytest.mark.skip(reason=f"browser tests skipped: {problem}"))
 
