@@ -41,6 +41,7 @@ def _browser_problem() -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     problem = _browser_problem()
     for item in items:
