@@ -41,16 +41,12 @@ def _browser_problem() -> str | None:
     return None
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     problem = _browser_problem()
     for item in items:
         if "tests/e2e/" not in str(item.fspath).replace(os.sep, "/"):
             continue
         item.add_marker(pytest.mark.e2e)
-        # `make test` runs two pytest-xdist workers with --dist loadgroup: the browser
-        # tests stay in one worker, one after another, sharing one dashboard server.
-        item.add_marker(pytest.mark.xdist_group("e2e"))
         if problem and not REQUIRE:
             item.add_marker(pytest.mark.skip(reason=f"browser tests skipped: {problem}"))
 
