@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
-TEST_WORKERS ?= 2  # pytest-xdist workers for the tests outside tests/e2e
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
@@ -32,15 +31,7 @@ run: venv
 test: dev-venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	@# Two lanes at once: the browser tests one after another (they share one dashboard
-	@# server; their log is printed when both lanes end), the rest in pytest-xdist workers.
-	@mkdir -p test-artifacts
-	@$(PY) -m pytest tests/e2e > test-artifacts/e2e-lane.log 2>&1 & browser=$$!; \
-	$(PY) -m pytest tests --ignore=tests/e2e -n $(TEST_WORKERS); rest=$$?; \
-	wait $$browser; e2e=$$?; \
-	echo "== browser tests (tests/e2e) =="; cat test-artifacts/e2e-lane.log; \
-	echo "== exit status: browser tests $$e2e, other tests $$rest =="; \
-	test $$rest -eq 0 && test $$e2e -eq 0
+	$(PY) -m pytest
 
 lint: dev-venv
 	$(PY) -m ruff check .

@@ -18,11 +18,6 @@ _HOME = Path(
     os.environ.get("PIPELINE_LAB_TEST_HOME") or tempfile.mkdtemp(prefix="pipeline-lab-tests-")
 )
 os.environ["PIPELINE_LAB_TEST_HOME"] = str(_HOME)
-# pytest-xdist: each worker gets its own data dir and run store under the session's.
-if os.environ.get("PYTEST_XDIST_WORKER") and _HOME.name != os.environ["PYTEST_XDIST_WORKER"]:
-    _HOME = _HOME / os.environ["PYTEST_XDIST_WORKER"]
-    _HOME.mkdir(parents=True, exist_ok=True)
-    os.environ["PIPELINE_LAB_TEST_HOME"] = str(_HOME)
 os.environ["PIPELINE_LAB_HOME"] = str(_HOME)
 os.environ["PIPELINE_LAB_DB"] = str(_HOME / "runs.sqlite")
 # No warm spare child in the test process (app.py under AppTest would keep one, each
