@@ -233,7 +233,8 @@ def available_bytes() -> int:
     return int(psutil.virtual_memory().available)
 
 
-def _synthetic_cached(source, sizes, counts) -> bool:
+def _synthetic_cached(sizes, counts) -> bool:
+    """Whether a synthetic source of these sizes holds its chunks (sources.synthetic_dataset)."""
     count, size = counts[0], sizes[0]
     return count is not None and size is not None and count * size <= SYNTHETIC_CACHE_BYTES
 
@@ -244,7 +245,7 @@ def _source_parts(source, sizes, counts) -> list[MemoryPart]:
         return [MemoryPart("in-memory source arrays", None, counts[0], sizes[0], note,
                            NUMPY_COPIES)]  # fmt: skip
     if isinstance(source, SyntheticSource):
-        if not _synthetic_cached(source, sizes, counts):
+        if not _synthetic_cached(sizes, counts):
             return []  # generated chunk by chunk, never held whole
         note = "generated chunks cached in memory (up to 1 GiB), like in-memory arrays"
         return [MemoryPart("synthetic source data", None, counts[0], sizes[0], note)]
@@ -260,7 +261,7 @@ def _shares_source(spec: PipelineSpec, index: int, sizes, counts) -> bool:
     if sizes[0] is None:
         return False
     if not isinstance(spec.source, NumpySource) and not (
-        isinstance(spec.source, SyntheticSource) and _synthetic_cached(spec.source, sizes, counts)
+        isinstance(spec.source, SyntheticSource) and _synthetic_cached(sizes, counts)
     ):
         return False
     if not all(isinstance(step, _PASS_THROUGH) for step in spec.steps[:index]):
