@@ -17,7 +17,8 @@ from pipeline_core import cli
 from pipeline_core.build import build
 from pipeline_core.profile import RunSettings, profile, start_profile
 from pipeline_core.service import LocalCluster, free_port, read_worker
-from pipeline_core.sources import synthetic_dataset
+from pipeline_core.sources import build_source
+from pipeline_core.spec import SyntheticSource
 from pipeline_core.steps import serving_locally
 from tests import REPO
 
@@ -143,10 +144,9 @@ def test_local_cluster_reads_every_element_once_serves_readings_and_cleans_up(tf
         assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
         with serving_locally(cluster.dispatcher_address):
             values = sorted(float(v) for x, _ in build(spec) for v in x.numpy()[:, 0])
-        # What the workers share: the source made in chunks for sharing (its values differ
-        # from the undistributed source's, which comes in fewer, larger chunks).
-        args = {k: v for k, v in SOURCE.items() if k != "type"}
-        shared = synthetic_dataset(**args, num_classes=10, seed=0, sharded=True)
+        # What the workers share: the source as built for a distribute step (its values
+        # differ from the undistributed source's, which comes in fewer, larger chunks).
+        shared = build_source(SyntheticSource(**SOURCE), distributed=True)
         expected = sorted(float(x.numpy()[0]) for x, _ in shared)
         assert len(expected) == 50
         assert values == expected  # distributed_epoch: each of the 50 exactly once
@@ -179,13 +179,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _serving_workers(dispatcher: str) -> list[int]:
-    """Serving workers of one dispatcher (another test may serve its own meanwhile)."""
+def _serving_workers() -> list[int]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         line = proc.info["cmdline"] or []
-        serving = "pipeline_core" in line and "serve" in line and "worker" in line
-        if serving and dispatcher in line and _alive(proc.pid):
+        if "pipeline_core" in line and "serve" in line and "worker" in line and _alive(proc.pid):
             found.append(proc.pid)
     return found
 
@@ -210,7 +208,6 @@ def test_a_worker_killed_mid_run_never_hangs_the_run():
     killed = workers[0]
     line = killed.cmdline()
     address = line[line.index("--worker-address") + 1]
-    dispatcher = line[line.index("--dispatcher") + 1]
     killed.kill()
     assert handle.wait(60), "the run hung after a worker was killed"
     result = handle.result()
@@ -226,6 +223,6 @@ def test_a_worker_killed_mid_run_never_hangs_the_run():
     else:
         assert result.status == "failed" and "127.0.0.1:" in result.reason, result.reason
     deadline = time.monotonic() + 10
-    while _serving_workers(dispatcher) and time.monotonic() < deadline:
+    while _serving_workers() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _serving_workers(dispatcher)
+    assert not _serving_workers()
