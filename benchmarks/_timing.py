@@ -9,19 +9,19 @@ done (refilling its buffers, or winding down) before anything else is timed.
 Without it, alternating windows of seed Example 1 (two identical pipelines)
 drifted from ~600k to ~400k examples/s within a few windows, either side.
 
-Two datasets are compared by alternating windows, swapping which goes first
-every repetition, so a drift in the machine's speed favours neither.
-`paired_in_processes` (the parity benchmark) builds and times each dataset in a
-child process of its own, one side running at a time, so nothing one side
-leaves in a process (thread pools, allocator state, its data) weighs on the
-other; each side reuses an iterator for `FRESH_EVERY` windows, so many short
+Datasets are compared by alternating windows in rounds, the order rotated
+every round (two: which goes first is swapped), so a drift in the machine's
+speed favours none. `timed_in_processes` (the tuning benchmark, five datasets)
+and `paired_in_processes` (the parity benchmark, two) build and time each
+dataset in a child process of its own, one running at a time, so nothing one
+leaves in a process (thread pools, allocator state, its data) weighs on
+another; each reuses an iterator for `FRESH_EVERY` windows, so many short
 windows cost little warm-up while AUTOTUNE still gets several fresh starts.
 On the 2-core VM a single 0.5 s window of the same iterator moves by ±20% with
 the host's load, so the result is the ratio of the medians over many
 repetitions, with a paired bootstrap interval that says how far this run's
 noise can move it (`Paired.ratio_interval`). `paired_rates` alternates in one
-process with a fresh iterator per window, the windows `measure_window` gives
-the tuning benchmark.
+process with a fresh iterator per window (`measure_window`).
 
 The knobs come from the environment so a quick run needs no code change:
 `PIPELINE_LAB_BENCH_WINDOW_S` (default 1.0 s), `PIPELINE_LAB_BENCH_WARMUP_S`
@@ -42,7 +42,7 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,19 +229,21 @@ class Timer:
 
 def _alternate(
     sides: list[Any], repeats: int, window_s: float, warmup_s: float, prime_s: float
-) -> Paired:
-    """An untimed window of `prime_s` each, then `repeats` timed windows each, alternating.
+) -> list[tuple[Window, ...]]:
+    """An untimed window of `prime_s` each, then `repeats` timed windows each, in rounds.
 
-    The side that goes first is swapped every repetition.
+    The order rotates every round (two sides: the one that goes first is swapped), so a
+    drift in the machine's speed favours no side. The windows of `sides[i]` come back
+    at index i, round by round.
     """
     for side in sides:  # untimed: a process's first windows run slower
         side.window(prime_s, warmup_s)
-    windows: list[list[Window]] = [[], []]
+    windows: list[list[Window]] = [[] for _ in sides]
     for index in range(repeats):
-        order = (0, 1) if index % 2 == 0 else (1, 0)
-        for which in order:
+        shift = index % len(sides)
+        for which in [*range(shift, len(sides)), *range(shift)]:
             windows[which].append(sides[which].window(window_s, warmup_s))
-    return Paired(tuple(windows[0]), tuple(windows[1]))
+    return [tuple(w) for w in windows]
 
 
 def paired_rates(
@@ -256,7 +258,7 @@ def paired_rates(
     """Alternate windows over datasets `a` and `b` in this process, `repeats` each."""
     sides = [Timer(a, fresh_every), Timer(b, fresh_every)]
     try:
-        return _alternate(sides, repeats, window_s, warmup_s, min(window_s, 0.5))
+        return Paired(*_alternate(sides, repeats, window_s, warmup_s, min(window_s, 0.5)))
     finally:
         for side in sides:
             side.close()
@@ -335,6 +337,37 @@ class _Child:
         self._connection.close()
 
 
+def timed_in_processes(
+    makers: Mapping[str, Callable[[], Any]],
+    *,
+    repeats: int = PAIRED_REPEATS,
+    window_s: float = PAIRED_WINDOW_S,
+    warmup_s: float = WARMUP_S,
+    fresh_every: int = FRESH_EVERY,
+    settle_s: float = PAIRED_SETTLE_S,
+) -> dict[str, tuple[Window, ...]]:
+    """The windows of each dataset in `makers`, each built and timed in a process of its own.
+
+    The makers build the datasets in the children; they must be picklable
+    (module-level functions, or `functools.partial` of them). One process runs at a
+    time (the others wait on their pipes), in rounds whose order rotates, so a drift
+    in the machine's speed favours none, and what one leaves behind in a process
+    (thread pools, allocator state, its data) cannot slow another. Window i of every
+    dataset comes from round i: `Paired(windows[x], windows[y])` pairs them.
+    """
+    sides: dict[str, _Child] = {}
+    try:
+        for name, make in makers.items():
+            sides[name] = _Child(make, fresh_every, settle_s)
+        for side in sides.values():
+            side.ready()
+        windows = _alternate(list(sides.values()), repeats, window_s, warmup_s, PRIME_S)
+        return dict(zip(sides, windows, strict=True))
+    finally:
+        for side in sides.values():
+            side.close()
+
+
 def paired_in_processes(
     make_a: Callable[[], Any],
     make_b: Callable[[], Any],
@@ -345,20 +378,13 @@ def paired_in_processes(
     fresh_every: int = FRESH_EVERY,
     settle_s: float = PAIRED_SETTLE_S,
 ) -> Paired:
-    """`paired_rates`, each dataset built and timed in a process of its own.
-
-    `make_a` and `make_b` build the datasets in the children; they must be
-    picklable (module-level functions, or `functools.partial` of them). One side
-    runs at a time (the other waits on its pipe), alternating, so a drift in the
-    machine's speed favours neither, and what one side leaves behind in a
-    process (thread pools, allocator state, its data) cannot slow the other.
-    """
-    sides: list[_Child] = []
-    try:
-        sides = [_Child(make_a, fresh_every, settle_s), _Child(make_b, fresh_every, settle_s)]
-        for side in sides:
-            side.ready()
-        return _alternate(sides, repeats, window_s, warmup_s, PRIME_S)
-    finally:
-        for side in sides:
-            side.close()
+    """`timed_in_processes` of two datasets, paired window by window (a ÷ b)."""
+    windows = timed_in_processes(
+        {"a": make_a, "b": make_b},
+        repeats=repeats,
+        window_s=window_s,
+        warmup_s=warmup_s,
+        fresh_every=fresh_every,
+        settle_s=settle_s,
+    )
+    return Paired(windows["a"], windows["b"])

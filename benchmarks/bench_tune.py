@@ -10,10 +10,14 @@ written the way the TensorFlow guide writes it, on the same data):
 - an exhaustive grid runs over a reduced space (`grid_space`: parallelism
   limited to sequential / autotune, the rarely decisive thread-pool and
   autotune switches left out) so it finishes, one `GRID_TRIAL_S` window a point;
-- the tuned spec, the grid's best, the spec as written and the hand-written twin
-  are then timed alternately (`benchmarks._timing`: fresh iterator, warm-up, a
-  bare `for` loop over a fixed window; `REPEATS` rounds, order rotated; medians);
-- the machine limit is cores × the single-core rate of the tuned spec.
+- the tuned spec, the grid's best, the spec as written, the hand-written twin and
+  the tuned spec limited to one core are then timed as the parity benchmark times
+  its pairs (`benchmarks._timing.timed_in_processes`): each built in a process of
+  its own, one running at a time, short windows of a bare `for` loop in
+  `REPEATS` rounds whose order rotates; medians, and 90% paired bootstrap
+  intervals of the ratios (window i of each comes from round i);
+- the machine limit is cores × the single-core rate of the tuned spec, timed in
+  those same rounds (or the consumer's rate, when lower).
 
 Columns, with the issue's targets: tuned ÷ hand-written AUTOTUNE (>= 1.5 where
 caching or vectorizing applies — seed Example 3 and the image folder — and
@@ -31,11 +35,12 @@ import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from benchmarks import bench_parity as parity
-from benchmarks._timing import REPEATS, measure_window
-from pipeline_core.analysis.machine import machine_limit
+from benchmarks._timing import Paired, Window, timed_in_processes
+from pipeline_core.analysis.machine import machine_limit, single_core_spec
 from pipeline_core.analysis.space import Knob, SearchSpace, search_space
 from pipeline_core.analysis.tuner import tune
 from pipeline_core.build import build
@@ -46,6 +51,8 @@ GRID_TRIAL_S = 0.5
 ONLY_ENV = "PIPELINE_LAB_BENCH_TUNE"  # comma-separated case keys (default: all)
 GRID_PARALLEL = (None, "autotune")
 GRID_DROPPED = ("options.private_threadpool_size", "options.autotune", "batch.parallel")
+# five processes a row, 11 rounds of 0.5 s windows: about a minute of timing
+REPEATS = int(os.environ.get("PIPELINE_LAB_BENCH_TUNE_REPEATS") or 11)
 
 
 @dataclass(frozen=True)
@@ -94,15 +101,9 @@ def grid_space(spec: PipelineSpec) -> SearchSpace:
     return SearchSpace(spec=spec, knobs=tuple(knobs))
 
 
-def alternate(datasets: dict[str, Any], repeats: int = REPEATS) -> dict[str, float]:
-    """Median examples/s of each dataset, timed in rounds with the order rotated."""
-    names = list(datasets)
-    rates: dict[str, list[float]] = {n: [] for n in names}
-    for index in range(repeats):
-        shift = index % len(names)
-        for name in names[shift:] + names[:shift]:
-            rates[name].append(measure_window(datasets[name]).rate)
-    return {n: statistics.median(r) for n, r in rates.items()}
+def _interval(a: tuple[Window, ...], b: tuple[Window, ...], scale: float = 1.0) -> str:
+    low, high = Paired(a, b).ratio_interval()
+    return f"{low * scale:.2f}-{high * scale:.2f}"
 
 
 def _changes(result) -> str:
@@ -114,25 +115,39 @@ def bench_one(case: Case) -> dict[str, Any]:
     tuned = tune(spec, budget_s=BUDGET_S)
     grid_space_ = grid_space(spec)
     grid = tune(spec, space=grid_space_, method="grid", trial_seconds=GRID_TRIAL_S, budget_s=60.0)
-    rates = alternate(
+    tuned_spec = tuned.apply()
+    windows = timed_in_processes(
         {
-            "tuned": build(tuned.apply()),
-            "hand": case.hand(),
-            "grid": build(grid.apply()),
-            "written": build(spec),
-        }
+            "tuned": partial(build, tuned_spec.to_json()),
+            "hand": case.hand,
+            "grid": partial(build, grid.apply().to_json()),
+            "written": partial(build, spec.to_json()),
+            "single core": partial(build, single_core_spec(tuned_spec).to_json()),
+        },
+        repeats=REPEATS,
     )
-    limit = machine_limit(tuned.apply(), examples_per_s=rates["tuned"])
+    rates = {name: statistics.median(w.rate for w in ws) for name, ws in windows.items()}
+    limit = machine_limit(
+        tuned_spec, examples_per_s=rates["tuned"], measure=lambda _spec: rates["single core"]
+    )
     ratio = rates["tuned"] / rates["hand"]
+    limit_interval = (  # the cores bound: tuned ÷ (cores × single core), round by round
+        _interval(windows["tuned"], windows["single core"], 1 / limit.cores)
+        if limit.bound_by() == "cores"
+        else "consumer-bound"
+    )
     return {
         "pipeline": case.name,
         "tuned ex/s": rates["tuned"],
         "hand-written ex/s": rates["hand"],
         "tuned/hand": ratio,
+        "90%": _interval(windows["tuned"], windows["hand"]),
         "target": f">= {case.target:.1f}",
         "met": "yes" if ratio >= case.target else "no",
         "tuned/limit (>=0.9)": limit.fraction(),
+        "limit 90%": limit_interval,
         "tuned/grid (>=0.95)": rates["tuned"] / rates["grid"],
+        "grid 90%": _interval(windows["tuned"], windows["grid"]),
         "speedup vs written": rates["tuned"] / rates["written"],
         "tuner trials": len(tuned.search.trials),
         "tune s": tuned.elapsed_s,
