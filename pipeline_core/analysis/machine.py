@@ -95,13 +95,18 @@ class MachineLimit:
         }
 
 
-def consumer_rate(spec: PipelineSpec, *, seconds: float = WINDOW_S) -> float:
-    """Examples/s a Python loop pulls from ready elements of `spec` (its first
-    `CONSUMER_ELEMENTS` elements, cached in memory and repeated)."""
+def consumer_dataset(spec: PipelineSpec | str) -> Any:
+    """Ready elements of `spec`: its first `CONSUMER_ELEMENTS` elements, cached in memory
+    (filled here) and repeated, so a loop over it times the consumer alone."""
     cached = build(spec).take(CONSUMER_ELEMENTS).cache()
     for _ in cached:  # one full pass fills the memory cache; later iterators read it
         pass
-    ready = cached.repeat()
+    return cached.repeat()
+
+
+def consumer_rate(spec: PipelineSpec, *, seconds: float = WINDOW_S) -> float:
+    """Examples/s a Python loop pulls from ready elements of `spec` (`consumer_dataset`)."""
+    ready = consumer_dataset(spec)
     return measure_dataset(ready, batched=is_batched(spec), seconds=seconds).examples_per_s
 
 

@@ -165,3 +165,20 @@ def test_each_dataset_gets_an_untimed_window_and_every_window_settles(monkeypatc
     paired = _timing.paired_rates(a, b, repeats=2, window_s=0.02, warmup_s=0.0)
     assert len(paired.a) == len(paired.b) == 2  # the untimed windows are not kept
     assert calls == ["settle"] * 6  # 2 untimed + 2 x 2 timed windows
+
+
+def test_rounds_rotate_the_order_so_no_side_always_goes_first():
+    calls = []
+
+    class Side:
+        def __init__(self, name):
+            self.name = name
+
+        def window(self, window_s, warmup_s):
+            calls.append((self.name, window_s))
+            return _timing.Window(len(calls), wall_s=window_s, cpu_s=0.0)
+
+    windows = _timing._alternate([Side("a"), Side("b"), Side("c")], 3, 0.5, 0.0, 2.0)
+    assert calls[:3] == [("a", 2.0), ("b", 2.0), ("c", 2.0)]  # one untimed window each
+    assert "".join(name for name, _ in calls[3:]) == "abc" + "bca" + "cab"
+    assert [[w.examples for w in side] for side in windows] == [[4, 9, 11], [5, 7, 12], [6, 8, 10]]

@@ -123,6 +123,9 @@ def serve(prefix: str = "pipeline-lab-e2e-") -> Iterator[tuple[str, Path, subpro
             server.kill()
         log.close()
     tail = (home / "server.log").read_text(errors="replace")[-3000:]
+    with contextlib.suppress(OSError):  # kept to read after a failing browser test
+        (REPO / "test-artifacts").mkdir(exist_ok=True)
+        shutil.copy(home / "server.log", REPO / "test-artifacts" / f"{prefix}server.log")
     shutil.rmtree(home, ignore_errors=True)
     if died is not None:  # every session's server going down is the worst failure there is
         pytest.fail(f"the dashboard server died during the e2e session (exit {died}):\n{tail}")
