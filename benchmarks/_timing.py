@@ -11,7 +11,7 @@ drifted from ~600k to ~400k examples/s within a few windows, either side.
 
 Datasets are compared by alternating windows in rounds, the order rotated
 every round (two: which goes first is swapped), so a drift in the machine's
-speed favours none. `timed_in_processes` (the tuning benchmark, five datasets)
+speed favours none. `timed_in_processes` (the tuning benchmark, six datasets)
 and `paired_in_processes` (the parity benchmark, two) build and time each
 dataset in a child process of its own, one running at a time, so nothing one
 leaves in a process (thread pools, allocator state, its data) weighs on
