@@ -20,13 +20,11 @@ windows cost little warm-up while AUTOTUNE still gets several fresh starts.
 On the 2-core VM a single 0.5 s window of the same iterator moves by ±20% with
 the host's load, so the result is the ratio of the medians over many
 repetitions, with a paired bootstrap interval that says how far this run's
-noise can move it (`Paired.ratio_interval`). `paired_rates` alternates in one
-process with a fresh iterator per window (`measure_window`).
+noise can move it (`Paired.ratio_interval`).
 
 The knobs come from the environment so a quick run needs no code change:
-`PIPELINE_LAB_BENCH_WINDOW_S` (default 1.0 s), `PIPELINE_LAB_BENCH_WARMUP_S`
-(default 0.3 s), `PIPELINE_LAB_BENCH_SETTLE_S` (default 0.5 s) and
-`PIPELINE_LAB_BENCH_REPEATS` (default 5) for windows in one process;
+`PIPELINE_LAB_BENCH_WARMUP_S` (default 0.3 s, every window's warm-up),
+`PIPELINE_LAB_BENCH_SETTLE_S` (default 0.5 s, a `Timer` in this process),
 `PIPELINE_LAB_BENCH_PAIRED_REPEATS` (default 21),
 `PIPELINE_LAB_BENCH_PAIRED_WINDOW_S` (default 0.5 s),
 `PIPELINE_LAB_BENCH_PAIRED_SETTLE_S` (default 0.3 s) and
@@ -51,10 +49,8 @@ def _env_float(name: str, default: float) -> float:
     return float(os.environ.get(name) or default)
 
 
-WINDOW_S = _env_float("PIPELINE_LAB_BENCH_WINDOW_S", 1.0)
 WARMUP_S = _env_float("PIPELINE_LAB_BENCH_WARMUP_S", 0.3)
 SETTLE_S = _env_float("PIPELINE_LAB_BENCH_SETTLE_S", 0.5)
-REPEATS = int(_env_float("PIPELINE_LAB_BENCH_REPEATS", 5))
 # paired_in_processes (the parity benchmark): many short windows, iterators reused
 PAIRED_REPEATS = int(_env_float("PIPELINE_LAB_BENCH_PAIRED_REPEATS", 21))
 PAIRED_WINDOW_S = _env_float("PIPELINE_LAB_BENCH_PAIRED_WINDOW_S", 0.5)
@@ -110,26 +106,10 @@ def _drain(iterator: Iterator[Any], seconds: float, min_batches: int) -> Window:
     return Window(examples, now - start, time.process_time() - cpu_start)
 
 
-def measure_window(
-    dataset: Any, *, window_s: float = WINDOW_S, warmup_s: float = WARMUP_S
-) -> Window:
-    """One window over a fresh iterator of `dataset`, after a warm-up, in a bare loop."""
-    timer = Timer(dataset, fresh_every=1)
-    try:
-        return timer.window(window_s, warmup_s)
-    finally:
-        timer.close()
-
-
 def settle(seconds: float | None = None) -> None:
     """Collect garbage and pause, so a deleted iterator's threads are gone before the next window."""
     gc.collect()
     time.sleep(SETTLE_S if seconds is None else seconds)
-
-
-def window_rate(dataset: Any, *, window_s: float = WINDOW_S, warmup_s: float = WARMUP_S) -> float:
-    """Examples/s of a fresh iterator over `dataset`, after a warm-up, in a bare loop."""
-    return measure_window(dataset, window_s=window_s, warmup_s=warmup_s).rate
 
 
 @dataclass(frozen=True)
@@ -244,24 +224,6 @@ def _alternate(
         for which in [*range(shift, len(sides)), *range(shift)]:
             windows[which].append(sides[which].window(window_s, warmup_s))
     return [tuple(w) for w in windows]
-
-
-def paired_rates(
-    a: Any,
-    b: Any,
-    *,
-    repeats: int = REPEATS,
-    window_s: float = WINDOW_S,
-    warmup_s: float = WARMUP_S,
-    fresh_every: int = 1,
-) -> Paired:
-    """Alternate windows over datasets `a` and `b` in this process, `repeats` each."""
-    sides = [Timer(a, fresh_every), Timer(b, fresh_every)]
-    try:
-        return Paired(*_alternate(sides, repeats, window_s, warmup_s, min(window_s, 0.5)))
-    finally:
-        for side in sides:
-            side.close()
 
 
 # --- each side in a process of its own -----------------------------------------

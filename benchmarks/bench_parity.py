@@ -41,7 +41,7 @@ so no dataset runs out inside a window. Choices worth knowing when reading a row
 File data is written once under `<data dir>/bench` and reused.
 
     python -m benchmarks parity
-    PIPELINE_LAB_BENCH_PARITY=ex3,csv PIPELINE_LAB_BENCH_WINDOW_S=0.5 python -m benchmarks parity
+    PIPELINE_LAB_BENCH_PARITY=ex3,csv PIPELINE_LAB_BENCH_PAIRED_REPEATS=5 python -m benchmarks parity
 """
 
 from __future__ import annotations

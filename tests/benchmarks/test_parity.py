@@ -71,7 +71,7 @@ def test_a_row_comes_out_of_a_tiny_window():
 
 def test_a_dataset_that_runs_out_inside_the_window_is_refused(tf):
     with pytest.raises(_timing.RanOut):
-        _timing.window_rate(tf.data.Dataset.range(3).batch(1), window_s=5.0, warmup_s=0.0)
+        _timing.Timer(tf.data.Dataset.range(3).batch(1), fresh_every=1).window(5.0, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,8 @@ def test_each_dataset_gets_an_untimed_window_and_every_window_settles(monkeypatc
     monkeypatch.setattr(_timing, "settle", lambda seconds=None: calls.append("settle"))
     a = tf.data.Dataset.range(10**6).batch(4)
     b = tf.data.Dataset.range(10**6).batch(8)
-    paired = _timing.paired_rates(a, b, repeats=2, window_s=0.02, warmup_s=0.0)
+    sides = [_timing.Timer(a, fresh_every=1), _timing.Timer(b, fresh_every=1)]
+    paired = _timing.Paired(*_timing._alternate(sides, 2, 0.02, 0.0, 0.02))
     assert len(paired.a) == len(paired.b) == 2  # the untimed windows are not kept
     assert calls == ["settle"] * 6  # 2 untimed + 2 x 2 timed windows
 
