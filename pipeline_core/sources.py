@@ -66,18 +66,23 @@ class SourceError(PipelineLabError):
 def synthetic_dataset(*, num_examples, shape, dtype, num_classes, seed, sharded=False):
     """Seeded random tensors made by stateless random ops, in chunks.
 
-    Up to 1 GiB in all, the chunks (64 MiB at most) are made on first use and cached,
-    and elements are sliced from them as `from_tensor_slices` slices arrays. Above
-    1 GiB, chunks of 8 MiB at most are made again each epoch. sharded: tf.data service
-    workers each read a share of the chunks (a `distribute` step follows), so there
-    are at least 64 and the element count is not declared: each share is smaller.
+    Up to 1 GiB in all, they are made on first use and cached: examples of 4 KiB or
+    more one by one, from chunks of 1 MiB at most (a later epoch then copies nothing,
+    faster than `from_tensor_slices`; small chunks leave no holes in the heap); smaller
+    ones as chunks of 64 MiB at most, which elements are sliced from as
+    `from_tensor_slices` slices arrays. Above 1 GiB, chunks of 8 MiB at most are made
+    again each epoch. sharded: tf.data service workers each read a share of the
+    chunks (a `distribute` step follows), so there are at least 64 and the element
+    count is not declared: each share is smaller.
     """
     dtype, shape = tf.as_dtype(dtype), tuple(shape)
     values = max(1, int(np.prod(shape, dtype=np.int64)))  # per example
     example_bytes = values * dtype.size
     cached = num_examples * example_bytes <= 1 << 30
+    one_by_one = cached and not sharded and example_bytes >= 4096
     most = -(-num_examples // 64) if sharded else num_examples
-    chunk = max(1, min(most, ((64 if cached and not sharded else 8) << 20) // example_bytes))
+    mib = 1 if one_by_one else 64 if cached and not sharded else 8  # chunks of at most
+    chunk = max(1, min(most, (mib << 20) // example_bytes))
 
     def make_chunk(start):
         size = tf.minimum(tf.constant(chunk, tf.int64), num_examples - start)
@@ -99,6 +104,9 @@ def synthetic_dataset(*, num_examples, shape, dtype, num_classes, seed, sharded=
         return tf.reshape(tf.cast(features, dtype), [size, *shape]), labels
 
     chunks = tf.data.Dataset.range(0, num_examples, chunk).map(make_chunk)
+    if one_by_one:  # the cache is all a later epoch reads
+        dataset = chunks.unbatch().apply(tf.data.experimental.assert_cardinality(num_examples))
+        return dataset.cache()
     chunks = chunks.cache() if cached else chunks
     dataset = chunks.flat_map(lambda x, y: tf.data.Dataset.from_tensor_slices((x, y)))
     if sharded:

@@ -247,7 +247,7 @@ def _source_parts(source, sizes, counts) -> list[MemoryPart]:
     if isinstance(source, SyntheticSource):
         if not _synthetic_cached(sizes, counts):
             return []  # generated chunk by chunk, never held whole
-        note = "generated chunks cached in memory (up to 1 GiB), like in-memory arrays"
+        note = "generated data cached in memory (up to 1 GiB), like in-memory arrays"
         return [MemoryPart("synthetic source data", None, counts[0], sizes[0], note)]
     if isinstance(source, NpySource | NpzSource):
         note = "memory-mapped: file-backed pages the system can reclaim, not counted"
