@@ -27,8 +27,10 @@ The knobs come from the environment so a quick run needs no code change:
 `PIPELINE_LAB_BENCH_SETTLE_S` (default 0.5 s, a `Timer` in this process),
 `PIPELINE_LAB_BENCH_PAIRED_REPEATS` (default 21),
 `PIPELINE_LAB_BENCH_PAIRED_WINDOW_S` (default 0.5 s),
-`PIPELINE_LAB_BENCH_PAIRED_SETTLE_S` (default 0.3 s) and
-`PIPELINE_LAB_BENCH_FRESH_EVERY` (default 5) for the paired processes.
+`PIPELINE_LAB_BENCH_PAIRED_SETTLE_S` (default 0.3 s),
+`PIPELINE_LAB_BENCH_FRESH_EVERY` (default 5) and
+`PIPELINE_LAB_BENCH_PAIRED_PROCESSES` (default 3: the repetitions are split among
+three pairs of processes, started one pair after another) for the paired processes.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ PAIRED_REPEATS = int(_env_float("PIPELINE_LAB_BENCH_PAIRED_REPEATS", 21))
 PAIRED_WINDOW_S = _env_float("PIPELINE_LAB_BENCH_PAIRED_WINDOW_S", 0.5)
 PAIRED_SETTLE_S = _env_float("PIPELINE_LAB_BENCH_PAIRED_SETTLE_S", 0.3)
 FRESH_EVERY = int(_env_float("PIPELINE_LAB_BENCH_FRESH_EVERY", 5))
+PAIRED_PROCESSES = int(_env_float("PIPELINE_LAB_BENCH_PAIRED_PROCESSES", 3))  # pairs, in turn
 FRESH_WARMUP_S = 1.0  # a new iterator's warm-up, at least
 PRIME_S = 2.0  # each side's untimed first window
 WARMUP_BATCHES = 2
@@ -118,6 +121,8 @@ class Paired:
 
     a: tuple[Window, ...]
     b: tuple[Window, ...]
+    # the pair of processes each repetition was timed in (empty: one pair for all)
+    groups: tuple[int, ...] = ()
 
     @property
     def a_median(self) -> float:
@@ -151,13 +156,25 @@ class Paired:
 
         Repetitions are resampled with replacement (a window of a with the window of
         b beside it), the ratio of medians recomputed, and the central `level` of
-        those ratios returned. Seeded: the same windows give the same interval.
+        those ratios returned. With `groups` (several pairs of processes), the
+        processes are resampled first, then repetitions within each drawn one, so
+        what sets one process apart from another (where its threads and memory
+        landed) widens the interval instead of hiding in it. Seeded: the same
+        windows give the same interval.
         """
         pairs = list(zip(self.a, self.b, strict=True))
+        labels = self.groups or (0,) * len(pairs)
+        clusters = [
+            [p for p, g in zip(pairs, labels, strict=True) if g == k] for k in sorted(set(labels))
+        ]
         rng = random.Random(0)
         draws = []
         for _ in range(resamples):
-            sample = rng.choices(pairs, k=len(pairs))
+            sample = [
+                pair
+                for cluster in rng.choices(clusters, k=len(clusters))
+                for pair in rng.choices(cluster, k=len(cluster))
+            ]
             a_median = statistics.median(x.rate for x, _ in sample)
             b_median = statistics.median(y.rate for _, y in sample)
             draws.append(a_median / b_median)
@@ -208,18 +225,23 @@ class Timer:
 
 
 def _alternate(
-    sides: list[Any], repeats: int, window_s: float, warmup_s: float, prime_s: float
+    sides: list[Any],
+    repeats: int,
+    window_s: float,
+    warmup_s: float,
+    prime_s: float,
+    first_round: int = 0,
 ) -> list[tuple[Window, ...]]:
     """An untimed window of `prime_s` each, then `repeats` timed windows each, in rounds.
 
     The order rotates every round (two sides: the one that goes first is swapped), so a
-    drift in the machine's speed favours no side. The windows of `sides[i]` come back
-    at index i, round by round.
+    drift in the machine's speed favours no side; `first_round` continues the rotation
+    of earlier rounds. The windows of `sides[i]` come back at index i, round by round.
     """
     for side in sides:  # untimed: a process's first windows run slower
         side.window(prime_s, warmup_s)
     windows: list[list[Window]] = [[] for _ in sides]
-    for index in range(repeats):
+    for index in range(first_round, first_round + repeats):
         shift = index % len(sides)
         for which in [*range(shift, len(sides)), *range(shift)]:
             windows[which].append(sides[which].window(window_s, warmup_s))
@@ -299,6 +321,14 @@ class _Child:
         self._connection.close()
 
 
+def process_groups(repeats: int, processes: int) -> tuple[int, ...]:
+    """Which set of processes times each of `repeats` rounds: `processes` sets, one
+    after another, with rounds split as evenly as they go (the first sets take the extra)."""
+    processes = max(1, min(int(processes), repeats))
+    size, extra = divmod(repeats, processes)
+    return tuple(k for k in range(processes) for _ in range(size + (k < extra)))
+
+
 def timed_in_processes(
     makers: Mapping[str, Callable[[], Any]],
     *,
@@ -307,6 +337,7 @@ def timed_in_processes(
     warmup_s: float = WARMUP_S,
     fresh_every: int = FRESH_EVERY,
     settle_s: float = PAIRED_SETTLE_S,
+    processes: int = 1,
 ) -> dict[str, tuple[Window, ...]]:
     """The windows of each dataset in `makers`, each built and timed in a process of its own.
 
@@ -314,16 +345,43 @@ def timed_in_processes(
     (module-level functions, or `functools.partial` of them). One process runs at a
     time (the others wait on their pipes), in rounds whose order rotates, so a drift
     in the machine's speed favours none, and what one leaves behind in a process
-    (thread pools, allocator state, its data) cannot slow another. Window i of every
-    dataset comes from round i: `Paired(windows[x], windows[y])` pairs them.
+    (thread pools, allocator state, its data) cannot slow another. With `processes`
+    above 1 the rounds are split among that many sets of processes, started one set
+    after another (`process_groups` says which set timed which round): a process can
+    run a few percent faster or slower than its twin for its whole life, and one set
+    would carry that into the ratio. Window i of every dataset comes from round i:
+    `Paired(windows[x], windows[y])` pairs them.
     """
+    groups = process_groups(repeats, processes)
+    windows: dict[str, list[Window]] = {name: [] for name in makers}
+    for group in sorted(set(groups)):
+        rounds = groups.count(group)
+        timed = _timed_once(makers, rounds, window_s, warmup_s, fresh_every, settle_s,
+                            first_round=groups.index(group))  # fmt: skip
+        for name, got in timed.items():
+            windows[name].extend(got)
+    return {name: tuple(got) for name, got in windows.items()}
+
+
+def _timed_once(
+    makers: Mapping[str, Callable[[], Any]],
+    repeats: int,
+    window_s: float,
+    warmup_s: float,
+    fresh_every: int,
+    settle_s: float,
+    first_round: int,
+) -> dict[str, tuple[Window, ...]]:
+    """`repeats` rounds of `makers`, each in a new process of its own."""
     sides: dict[str, _Child] = {}
     try:
         for name, make in makers.items():
             sides[name] = _Child(make, fresh_every, settle_s)
         for side in sides.values():
             side.ready()
-        windows = _alternate(list(sides.values()), repeats, window_s, warmup_s, PRIME_S)
+        windows = _alternate(
+            list(sides.values()), repeats, window_s, warmup_s, PRIME_S, first_round
+        )
         return dict(zip(sides, windows, strict=True))
     finally:
         for side in sides.values():
@@ -339,8 +397,10 @@ def paired_in_processes(
     warmup_s: float = WARMUP_S,
     fresh_every: int = FRESH_EVERY,
     settle_s: float = PAIRED_SETTLE_S,
+    processes: int = PAIRED_PROCESSES,
 ) -> Paired:
-    """`timed_in_processes` of two datasets, paired window by window (a ÷ b)."""
+    """`timed_in_processes` of two datasets, paired window by window (a ÷ b), in
+    `processes` pairs of processes one after another."""
     windows = timed_in_processes(
         {"a": make_a, "b": make_b},
         repeats=repeats,
@@ -348,5 +408,6 @@ def paired_in_processes(
         warmup_s=warmup_s,
         fresh_every=fresh_every,
         settle_s=settle_s,
+        processes=processes,
     )
-    return Paired(windows["a"], windows["b"])
+    return Paired(windows["a"], windows["b"], process_groups(repeats, processes))

@@ -5,12 +5,14 @@ pipeline this benchmark holds a spec (as a user would write it in Pipeline Lab)
 and the same pipeline written by hand the way the TensorFlow guide and the
 seed article write it, on the same data, and times both: each is built in a
 child process of its own, then alternating windows of a bare `for` loop count
-examples, the first one swapped every repetition
+examples, the first one swapped every repetition; the repetitions are split
+among three such pairs of processes, started one pair after another, because a
+process can run a few percent faster or slower than its twin for its whole life
 (`benchmarks._timing.paired_in_processes`). Reported per pipeline: the median
 examples/s of each, the ratio of the medians (build ÷ hand-written), its 90%
-paired bootstrap interval (how far this run's noise can move the ratio), and
-the ratio of CPU time per example (hand-written ÷ build, above 1: build does
-less work per example).
+paired bootstrap interval (processes resampled, then repetitions within them:
+how far this run's noise can move the ratio), and the ratio of CPU time per
+example (hand-written ÷ build, above 1: build does less work per example).
 
 Target (issue 8): ratio >= 1.0 on every pipeline; a ratio of 0.97 or more counts
 as noise when its interval reaches 1.0. One more row times the exported code of
@@ -641,6 +643,7 @@ def measure(
         "target": f">= {case.target:.2f}",
         "met": verdict(paired, case.target),
         "reps": repeats,
+        "process pairs": len(set(paired.groups)) or 1,
         "load avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 

@@ -3,6 +3,8 @@ yield elements of the same structure, and a row can be produced. Times nothing."
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -126,6 +128,7 @@ def test_each_side_is_timed_in_a_process_of_its_own():
         warmup_s=0.0,
         fresh_every=2,
         settle_s=0.0,
+        processes=1,
     )
     assert len(paired.a) == len(paired.b) == 3
     assert all(w.examples > 0 and w.cpu_s > 0 for w in paired.a + paired.b)
@@ -183,3 +186,44 @@ def test_rounds_rotate_the_order_so_no_side_always_goes_first():
     assert calls[:3] == [("a", 2.0), ("b", 2.0), ("c", 2.0)]  # one untimed window each
     assert "".join(name for name, _ in calls[3:]) == "abc" + "bca" + "cab"
     assert [[w.examples for w in side] for side in windows] == [[4, 9, 11], [5, 7, 12], [6, 8, 10]]
+
+
+def test_rounds_are_split_among_sets_of_processes_started_one_after_another(monkeypatch):
+    events = []
+
+    class FakeChild:  # stands in for a process: records its life, times nothing
+        def __init__(self, make, fresh_every, settle_s):
+            self.name, self.set = make(), sum(e[0] == "start" for e in events) // 2
+            events.append(("start", self.name))
+
+        def ready(self):
+            pass
+
+        def window(self, window_s, warmup_s):
+            events.append(("window", self.name, self.set))
+            return _timing.Window(1000 * (self.set + 1), wall_s=1.0, cpu_s=0.0)
+
+        def close(self):
+            events.append(("close", self.name))
+
+    monkeypatch.setattr(_timing, "_Child", FakeChild)
+    makers = {"a": partial(str, "a"), "b": partial(str, "b")}
+    windows = _timing.timed_in_processes(makers, repeats=5, processes=2)
+    assert _timing.process_groups(5, 2) == (0, 0, 0, 1, 1)
+    assert [w.examples for w in windows["a"]] == [1000] * 3 + [2000] * 2
+    # the second set starts only after the first has closed, and goes on rotating
+    kinds = [e[0] for e in events]
+    assert kinds.index("start", 2) > kinds.index("close") + 1
+    timed = [e[1] for e in events if e[0] == "window"]
+    assert "".join(timed) == "ab" + "ab" + "ba" + "ab" + "ab" + "ba" + "ab"  # untimed first
+
+
+def test_processes_that_disagree_widen_the_interval():
+    """Three pairs of processes, each steady, the measured side ~0%, 3% and 6% ahead."""
+    sets = [[0, 5, -5, 10, -10, 0, 0], [30, 35, 25, 40, 20, 30, 30], [60, 65, 55, 70, 50, 60, 60]]
+    a = tuple(_timing.Window(1000 + d, wall_s=1.0, cpu_s=1.0) for s in sets for d in s)
+    b = (_timing.Window(1000, wall_s=1.0, cpu_s=1.0),) * 21
+    pooled = _timing.Paired(a, b).ratio_interval()
+    by_process = _timing.Paired(a, b, _timing.process_groups(21, 3)).ratio_interval()
+    assert by_process[0] < pooled[0] and by_process[1] > pooled[1]
+    assert by_process[0] <= 1.0  # one process pair alone may be all there is to it
