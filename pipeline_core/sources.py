@@ -214,12 +214,13 @@ def parallelism(calls):
     return tf.data.AUTOTUNE if calls == "autotune" else calls
 
 
-def read_files(files, read_one_file, interleave):
-    """Read each file with `read_one_file`, in turn or interleaved (`interleave` dict)."""
+def read_files(file_names, read, interleave):
+    """Read the files in turn (one reader given them all, as TFRecordDataset and
+    CsvDataset take a list), or interleaved (`interleave` dict: a reader per file)."""
     if interleave is None:
-        return files.flat_map(read_one_file)
-    return files.interleave(
-        read_one_file,
+        return read(file_names)
+    return tf.data.Dataset.from_tensor_slices(file_names).interleave(
+        read,
         cycle_length=interleave["cycle_length"],
         block_length=interleave["block_length"],
         num_parallel_calls=parallelism(interleave["num_parallel_calls"]),
@@ -310,11 +311,10 @@ def tfrecord_dataset(
             label = tf.reshape(tf.cast(example[label_key], tf.int64), [])
         return values, label
 
-    def read_one_file(file_name):
-        return tf.data.TFRecordDataset(file_name, compression_type=compression)
+    def read(file_names):
+        return tf.data.TFRecordDataset(file_names, compression_type=compression)
 
-    file_names = sorted(tf.io.gfile.glob(files))
-    records = read_files(tf.data.Dataset.from_tensor_slices(file_names), read_one_file, interleave)
+    records = read_files(sorted(tf.io.gfile.glob(files)), read, interleave)
     return records.map(parse, num_parallel_calls=parallelism(num_parallel_calls))
 
 
@@ -330,13 +330,12 @@ def csv_dataset(
         features = [tf.cast(v, tf.float32) for i, v in enumerate(values) if i != label_index]
         return tf.stack(features), tf.cast(values[label_index], tf.int64)
 
-    def read_one_file(file_name):
+    def read(file_names):
         return tf.data.experimental.CsvDataset(
-            file_name, defaults, header=header, field_delim=field_delim
+            file_names, defaults, header=header, field_delim=field_delim
         )
 
-    file_names = sorted(tf.io.gfile.glob(files))
-    rows = read_files(tf.data.Dataset.from_tensor_slices(file_names), read_one_file, interleave)
+    rows = read_files(sorted(tf.io.gfile.glob(files)), read, interleave)
     return rows.map(to_example, num_parallel_calls=parallelism(num_parallel_calls))
 
 
