@@ -4,7 +4,7 @@ For each pipeline, in one benchmark run, alternately: `profile(spec)` (child
 process, sampler thread, streaming) and a bare `for` loop over the same
 dataset in a fresh spawn process of its own. Both count examples after the
 first batch over the same number of batches: per pipeline, about 3 s of
-steady state on this machine (`WINDOW_BATCHES`). 400 batches of each, as
+steady state on this machine (`pipelines`). 400 batches of each, as
 before, were 0.05-0.7 s here: a window that short times the pipeline's
 start-up more than the profiler (2026-12-07: Example 3 read 0.85 with 400
 batches, 0.98-1.02 with 2,000). The ratio's median over the
@@ -27,9 +27,6 @@ from typing import Any
 from pipeline_core.profile import RunSettings, profile
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
-# batches timed per pipeline: about 3 s each on the 2-core machine (BENCH_BATCHES overrides all)
-WINDOW_BATCHES = {"synthetic small": 20_000, "example 3 (map+batch+prefetch)": 2_000,
-                  "image folder (demo)": 2_000}  # fmt: skip
 BATCHES_OVERRIDE = os.environ.get("BENCH_BATCHES")
 TARGET = 0.97
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -43,8 +40,10 @@ def _repeated(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "steps": steps}
 
 
-def pipelines() -> dict[str, dict[str, Any]]:
-    """The benchmarked specs: synthetic small, seed Example 3, the demo image folder."""
+def pipelines() -> dict[str, tuple[dict[str, Any], int]]:
+    """The benchmarked specs (synthetic small, seed Example 3, the demo image folder), each
+    with the batches it is timed over: about 3 s on the 2-core machine (`BENCH_BATCHES`
+    overrides them all)."""
     from pipeline_core.demo_data import ensure_demo_data
 
     ensure_demo_data()
@@ -56,9 +55,9 @@ def pipelines() -> dict[str, dict[str, Any]]:
     example3 = json.loads((EXAMPLES / "03_map_batch_prefetch.json").read_text())
     folder = json.loads((EXAMPLES / "04_image_folder.json").read_text())
     return {
-        "synthetic small": _repeated(small),
-        "example 3 (map+batch+prefetch)": _repeated(example3),
-        "image folder (demo)": _repeated(folder),
+        "synthetic small": (_repeated(small), 20_000),
+        "example 3 (map+batch+prefetch)": (_repeated(example3), 2_000),
+        "image folder (demo)": (_repeated(folder), 2_000),
     }
 
 
@@ -94,8 +93,8 @@ def _profiled(spec: dict[str, Any], batches: int) -> float:
 def run() -> list[dict[str, Any]]:
     """One row per pipeline: median throughputs and the median ratio."""
     rows = []
-    for name, spec in pipelines().items():
-        batches = int(BATCHES_OVERRIDE or WINDOW_BATCHES[name])
+    for name, (spec, window_batches) in pipelines().items():
+        batches = int(BATCHES_OVERRIDE or window_batches)
         ratios, profiled, bare = [], [], []
         for i in range(REPEATS):
             if i % 2:  # alternate the order, so a drift in machine load favours neither
