@@ -10,7 +10,11 @@ Knobs (each only where the spec has what it needs), the moves an expert tries:
 - ``cache``: none, or a memory cache after the source / after step k, only
   among the leading deterministic steps (caching after a random augmentation
   would freeze it), never before an interleave, and only where the cached data
-  fits in memory — after the expensive deterministic part (decode, resize);
+  fits in memory — after the expensive deterministic part (decode, resize).
+  Where an endless or counted ``repeat`` comes right before the batch step and
+  one pass holds a whole number of batches, the cache may also hold whole
+  batches: batch, cache, then repeat (`batches_cache`), the same elements in the
+  same order, and no batch is copied together again after the first pass;
 - ``prefetch``: the buffer of a final prefetch step (none, 1, 4, autotune);
 - ``batch.parallel``: `num_parallel_calls` of the batch step (copying large
   examples into a batch in parallel);
@@ -37,10 +41,12 @@ them into a validated `PipelineSpec`, always starting from the spec as written.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_core.analysis.examples import stage_counts
 from pipeline_core.analysis.machine import SOURCE_PARALLEL_FIELD
 from pipeline_core.analysis.memory import cache_fits as default_cache_fits
 from pipeline_core.analysis.search import grid_size
@@ -135,7 +141,48 @@ def cache_label(value: Any, spec: PipelineSpec) -> str:
         return "no cache"
     if value == -1:
         return "after source"
+    if _is_batches_cache(spec, value):
+        return f"whole batches after steps[{value}] batch, repeat after the cache"
     return f"after steps[{value}] {spec.steps[value].op}"
+
+
+def batches_cache(spec: PipelineSpec) -> int | None:
+    """The index of the batch step a cache of whole batches may follow, or None.
+
+    That is a batch step right after a `repeat`, with only deterministic steps before
+    the repeat and a known pass that holds a whole number of batches: then
+    `repeat, batch` and `batch, cache, repeat` yield the same elements in the same
+    order, and the second copies each batch together only once.
+    """
+    at = next((i for i, s in enumerate(spec.steps) if isinstance(s, RepeatStep)), None)
+    if at is None or at + 1 >= len(spec.steps) or not isinstance(spec.steps[at + 1], BatchStep):
+        return None
+    if leading_deterministic(spec) != list(range(at)):
+        return None
+    per_pass = stage_counts(spec)[at]
+    batch_size = spec.steps[at + 1].batch_size
+    if per_pass is None or math.isinf(per_pass) or per_pass <= 0 or per_pass % batch_size:
+        return None
+    return at + 1
+
+
+def _is_batches_cache(spec: PipelineSpec, value: Any) -> bool:
+    return (
+        isinstance(value, int)
+        and 0 < value < len(spec.steps)
+        and isinstance(spec.steps[value], BatchStep)
+        and isinstance(spec.steps[value - 1], RepeatStep)
+    )
+
+
+def batches_first(spec: PipelineSpec) -> PipelineSpec:
+    """`spec` with the repeat before its batch step (`batches_cache`) moved after it."""
+    at = batches_cache(spec)
+    if at is None:
+        return spec
+    steps = list(spec.steps)
+    steps[at - 1], steps[at] = steps[at], steps[at - 1]
+    return spec.replace(steps=steps)
 
 
 def _cache_position(spec: PipelineSpec) -> Any:
@@ -289,7 +336,7 @@ def search_space(
 
     # The order is the coordinate descent's: the moves that change what work is done
     # (cache, vectorize) first, then the parallelism that work gets, then the rest.
-    cache_knob = _cache_knob(spec, cache_fits)
+    cache_knob = _cache_knob(spec, cache_fits, tune_batch_size=tune_batch_size)
     if cache_knob is not None:
         knobs.append(cache_knob)
     for i in range(len(spec.steps)):
@@ -322,7 +369,7 @@ def search_space(
     return SearchSpace(spec=spec, knobs=tuple(knobs))
 
 
-def _cache_knob(spec: PipelineSpec, cache_fits) -> Knob | None:
+def _cache_knob(spec: PipelineSpec, cache_fits, *, tune_batch_size: bool) -> Knob | None:
     caches = [i for i, s in enumerate(spec.steps) if isinstance(s, CacheStep)]
     if len(caches) > 1 or (caches and spec.steps[caches[0]].filename):
         return None  # several caches or a file cache: leave the user's choice alone
@@ -331,6 +378,10 @@ def _cache_knob(spec: PipelineSpec, cache_fits) -> Knob | None:
     first = [] if _leading_interleave(spec) is not None else [-1]
     positions = [*first, *(i for i in leading_deterministic(spec) if not _is_cache(spec, i))]
     fitting = [p for p in positions if p == current or cache_fits(spec, p)]
+    # whole batches: only with the batch size as written (another may not divide a pass)
+    batches = None if tune_batch_size else batches_cache(spec)
+    if batches is not None and cache_fits(batches_first(spec), batches - 1):
+        fitting.append(batches)
     values = _dedupe((current, NO_CACHE, *fitting))
     return Knob("cache", values, "memory cache placement") if len(values) > 1 else None
 
@@ -357,6 +408,9 @@ def realize(spec: PipelineSpec, settings: Mapping[str, Any]) -> PipelineSpec:
         else:
             slot = 1 + [i for i, _ in steps].index(cache_at)
         steps.insert(slot, ("cache", CacheStep()))
+        if _is_batches_cache(spec, cache_at):  # batch, cache, then the repeat
+            repeat = steps.pop([i for i, _ in steps].index(cache_at - 1))
+            steps.insert(1 + [i for i, _ in steps].index("cache"), repeat)
     for name, count in sorted(_vectorized(settings), reverse=True):
         steps = _move_after_batch(steps, name, count)
     prefetch = settings.get("prefetch", NO_PREFETCH)

@@ -260,3 +260,60 @@ def test_parallel_decode_is_a_knob_once_the_source_has_the_field(source_type, tm
     assert getattr(out.source, SOURCE_PARALLEL_FIELD) is None
     parallel = realize(spec, {"source.parallel": "autotune"})
     assert getattr(single_core_spec(parallel).source, SOURCE_PARALLEL_FIELD) is None
+
+
+REPEAT_THEN_BATCH = make(
+    [
+        {"op": "map", "augmentations": [RESIZE]},
+        {"op": "repeat"},
+        {"op": "batch", "batch_size": 16},
+        {"op": "prefetch", "buffer_size": "autotune"},
+    ]
+)
+
+
+def test_a_cache_of_whole_batches_puts_the_repeat_after_it():
+    space = search_space(REPEAT_THEN_BATCH, cores=2, cache_fits=always_fits)
+    assert space.values()["cache"] == ("none", -1, 0, 2)
+    out = realize(REPEAT_THEN_BATCH, {"cache": 2})
+    assert [s.op for s in out.steps] == ["map", "batch", "cache", "repeat", "prefetch"]
+    assert space.describe({"cache": 2}) == {
+        "cache": "whole batches after steps[2] batch, repeat after the cache"
+    }
+
+
+def test_a_cache_of_whole_batches_yields_the_same_elements_pass_after_pass():
+    import numpy as np
+
+    from pipeline_core.build import build
+
+    written = build(REPEAT_THEN_BATCH).take(4 * 3)  # 64 examples: 4 batches a pass
+    cached = build(realize(REPEAT_THEN_BATCH, {"cache": 2})).take(4 * 3)
+    for (x, y), (cx, cy) in zip(written, cached, strict=True):
+        assert np.array_equal(x.numpy(), cx.numpy()) and np.array_equal(y.numpy(), cy.numpy())
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"steps": [{"op": "repeat"}, {"op": "batch", "batch_size": 48}]}, "48 does not divide 64"),
+        (
+            {"steps": [{"op": "map", "augmentations": [FLIP]}, {"op": "repeat"}, {"op": "batch"}]},
+            "a random map before the repeat would be frozen",
+        ),
+        (
+            {"steps": [{"op": "repeat"}, {"op": "shuffle", "buffer_size": 8}, {"op": "batch"}]},
+            "a shuffle between the repeat and the batch mixes passes",
+        ),
+    ],
+)
+def test_no_cache_of_whole_batches_where_it_would_change_the_elements(change, why):
+    spec = make(change["steps"])
+    values = search_space(spec, cores=2, cache_fits=always_fits).values().get("cache", ())
+    batch_at = next(i for i, s in enumerate(spec.steps) if isinstance(s, BatchStep))
+    assert batch_at not in values, why
+
+
+def test_no_cache_of_whole_batches_when_the_batch_size_is_tuned():
+    space = search_space(REPEAT_THEN_BATCH, cores=2, tune_batch_size=True, cache_fits=always_fits)
+    assert 2 not in space.values()["cache"]
