@@ -54,7 +54,7 @@ from pipeline_core.augment import AUGMENTATIONS
 from pipeline_core.errors import PipelineLabError
 from pipeline_core.metrics import available_cores
 from pipeline_core.paths import glob_files
-from pipeline_core.spec import CsvSource, PipelineSpec, TFRecordSource
+from pipeline_core.spec import CsvSource, PipelineSpec, SpecError, TFRecordSource
 from pipeline_core.steps import (
     BatchStep,
     CacheStep,
@@ -70,6 +70,7 @@ DETERMINISTIC_AUGMENTATIONS = frozenset(
 ) & frozenset(AUGMENTATIONS)
 
 NO_CACHE = "none"
+WHOLE_BATCHES = "whole batches"  # cache value: batch, cache, then the repeat (`batches_cache`)
 NO_PREFETCH = "none"
 NO_INTERLEAVE = "none"
 SHARDED_SOURCES = (TFRecordSource, CsvSource)
@@ -141,47 +142,46 @@ def cache_label(value: Any, spec: PipelineSpec) -> str:
         return "no cache"
     if value == -1:
         return "after source"
-    if _is_batches_cache(spec, value):
-        return f"whole batches after steps[{value}] batch, repeat after the cache"
+    if value == WHOLE_BATCHES:
+        at = _repeat_then_batch(spec)
+        where = "" if at is None else f" after steps[{at + 1}] batch"
+        return f"whole batches{where}, repeat after the cache"
     return f"after steps[{value}] {spec.steps[value].op}"
 
 
-def batches_cache(spec: PipelineSpec) -> int | None:
-    """The index of the batch step a cache of whole batches may follow, or None.
-
-    That is a batch step right after a `repeat`, with only deterministic steps before
-    the repeat and a known pass that holds a whole number of batches: then
-    `repeat, batch` and `batch, cache, repeat` yield the same elements in the same
-    order, and the second copies each batch together only once.
-    """
+def _repeat_then_batch(spec: PipelineSpec) -> int | None:
+    """The index of the first `repeat` when a batch step comes right after it."""
     at = next((i for i, s in enumerate(spec.steps) if isinstance(s, RepeatStep)), None)
     if at is None or at + 1 >= len(spec.steps) or not isinstance(spec.steps[at + 1], BatchStep):
         return None
-    if leading_deterministic(spec) != list(range(at)):
-        return None
+    return at
+
+
+def batches_cache(spec: PipelineSpec) -> bool:
+    """Whether a memory cache may hold whole batches (the `WHOLE_BATCHES` cache value).
+
+    That needs a batch step right after a `repeat`, only deterministic steps before
+    the repeat and a known pass that holds a whole number of batches: then
+    `repeat, batch` and `batch, cache, repeat` yield the same elements in the same
+    order, and the second copies each batch together only once. Knowing the pass
+    may read the data (a TFRecord's records are counted), so this runs where the
+    space is made (a child process), never where a setting is only described.
+    """
+    at = _repeat_then_batch(spec)
+    if at is None or leading_deterministic(spec) != list(range(at)):
+        return False
     per_pass = stage_counts(spec)[at]
     batch_size = spec.steps[at + 1].batch_size
-    if per_pass is None or math.isinf(per_pass) or per_pass <= 0 or per_pass % batch_size:
-        return None
-    return at + 1
-
-
-def _is_batches_cache(spec: PipelineSpec, value: Any) -> bool:
-    return (
-        isinstance(value, int)
-        and 0 < value < len(spec.steps)
-        and isinstance(spec.steps[value], BatchStep)
-        and isinstance(spec.steps[value - 1], RepeatStep)
-    )
+    return per_pass is not None and 0 < per_pass < math.inf and per_pass % batch_size == 0
 
 
 def batches_first(spec: PipelineSpec) -> PipelineSpec:
-    """`spec` with the repeat before its batch step (`batches_cache`) moved after it."""
-    at = batches_cache(spec)
+    """`spec` with the repeat right before its batch step moved after it."""
+    at = _repeat_then_batch(spec)
     if at is None:
         return spec
     steps = list(spec.steps)
-    steps[at - 1], steps[at] = steps[at], steps[at - 1]
+    steps[at], steps[at + 1] = steps[at + 1], steps[at]
     return spec.replace(steps=steps)
 
 
@@ -379,9 +379,10 @@ def _cache_knob(spec: PipelineSpec, cache_fits, *, tune_batch_size: bool) -> Kno
     positions = [*first, *(i for i in leading_deterministic(spec) if not _is_cache(spec, i))]
     fitting = [p for p in positions if p == current or cache_fits(spec, p)]
     # whole batches: only with the batch size as written (another may not divide a pass)
-    batches = None if tune_batch_size else batches_cache(spec)
-    if batches is not None and cache_fits(batches_first(spec), batches - 1):
-        fitting.append(batches)
+    if not tune_batch_size and batches_cache(spec):
+        swapped = batches_first(spec)
+        if cache_fits(swapped, _repeat_then_batch(spec)):  # after the batch, once swapped
+            fitting.append(WHOLE_BATCHES)
     values = _dedupe((current, NO_CACHE, *fitting))
     return Knob("cache", values, "memory cache placement") if len(values) > 1 else None
 
@@ -402,15 +403,20 @@ def realize(spec: PipelineSpec, settings: Mapping[str, Any]) -> PipelineSpec:
     if _leading_interleave(spec) is None and interleave != NO_INTERLEAVE:
         steps.insert(0, ("interleave", InterleaveStep(num_parallel_calls=interleave)))
     cache_at = settings.get("cache", NO_CACHE)
-    if cache_at != NO_CACHE:
+    if cache_at == WHOLE_BATCHES:  # batch, cache, then the repeat
+        repeat = _repeat_then_batch(spec)
+        if repeat is None:
+            raise SpecError("a cache of whole batches needs a batch step right after a repeat")
+        keys = [i for i, _ in steps]
+        moved = steps.pop(keys.index(repeat))
+        slot = 1 + [i for i, _ in steps].index(repeat + 1)
+        steps[slot:slot] = [("cache", CacheStep()), moved]
+    elif cache_at != NO_CACHE:
         if cache_at == -1:
             slot = 1 if steps and isinstance(steps[0][1], InterleaveStep) else 0
         else:
             slot = 1 + [i for i, _ in steps].index(cache_at)
         steps.insert(slot, ("cache", CacheStep()))
-        if _is_batches_cache(spec, cache_at):  # batch, cache, then the repeat
-            repeat = steps.pop([i for i, _ in steps].index(cache_at - 1))
-            steps.insert(1 + [i for i, _ in steps].index("cache"), repeat)
     for name, count in sorted(_vectorized(settings), reverse=True):
         steps = _move_after_batch(steps, name, count)
     prefetch = settings.get("prefetch", NO_PREFETCH)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from pipeline_core.analysis.machine import SOURCE_PARALLEL_FIELD, single_core_spec
-from pipeline_core.analysis.space import movable_suffix, realize, search_space
+from pipeline_core.analysis.space import (
+    WHOLE_BATCHES,
+    describe_value,
+    movable_suffix,
+    realize,
+    search_space,
+)
 from pipeline_core.spec import SOURCE_MODELS, load_spec
 from pipeline_core.steps import BatchStep, CacheStep, MapStep, PrefetchStep
 
@@ -274,12 +280,14 @@ REPEAT_THEN_BATCH = make(
 
 def test_a_cache_of_whole_batches_puts_the_repeat_after_it():
     space = search_space(REPEAT_THEN_BATCH, cores=2, cache_fits=always_fits)
-    assert space.values()["cache"] == ("none", -1, 0, 2)
-    out = realize(REPEAT_THEN_BATCH, {"cache": 2})
+    assert space.values()["cache"] == ("none", -1, 0, WHOLE_BATCHES)
+    out = realize(REPEAT_THEN_BATCH, {"cache": WHOLE_BATCHES})
     assert [s.op for s in out.steps] == ["map", "batch", "cache", "repeat", "prefetch"]
-    assert space.describe({"cache": 2}) == {
+    assert space.describe({"cache": WHOLE_BATCHES}) == {
         "cache": "whole batches after steps[2] batch, repeat after the cache"
     }
+    vectorized = realize(REPEAT_THEN_BATCH, {"cache": WHOLE_BATCHES, "map[0].vectorize": 1})
+    assert [s.op for s in vectorized.steps] == ["batch", "map", "cache", "repeat", "prefetch"]
 
 
 def test_a_cache_of_whole_batches_yields_the_same_elements_pass_after_pass():
@@ -288,32 +296,51 @@ def test_a_cache_of_whole_batches_yields_the_same_elements_pass_after_pass():
     from pipeline_core.build import build
 
     written = build(REPEAT_THEN_BATCH).take(4 * 3)  # 64 examples: 4 batches a pass
-    cached = build(realize(REPEAT_THEN_BATCH, {"cache": 2})).take(4 * 3)
+    cached = build(realize(REPEAT_THEN_BATCH, {"cache": WHOLE_BATCHES})).take(4 * 3)
     for (x, y), (cx, cy) in zip(written, cached, strict=True):
         assert np.array_equal(x.numpy(), cx.numpy()) and np.array_equal(y.numpy(), cy.numpy())
 
 
 @pytest.mark.parametrize(
-    ("change", "why"),
+    ("steps", "why"),
     [
-        ({"steps": [{"op": "repeat"}, {"op": "batch", "batch_size": 48}]}, "48 does not divide 64"),
+        ([{"op": "repeat"}, {"op": "batch", "batch_size": 48}], "48 does not divide 64"),
         (
-            {"steps": [{"op": "map", "augmentations": [FLIP]}, {"op": "repeat"}, {"op": "batch"}]},
+            [{"op": "map", "augmentations": [FLIP]}, {"op": "repeat"}, {"op": "batch"}],
             "a random map before the repeat would be frozen",
         ),
         (
-            {"steps": [{"op": "repeat"}, {"op": "shuffle", "buffer_size": 8}, {"op": "batch"}]},
+            [{"op": "repeat"}, {"op": "shuffle", "buffer_size": 8}, {"op": "batch"}],
             "a shuffle between the repeat and the batch mixes passes",
         ),
+        ([{"op": "batch", "batch_size": 16}, {"op": "repeat"}], "no repeat before the batch"),
     ],
 )
-def test_no_cache_of_whole_batches_where_it_would_change_the_elements(change, why):
-    spec = make(change["steps"])
-    values = search_space(spec, cores=2, cache_fits=always_fits).values().get("cache", ())
-    batch_at = next(i for i, s in enumerate(spec.steps) if isinstance(s, BatchStep))
-    assert batch_at not in values, why
+def test_no_cache_of_whole_batches_where_it_would_change_the_elements(steps, why):
+    values = search_space(make(steps), cores=2, cache_fits=always_fits).values()
+    assert WHOLE_BATCHES not in values.get("cache", ()), why
+
+
+def test_a_cache_the_spec_already_has_after_repeat_and_batch_stays_as_written():
+    spec = make([{"op": "repeat"}, {"op": "batch", "batch_size": 16}, {"op": "cache"}])
+    space = search_space(spec, cores=2, cache_fits=always_fits)
+    assert space.realize(space.baseline()).steps == spec.steps
+    assert space.describe({"cache": 1}) == {"cache": "after steps[1] batch"}
 
 
 def test_no_cache_of_whole_batches_when_the_batch_size_is_tuned():
     space = search_space(REPEAT_THEN_BATCH, cores=2, tune_batch_size=True, cache_fits=always_fits)
-    assert 2 not in space.values()["cache"]
+    assert WHOLE_BATCHES not in space.values()["cache"]
+
+
+def test_describing_and_realizing_a_cache_of_whole_batches_reads_no_data(monkeypatch):
+    """The server describes and applies a tuned spec: that must not count records."""
+    from pipeline_core.analysis import space as space_module
+
+    def no_counting(spec):
+        raise AssertionError("counted elements (reads the data)")
+
+    monkeypatch.setattr(space_module, "stage_counts", no_counting)
+    out = realize(REPEAT_THEN_BATCH, {"cache": WHOLE_BATCHES})
+    assert [s.op for s in out.steps][1:4] == ["batch", "cache", "repeat"]
+    assert describe_value(REPEAT_THEN_BATCH, "cache", WHOLE_BATCHES).startswith("whole batches")
