@@ -41,6 +41,31 @@ def nav(page: Page, title: str, *, tries: int = 4, wait_ms: int = 30_000) -> Non
         raise
 
 
+def select_option(page: Page, label: str, option: str, *, tries: int = 4) -> None:
+    """Pick `option` in the select box labelled `label`.
+
+    A rerun that lands just after the click (a new widget's own rerun, a child job's
+    result) redraws the box and closes its list, so the option never shows: the box is
+    opened again, `tries` times in all. Picking an option is idempotent.
+    """
+    box = page.get_by_test_id("stSelectbox").filter(has_text=label)
+    choice = page.get_by_role("option", name=option).first
+    for _ in range(tries - 1):
+        try:
+            box.click()
+            choice.click(timeout=10_000)
+            return
+        except PlaywrightTimeoutError:
+            page.keyboard.press("Escape")  # close a list that is still open
+            continue
+    try:
+        box.click()
+        choice.click()
+    except PlaywrightTimeoutError:
+        _keep_evidence(page, f"select-{option}")
+        raise
+
+
 def _keep_evidence(page: Page, name: str) -> None:
     """A screenshot and the page's text under test-artifacts/failures, for a failure seen
     only under load."""

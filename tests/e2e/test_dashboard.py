@@ -19,7 +19,7 @@ from playwright.sync_api import Page, expect  # noqa: E402
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
 
 from pipeline_core.store import RunStore  # noqa: E402
-from tests.e2e.helpers import nav, shot, upload_spec  # noqa: E402
+from tests.e2e.helpers import nav, select_option, shot, upload_spec  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -59,11 +59,6 @@ CHART_POINTS = """() => {
 FIRST_POINTS_TIMEOUT_MS = 45_000
 
 
-def _select(page: Page, label: str, option: str) -> None:
-    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
-    page.get_by_role("option", name=option).first.click()
-
-
 def _number(page: Page, label: str):
     return page.get_by_test_id("stNumberInput").filter(has_text=label).locator("input")
 
@@ -88,7 +83,7 @@ def test_each_page_opens(app, lab_server, screenshots, path):
 def test_design_with_an_augmentation_then_preview_it(app, screenshots):
     expect(app.get_by_test_id("stDataFrame").first).to_be_visible()
     app.get_by_role("button", name=re.compile("Add augmentation")).click()
-    _select(app, "Augmentation 3", "random_rotation")
+    select_option(app, "Augmentation 3", "random_rotation")
     expect(app.get_by_test_id("stSlider").filter(has_text="max degrees")).to_be_visible()
     app.get_by_role("tab", name="Spec JSON").click()
     panel = app.get_by_role("tabpanel", name="Spec JSON")

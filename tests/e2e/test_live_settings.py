@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.helpers import nav, shot, upload_spec
+from tests.e2e.helpers import nav, select_option, shot, upload_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -49,8 +49,7 @@ def test_settings_survive_a_page_change_and_start_is_off_for_a_broken_design(app
     _set(app, "Batches", "-5")  # refused where it was typed, with the reason in view
     expect(app.get_by_text("Batches must be at least 1: -5 was put back to 150")).to_be_visible()
     expect(_number(app, "Batches")).to_have_value("150")
-    app.get_by_test_id("stSelectbox").filter(has_text="Simulated training step").click()
-    app.get_by_role("option", name="fixed time (ms)").click()
+    select_option(app, "Simulated training step", "fixed time (ms)")
     _set(app, "Step (ms)", "30", "30.00")
     nav(app, "Runs")
     nav(app, "Profile")
