@@ -157,8 +157,9 @@ def _repeat_then_batch(spec: PipelineSpec) -> int | None:
     return at
 
 
-def batches_cache(spec: PipelineSpec) -> bool:
-    """Whether a memory cache may hold whole batches (the `WHOLE_BATCHES` cache value).
+def batches_cache(spec: PipelineSpec) -> int | None:
+    """Where a memory cache may hold whole batches (the `WHOLE_BATCHES` cache value): the
+    index of the `repeat` it would move after the batch step, or None.
 
     That needs a batch step right after a `repeat`, only deterministic steps before
     the repeat and a known pass that holds a whole number of batches: then
@@ -169,20 +170,11 @@ def batches_cache(spec: PipelineSpec) -> bool:
     """
     at = _repeat_then_batch(spec)
     if at is None or leading_deterministic(spec) != list(range(at)):
-        return False
+        return None
     per_pass = stage_counts(spec)[at]
     batch_size = spec.steps[at + 1].batch_size
-    return per_pass is not None and 0 < per_pass < math.inf and per_pass % batch_size == 0
-
-
-def batches_first(spec: PipelineSpec) -> PipelineSpec:
-    """`spec` with the repeat right before its batch step moved after it."""
-    at = _repeat_then_batch(spec)
-    if at is None:
-        return spec
-    steps = list(spec.steps)
-    steps[at], steps[at + 1] = steps[at + 1], steps[at]
-    return spec.replace(steps=steps)
+    whole = per_pass is not None and 0 < per_pass < math.inf and per_pass % batch_size == 0
+    return at if whole else None
 
 
 def _cache_position(spec: PipelineSpec) -> Any:
@@ -379,9 +371,11 @@ def _cache_knob(spec: PipelineSpec, cache_fits, *, tune_batch_size: bool) -> Kno
     positions = [*first, *(i for i in leading_deterministic(spec) if not _is_cache(spec, i))]
     fitting = [p for p in positions if p == current or cache_fits(spec, p)]
     # whole batches: only with the batch size as written (another may not divide a pass)
-    if not tune_batch_size and batches_cache(spec):
-        swapped = batches_first(spec)
-        if cache_fits(swapped, _repeat_then_batch(spec)):  # after the batch, once swapped
+    repeat = None if tune_batch_size else batches_cache(spec)
+    if repeat is not None:
+        steps = list(spec.steps)
+        steps[repeat], steps[repeat + 1] = steps[repeat + 1], steps[repeat]
+        if cache_fits(spec.replace(steps=steps), repeat):  # after the batch, once swapped
             fitting.append(WHOLE_BATCHES)
     values = _dedupe((current, NO_CACHE, *fitting))
     return Knob("cache", values, "memory cache placement") if len(values) > 1 else None

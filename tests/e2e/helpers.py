@@ -57,7 +57,6 @@ def select_option(page: Page, label: str, option: str, *, tries: int = 4) -> Non
             return
         except PlaywrightTimeoutError:
             page.keyboard.press("Escape")  # close a list that is still open
-            continue
     try:
         box.click()
         choice.click()
