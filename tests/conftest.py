@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -41,16 +42,19 @@ def _no_live_run_left():
         state.forget_live_runs()
 
 
+_MAIN = sys.modules.get("__main__")  # pytest's own, before any page ran
+
+
 @pytest.fixture(autouse=True)
 def _main_module_restored():
-    """Put `sys.modules["__main__"]` back after each test: AppTest runs a page script as
-    `__main__` and leaves it there, and a later "spawn" child would then run that page."""
-    import sys
-
-    saved = sys.modules.get("__main__")
+    """Put pytest's `sys.modules["__main__"]` back after each test: AppTest runs a page
+    script as `__main__` and leaves it there, and a later "spawn" child would then run
+    that page. The module is the one seen when this file was imported, not at the start
+    of each test: a module-scoped AppTest fixture runs before the first test's autouse
+    fixtures."""
     yield
-    if saved is not None:
-        sys.modules["__main__"] = saved
+    if _MAIN is not None:
+        sys.modules["__main__"] = _MAIN
 
 
 @pytest.fixture(autouse=True)
