@@ -242,8 +242,9 @@ def _stages_section(results: dict, running: bool) -> None:
     gauge.markdown(f"**Machine limit:** {limit.verdict()}.")
     consumer = limit.consumer_examples_per_s
     gauge.caption(
-        f"One core runs the whole pipeline at {limit.single_core_examples_per_s:,.0f} "
-        f"examples/s; × {limit.cores} cores = {limit.cores_limit_examples_per_s:,.0f}."
+        f"One copy of the whole pipeline per core, each on one thread, side by side: "
+        f"{limit.cores_limit_examples_per_s:,.0f} examples/s on {limit.cores} cores "
+        f"({limit.single_core_examples_per_s:,.0f} a core)."
         + (f" A Python loop pulls ready elements at {consumer:,.0f}." if consumer else "")
     )
 

@@ -7,7 +7,7 @@ One concept per module:
   pulls it or drained inside TensorFlow;
 - `stages`: throughput of each prefix (drained) and the cost each step adds, then the
   consumer's own cost;
-- `machine`: single-core rate × cores against the measured rate;
+- `machine`: one-thread copies on every core, and the consumer, against the measured rate;
 - `space`: the tuner's knobs for a spec and `realize(settings) -> spec`;
 - `search`: adaptive coordinate descent and exhaustive grid over knobs;
 - `tuner`: `tune(spec)` — search with measurements, then the best few and the baseline
@@ -39,6 +39,7 @@ from pipeline_core.analysis.jobs import (
 )
 from pipeline_core.analysis.machine import (
     MachineLimit,
+    copies_dataset,
     machine_limit,
     single_core_spec,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "capture_trace",
     "check_memory",
     "coordinate_search",
+    "copies_dataset",
     "examples_in",
     "format_bytes",
     "format_stage_table",

@@ -66,11 +66,11 @@ def stage_waterfall(report: StageReport) -> go.Figure:
 def _gauge_title(limit: MachineLimit) -> str:
     if limit.bound_by() == "consumer":
         return f"{limit.fraction():.0%} of what one Python loop can pull"
-    return f"{limit.fraction():.0%} of {limit.cores} cores × single-core rate"
+    return f"{limit.fraction():.0%} of what {limit.cores} cores can do"
 
 
 def machine_gauge(limit: MachineLimit) -> go.Figure:
-    """A gauge of the measured rate against cores × single-core rate."""
+    """A gauge of the measured rate against the machine limit (`MachineLimit`)."""
     top = max(limit.limit_examples_per_s, limit.examples_per_s) * 1.1 or 1.0
     fig = go.Figure(
         go.Indicator(

@@ -67,7 +67,7 @@ def _row_of_stage(stage) -> dict[str, Any]:
 def stages_job(
     spec_json: str, *, seconds: float = WINDOW_S, rounds: int = 1, progress: Report
 ) -> StageAnalysis:
-    """Time every prefix of the spec and the consumer, then its single-core rate."""
+    """Time every prefix of the spec and the consumer, then the machine limit."""
     spec = load_spec(spec_json)
     measured = rounds * (len(spec.steps) + 2)
     total = measured + 1
@@ -78,7 +78,7 @@ def stages_job(
         progress(Progress(done, total, done / total, text, row))
 
     report = analyze_stages(spec, seconds=seconds, rounds=rounds, on_stage=on_stage)
-    progress(Progress(measured, total, measured / total, "measuring the single-core rate"))
+    progress(Progress(measured, total, measured / total, "measuring the machine limit"))
     limit = machine_limit(spec, seconds=seconds, examples_per_s=report.delivered.examples_per_s)
     progress(Progress(total, total, 1.0, "measured the machine limit"))
     return StageAnalysis(report=report, limit=limit)

@@ -1,9 +1,21 @@
 """Machine limit: what the pipeline's work could reach on all cores, and the consumer.
 
-The whole pipeline is run on one core (every map and interleave sequential,
-no prefetch, a private thread pool of one thread, one intra-op thread), as a
-Python loop pulls it, which gives the single-core rate of all its CPU work,
-the consumer's included. Cores × that rate is the limit for CPU-bound work.
+The whole pipeline is put on one thread (every map and interleave sequential,
+no prefetch, a private thread pool of one thread, one intra-op thread), and
+one such copy runs per core, side by side, each behind a prefetch of one
+element, while one Python loop pulls them in turn (`copies_dataset`). Their
+rate is what the cores can do for this pipeline's work, the consumer's
+included, with no thread handing one element to another inside a copy: the
+cores' limit. One core's rate is that ÷ cores.
+
+Why copies side by side and not cores × one copy alone: a copy alone is not
+one core's worth. Its Python loop and its pool thread overlap (one copy of
+seed Example 3, tuned, used 1.15 CPU seconds a second), and on this 2-core VM
+a lone thread that hands every element to another pays for waking an idle
+core each time. Measured 2026-12-07 (Ex. 3 as written, on one thread): alone
+10,700-13,800 examples/s; two copies at once in two processes 22,000-29,000
+each. Two copies side by side in one process read 47,000-51,000 together,
+about what the two processes did.
 
 The consumer's own cost does not spread over cores: one Python thread pulls
 every element. So the limit is also at most the rate at which a Python loop
@@ -12,7 +24,8 @@ cached in memory and repeated). A fast, cached pipeline meets that limit
 long before the cores' one. The pipeline's measured rate is placed against
 the lower of the two ("you are at 83% of what 2 cores can do"). Work that
 waits instead of computing (I/O, sleeps) overlaps beyond the cores, so it can
-exceed 100%: the verdict then says the pipeline is not CPU-bound.
+exceed 100%: the verdict then says the pipeline is not CPU-bound. A memory
+cache is filled once per copy while the limit is measured.
 """
 
 from __future__ import annotations
@@ -21,14 +34,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_core._tf import tf as _tf
 from pipeline_core.analysis.examples import is_batched
-from pipeline_core.analysis.measure import WINDOW_S, measure_dataset, measure_spec
+from pipeline_core.analysis.measure import (
+    WINDOW_S,
+    cache_pass_examples,
+    measure_dataset,
+    measure_spec,
+    repeated,
+)
 from pipeline_core.build import build
 from pipeline_core.metrics import available_cores
-from pipeline_core.spec import PipelineSpec
+from pipeline_core.spec import PipelineSpec, load_spec
 from pipeline_core.steps import InterleaveStep, MapStep, PrefetchStep
 
 CONSUMER_ELEMENTS = 16  # ready elements a consumer-only measurement cycles through
+# The cores' copies are pulled by one Python loop too: when they reach this share of the
+# loop's own rate over ready elements, the loop is what holds them (`bound_by`).
+CONSUMER_HELD = 0.8
 # The field of the image_folder/tfrecord/csv source models for parallel decode (tunable as
 # `source.parallel`); sources without it have nothing to set.
 SOURCE_PARALLEL_FIELD = "num_parallel_calls"
@@ -36,8 +59,9 @@ SOURCE_PARALLEL_FIELD = "num_parallel_calls"
 
 @dataclass(frozen=True)
 class MachineLimit:
-    """Single-core rate × cores, and the consumer's rate, against the rate the pipeline
-    reaches (`consumer_examples_per_s` None: not measured, the cores' limit alone)."""
+    """One core's rate (with every core running a copy) × cores, and the consumer's rate,
+    against the rate the pipeline reaches (`consumer_examples_per_s` None: not measured,
+    the cores' limit alone)."""
 
     single_core_examples_per_s: float
     cores: int
@@ -56,9 +80,12 @@ class MachineLimit:
         return min(cores, consumer) if consumer else cores
 
     def bound_by(self) -> str:
-        """ "cores" or "consumer": which limit is the lower."""
+        """ "consumer" when the cores' copies reach `CONSUMER_HELD` of what a Python loop
+        pulls from ready elements (that one loop pulls the copies too, so it is what
+        holds them), else "cores"."""
         consumer = self.consumer_examples_per_s
-        return "consumer" if consumer and consumer < self.cores_limit_examples_per_s else "cores"
+        held = consumer and self.cores_limit_examples_per_s >= CONSUMER_HELD * consumer
+        return "consumer" if held else "cores"
 
     def fraction(self) -> float:
         """Measured rate ÷ limit (above 1: the work is not CPU-bound)."""
@@ -71,8 +98,8 @@ class MachineLimit:
         if self.bound_by() == "consumer":
             return (
                 f"you are at {share:.0%} of what one Python loop can pull "
-                f"({self.consumer_examples_per_s:,.0f} ready examples/s, below what {cores} "
-                "could make): larger batches would raise the limit"
+                f"({self.limit_examples_per_s:,.0f} examples/s: the loop, not the {cores}, "
+                "holds this pipeline back): larger batches would raise the limit"
             )
         if share > 1.05:
             return (
@@ -129,6 +156,34 @@ def single_core_spec(spec: PipelineSpec) -> PipelineSpec:
     return spec.replace(steps=steps, options=options, source=source)
 
 
+def copies_dataset(spec: PipelineSpec | str, copies: int) -> Any:
+    """`copies` copies of `spec` on one thread each (`single_core_spec`), repeated, side by
+    side: each behind a prefetch of one element, pulled in turn. The thread pool has one
+    thread per copy and every op one intra-op thread."""
+    spec = load_spec(spec) if isinstance(spec, str) else spec
+    single = single_core_spec(spec)
+    copies = max(int(copies), 1)
+    single = single.replace(
+        options=single.options.model_copy(update={"private_threadpool_size": copies})
+    )
+    parts = [repeated(single).prefetch(1) for _ in range(copies)]
+    if copies == 1:
+        return parts[0]
+    turns = _tf().data.Dataset.range(copies).repeat()
+    return _tf().data.Dataset.choose_from_datasets(parts, turns)
+
+
+def cores_rate(spec: PipelineSpec, *, cores: int, seconds: float = WINDOW_S) -> float:
+    """Examples/s of `cores` one-thread copies of `spec` side by side (`copies_dataset`),
+    after a warm-up that fills each copy's memory cache."""
+    return measure_dataset(
+        copies_dataset(spec, cores),
+        batched=is_batched(spec),
+        seconds=seconds,
+        warmup_examples=cores * cache_pass_examples(spec),
+    ).examples_per_s
+
+
 def machine_limit(
     spec: PipelineSpec,
     *,
@@ -138,33 +193,39 @@ def machine_limit(
     measure: Callable[[PipelineSpec], float] | None = None,
     consumer: Callable[[PipelineSpec], float] | None = None,
 ) -> MachineLimit:
-    """Measure the single-core rate of `spec` and the consumer's rate, and place its real
-    rate against the lower of cores × single-core and the consumer's.
+    """Measure what one-thread copies of `spec` reach on all cores side by side and the
+    consumer's rate, and place its real rate against the lower of the two.
 
     Args:
         spec: the pipeline.
         seconds: timed window of each measurement.
         cores: cores to scale by (default: the cores this process may use).
         examples_per_s: the pipeline's rate if already measured (else measured here).
-        measure: spec -> examples/s (default: in-process `measure_spec`).
+        measure: spec -> examples/s of the cores' copies side by side (default:
+            `cores_rate`); one core's rate is that ÷ cores.
         consumer: spec -> examples/s of a Python loop over ready elements
             (default: `consumer_rate`).
     """
+    cores = cores or available_cores()
     if measure is None:
 
         def measure(s: PipelineSpec) -> float:
-            return measure_spec(s, seconds=seconds).examples_per_s
+            return cores_rate(s, cores=cores, seconds=seconds)
 
     if consumer is None:
 
         def consumer(s: PipelineSpec) -> float:
             return consumer_rate(s, seconds=seconds)
 
-    single = measure(single_core_spec(spec))
-    rate = measure(spec) if examples_per_s is None else examples_per_s
+    per_core = measure(spec) / cores
+    rate = (
+        measure_spec(spec, seconds=seconds).examples_per_s
+        if examples_per_s is None
+        else examples_per_s
+    )
     return MachineLimit(
-        single_core_examples_per_s=single,
-        cores=cores or available_cores(),
+        single_core_examples_per_s=per_core,
+        cores=cores,
         examples_per_s=rate,
         consumer_examples_per_s=consumer(spec),
     )

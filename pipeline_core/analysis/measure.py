@@ -234,6 +234,16 @@ def cache_pass_examples(spec: PipelineSpec) -> int:
     return int(passed) * examples_per_element(spec, caches[0])
 
 
+def repeated(spec: PipelineSpec):
+    """`build(spec)`, repeated when it ends (so a measurement never runs out of epochs)."""
+    dataset = build(spec)
+    count = int(dataset.cardinality())
+    infinite = count == _tf().data.INFINITE_CARDINALITY or any(
+        isinstance(s, RepeatStep) and s.count is None for s in spec.steps
+    )
+    return dataset if infinite else dataset.repeat()
+
+
 def measure_spec(
     spec: PipelineSpec,
     *,
@@ -248,15 +258,8 @@ def measure_spec(
     holds (up to `max_warmup_s`), so the window sees the cache being read, as in
     training — also when the spec repeats after the cache.
     """
-    dataset = build(spec)
-    count = int(dataset.cardinality())
-    infinite = count == _tf().data.INFINITE_CARDINALITY or any(
-        isinstance(s, RepeatStep) and s.count is None for s in spec.steps
-    )
-    if not infinite:
-        dataset = dataset.repeat()
     return measure_dataset(
-        dataset,
+        repeated(spec),
         batched=is_batched(spec),
         seconds=seconds,
         warmup_s=warmup_s,

@@ -49,7 +49,8 @@ def _analyze(args: argparse.Namespace) -> int:
     limit = machine_limit(spec, seconds=args.seconds, examples_per_s=delivered)
     print(
         f"machine limit: {limit.limit_examples_per_s:,.0f} examples/s "
-        f"({limit.single_core_examples_per_s:,.0f}/s on one core × {limit.cores}; a Python "
+        f"({limit.single_core_examples_per_s:,.0f}/s a core, {limit.cores} one-thread copies "
+        f"side by side; a Python "
         f"loop pulls ready elements at {limit.consumer_examples_per_s:,.0f}/s); "
         f"{limit.verdict()}"
     )

@@ -12,13 +12,16 @@ import pytest
 from pipeline_core.analysis import (
     analyze_stages,
     capture_trace,
+    copies_dataset,
     format_stage_table,
     machine_limit,
+    measure_dataset,
     measure_spec,
     recommend,
     single_core_spec,
     tune,
 )
+from pipeline_core.analysis.machine import MachineLimit
 from pipeline_core.cli import main
 from pipeline_core.spec import load_spec
 
@@ -118,13 +121,51 @@ def test_machine_limit_uses_one_thread_and_scales_by_cores(planted):
     assert "of what 2 cores can do" in limit.verdict()
 
 
+def test_the_cores_copies_run_side_by_side_on_one_thread_each(planted):
+    """A 3 ms sequential sleep an example: one copy makes at most ~333 examples/s, so
+    two copies that ran in turn (or shared one thread) could not pass ~333 together."""
+    one = copies_dataset(planted, 1)
+    two = copies_dataset(planted, 2)
+    assert one.options().threading.private_threadpool_size == 1
+    assert two.options().threading.private_threadpool_size == 2
+    assert two.options().threading.max_intra_op_parallelism == 1
+    alone = measure_dataset(one, batched=True, seconds=0.5).examples_per_s
+    together = measure_dataset(two, batched=True, seconds=0.5).examples_per_s
+    assert 150 < alone < 400
+    assert together > 1.6 * alone
+    # a finite spec (256 examples, one pass) is repeated, so a window never runs out
+    assert measure_dataset(two, batched=True, seconds=1.2).exhausted is False
+
+
 def test_a_cheap_pipeline_is_limited_by_its_consumer_not_the_cores():
     """NumPy rows cost a few µs; pulling each in Python costs ~100 µs on one thread."""
     spec = load_spec({"source": {"type": "numpy", "num_examples": 256, "shape": [2]}})
     limit = machine_limit(spec, seconds=0.2, cores=2)
     assert limit.bound_by() == "consumer"
-    assert limit.limit_examples_per_s == limit.consumer_examples_per_s
+    # the cores' copies are pulled by one loop too, so their rate comes near the loop's own
+    assert limit.cores_limit_examples_per_s >= 0.8 * limit.consumer_examples_per_s
+    assert limit.limit_examples_per_s == min(
+        limit.cores_limit_examples_per_s, limit.consumer_examples_per_s
+    )
     assert "of what one Python loop can pull" in limit.verdict()
+
+
+def test_a_limit_is_named_the_consumers_when_the_cores_copies_come_near_the_loops_rate():
+    def limit(cores_rate: float) -> MachineLimit:
+        return MachineLimit(
+            single_core_examples_per_s=cores_rate / 2,
+            cores=2,
+            examples_per_s=500.0,
+            consumer_examples_per_s=1000.0,
+        )
+
+    assert limit(500.0).bound_by() == "cores"
+    assert limit(500.0).limit_examples_per_s == 500.0
+    assert limit(850.0).bound_by() == "consumer"
+    assert limit(850.0).limit_examples_per_s == 850.0
+    assert "850 examples/s" in limit(850.0).verdict()
+    assert limit(1200.0).bound_by() == "consumer"
+    assert limit(1200.0).limit_examples_per_s == 1000.0
 
 
 def test_recommendations_fire_on_a_sequential_slow_map_and_keep_a_valid_fix():
