@@ -25,11 +25,14 @@ long before the cores' one. The pipeline's measured rate is placed against
 the lower of the two ("you are at 83% of what 2 cores can do"). Work that
 waits instead of computing (I/O, sleeps) overlaps beyond the cores, so it can
 exceed 100%: the verdict then says the pipeline is not CPU-bound. A memory
-cache is filled once per copy while the limit is measured.
+cache is filled once per copy while the limit is measured, so when `cores`
+copies' buffers would pass half the memory available, fewer copies run and
+their rate is scaled to the cores (`copies_that_fit`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -173,15 +176,34 @@ def copies_dataset(spec: PipelineSpec | str, copies: int) -> Any:
     return _tf().data.Dataset.choose_from_datasets(parts, turns)
 
 
+def copies_that_fit(spec: PipelineSpec, cores: int, *, estimate: Any = None) -> int:
+    """How many one-thread copies of `spec` fit side by side: `cores`, or fewer when that
+    many copies' buffers (each fills its own cache) would pass half the memory available
+    now (`analysis.memory.memory_estimate` of one copy, unless `estimate` is given)."""
+    if estimate is None:
+        from pipeline_core.analysis.memory import memory_estimate  # memory imports build
+
+        estimate = memory_estimate(single_core_spec(spec))
+    per_copy, room = estimate.total_bytes, estimate.available_bytes / 2
+    if per_copy <= 0:
+        return max(int(cores), 1)
+    if not math.isfinite(per_copy):
+        return 1
+    return max(1, min(int(cores), int(room // per_copy)))
+
+
 def cores_rate(spec: PipelineSpec, *, cores: int, seconds: float = WINDOW_S) -> float:
     """Examples/s of `cores` one-thread copies of `spec` side by side (`copies_dataset`),
-    after a warm-up that fills each copy's memory cache."""
-    return measure_dataset(
-        copies_dataset(spec, cores),
+    after a warm-up that fills each copy's memory cache. When fewer copies fit in memory
+    (`copies_that_fit`), their rate × cores ÷ copies."""
+    copies = copies_that_fit(spec, cores)
+    rate = measure_dataset(
+        copies_dataset(spec, copies),
         batched=is_batched(spec),
         seconds=seconds,
-        warmup_examples=cores * cache_pass_examples(spec),
+        warmup_examples=copies * cache_pass_examples(spec),
     ).examples_per_s
+    return rate * cores / copies
 
 
 def machine_limit(

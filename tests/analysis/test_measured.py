@@ -21,7 +21,7 @@ from pipeline_core.analysis import (
     single_core_spec,
     tune,
 )
-from pipeline_core.analysis.machine import MachineLimit
+from pipeline_core.analysis.machine import MachineLimit, copies_that_fit
 from pipeline_core.cli import main
 from pipeline_core.spec import load_spec
 
@@ -135,6 +135,24 @@ def test_the_cores_copies_run_side_by_side_on_one_thread_each(planted):
     assert together > 1.6 * alone
     # a finite spec (256 examples, one pass) is repeated, so a window never runs out
     assert measure_dataset(two, batched=True, seconds=1.2).exhausted is False
+
+
+def test_fewer_copies_run_side_by_side_when_their_buffers_would_not_fit(planted):
+    from types import SimpleNamespace
+
+    def estimate(per_copy_mb: float, available_mb: float):
+        return SimpleNamespace(
+            total_bytes=per_copy_mb * 2**20, available_bytes=available_mb * 2**20
+        )
+
+    assert copies_that_fit(planted, 2, estimate=estimate(100, 1000)) == 2
+    assert copies_that_fit(planted, 4, estimate=estimate(300, 1000)) == 1  # 500 MB of room
+    assert copies_that_fit(planted, 4, estimate=estimate(200, 1000)) == 2
+    assert copies_that_fit(planted, 2, estimate=estimate(900, 1000)) == 1  # never fewer than one
+    assert copies_that_fit(planted, 2, estimate=estimate(0, 1000)) == 2
+    assert copies_that_fit(planted, 2, estimate=estimate(float("inf"), 1000)) == 1
+    # the planted spec holds a few KB: every core gets its copy
+    assert copies_that_fit(planted, 2) == 2
 
 
 def test_a_cheap_pipeline_is_limited_by_its_consumer_not_the_cores():
