@@ -179,11 +179,15 @@ def copies_dataset(spec: PipelineSpec | str, copies: int) -> Any:
 def copies_that_fit(spec: PipelineSpec, cores: int, *, estimate: Any = None) -> int:
     """How many one-thread copies of `spec` fit side by side: `cores`, or fewer when that
     many copies' buffers (each fills its own cache) would pass half the memory available
-    now (`analysis.memory.memory_estimate` of one copy, unless `estimate` is given)."""
+    now. One copy is counted as `analysis.memory.memory_estimate(spec)` (unless `estimate`
+    is given): the spec as written, whose prefetch and parallel maps a one-thread copy
+    does not have, so it errs toward fewer copies; and its source's element count is the
+    one already known (a one-thread copy's source differs in its parallelism, and would
+    be counted again: a TFRecord's records read once more)."""
     if estimate is None:
         from pipeline_core.analysis.memory import memory_estimate  # memory imports build
 
-        estimate = memory_estimate(single_core_spec(spec))
+        estimate = memory_estimate(spec)
     per_copy, room = estimate.total_bytes, estimate.available_bytes / 2
     if per_copy <= 0:
         return max(int(cores), 1)
