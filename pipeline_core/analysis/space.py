@@ -11,10 +11,12 @@ Knobs (each only where the spec has what it needs), the moves an expert tries:
   among the leading deterministic steps (caching after a random augmentation
   would freeze it), never before an interleave, and only where the cached data
   fits in memory — after the expensive deterministic part (decode, resize).
-  Where an endless or counted ``repeat`` comes right before the batch step and
-  one pass holds a whole number of batches, the cache may also hold whole
-  batches: batch, cache, then repeat (`batches_cache`), the same elements in the
-  same order, and no batch is copied together again after the first pass;
+  Where an endless or counted ``repeat`` comes right before the batch step, the
+  cache may also hold whole batches: batch, cache, then repeat (`batches_cache`),
+  the same elements in the same order, and no batch is copied together again
+  after the first pass. When one pass does not hold a whole number of batches,
+  the cache holds the fewest passes that do (`repeat(k)`, batch, cache, then the
+  rest of the repeat): 20,000 rows in batches of 256 make 625 batches of 8 passes;
 - ``prefetch``: the buffer of a final prefetch step (none, 1, 4, autotune);
 - ``batch.parallel``: `num_parallel_calls` of the batch step (copying large
   examples into a batch in parallel);
@@ -71,6 +73,9 @@ DETERMINISTIC_AUGMENTATIONS = frozenset(
 
 NO_CACHE = "none"
 WHOLE_BATCHES = "whole batches"  # cache value: batch, cache, then the repeat (`batches_cache`)
+# The most passes one cache of whole batches may hold: each is read before the cache is
+# full, and every trial's warm-up fills it.
+MAX_CACHED_PASSES = 16
 NO_PREFETCH = "none"
 NO_INTERLEAVE = "none"
 SHARDED_SOURCES = (TFRecordSource, CsvSource)
@@ -142,10 +147,12 @@ def cache_label(value: Any, spec: PipelineSpec) -> str:
         return "no cache"
     if value == -1:
         return "after source"
-    if value == WHOLE_BATCHES:
+    passes = whole_batches_passes(value)
+    if passes is not None:
         at = _repeat_then_batch(spec)
         where = "" if at is None else f" after steps[{at + 1}] batch"
-        return f"whole batches{where}, repeat after the cache"
+        held = "" if passes == 1 else f" of {passes} passes"
+        return f"whole batches{held}{where}, repeat after the cache"
     return f"after steps[{value}] {spec.steps[value].op}"
 
 
@@ -157,24 +164,48 @@ def _repeat_then_batch(spec: PipelineSpec) -> int | None:
     return at
 
 
-def batches_cache(spec: PipelineSpec) -> int | None:
-    """Where a memory cache may hold whole batches (the `WHOLE_BATCHES` cache value): the
-    index of the `repeat` it would move after the batch step, or None.
+def whole_batches(passes: int) -> str:
+    """The cache value of whole batches that hold `passes` passes."""
+    return WHOLE_BATCHES if passes == 1 else f"{WHOLE_BATCHES} of {passes} passes"
+
+
+def whole_batches_passes(value: Any) -> int | None:
+    """Passes a cache value of whole batches holds (None: not such a value)."""
+    if value == WHOLE_BATCHES:
+        return 1
+    head, tail = f"{WHOLE_BATCHES} of ", " passes"
+    if isinstance(value, str) and value.startswith(head) and value.endswith(tail):
+        passes = value[len(head) : -len(tail)]
+        return int(passes) if passes.isdigit() and int(passes) > 1 else None
+    return None
+
+
+def batches_cache(spec: PipelineSpec) -> tuple[int, int] | None:
+    """Where a memory cache may hold whole batches (`whole_batches` cache values): the
+    index of the `repeat` it would move after the batch step and the passes the cache
+    holds, or None.
 
     That needs a batch step right after a `repeat`, only deterministic steps before
-    the repeat and a known pass that holds a whole number of batches: then
-    `repeat, batch` and `batch, cache, repeat` yield the same elements in the same
-    order, and the second copies each batch together only once. Knowing the pass
-    may read the data (a TFRecord's records are counted), so this runs where the
+    the repeat and a known pass. The cache holds the fewest passes `k` that make a
+    whole number of batches (1 when a pass does; at most `MAX_CACHED_PASSES`); a
+    counted repeat must be a multiple of `k`. Then `repeat, batch` and
+    `repeat(k), batch, cache, repeat` yield the same elements in the same order, and
+    the second copies each batch together only once. Knowing the pass may read the
+    data (a TFRecord's records and a CSV's rows are counted), so this runs where the
     space is made (a child process), never where a setting is only described.
     """
     at = _repeat_then_batch(spec)
     if at is None or leading_deterministic(spec) != list(range(at)):
         return None
     per_pass = stage_counts(spec)[at]
+    if per_pass is None or not 0 < per_pass < math.inf:
+        return None
     batch_size = spec.steps[at + 1].batch_size
-    whole = per_pass is not None and 0 < per_pass < math.inf and per_pass % batch_size == 0
-    return at if whole else None
+    passes = batch_size // math.gcd(int(per_pass), batch_size)
+    count = spec.steps[at].count
+    if passes > MAX_CACHED_PASSES or (count is not None and count % passes):
+        return None
+    return at, passes
 
 
 def _cache_position(spec: PipelineSpec) -> Any:
@@ -371,12 +402,15 @@ def _cache_knob(spec: PipelineSpec, cache_fits, *, tune_batch_size: bool) -> Kno
     positions = [*first, *(i for i in leading_deterministic(spec) if not _is_cache(spec, i))]
     fitting = [p for p in positions if p == current or cache_fits(spec, p)]
     # whole batches: only with the batch size as written (another may not divide a pass)
-    repeat = None if tune_batch_size else batches_cache(spec)
-    if repeat is not None:
+    whole = None if tune_batch_size else batches_cache(spec)
+    if whole is not None:
+        repeat, passes = whole
         steps = list(spec.steps)
-        steps[repeat], steps[repeat + 1] = steps[repeat + 1], steps[repeat]
-        if cache_fits(spec.replace(steps=steps), repeat):  # after the batch, once swapped
-            fitting.append(WHOLE_BATCHES)
+        held = [RepeatStep(count=passes)] if passes > 1 else []
+        steps[repeat : repeat + 2] = [*held, steps[repeat + 1], steps[repeat]]
+        at = repeat + len(held)  # the batch step, once the repeat moved after it
+        if cache_fits(spec.replace(steps=steps), at):
+            fitting.append(whole_batches(passes))
     values = _dedupe((current, NO_CACHE, *fitting))
     return Knob("cache", values, "memory cache placement") if len(values) > 1 else None
 
@@ -397,14 +431,9 @@ def realize(spec: PipelineSpec, settings: Mapping[str, Any]) -> PipelineSpec:
     if _leading_interleave(spec) is None and interleave != NO_INTERLEAVE:
         steps.insert(0, ("interleave", InterleaveStep(num_parallel_calls=interleave)))
     cache_at = settings.get("cache", NO_CACHE)
-    if cache_at == WHOLE_BATCHES:  # batch, cache, then the repeat
-        repeat = _repeat_then_batch(spec)
-        if repeat is None:
-            raise SpecError("a cache of whole batches needs a batch step right after a repeat")
-        keys = [i for i, _ in steps]
-        moved = steps.pop(keys.index(repeat))
-        slot = 1 + [i for i, _ in steps].index(repeat + 1)
-        steps[slot:slot] = [("cache", CacheStep()), moved]
+    passes = whole_batches_passes(cache_at)
+    if passes is not None:  # repeat(passes), batch, cache, then the rest of the repeat
+        steps = _cache_whole_batches(spec, steps, passes)
     elif cache_at != NO_CACHE:
         if cache_at == -1:
             slot = 1 if steps and isinstance(steps[0][1], InterleaveStep) else 0
@@ -425,6 +454,24 @@ def realize(spec: PipelineSpec, settings: Mapping[str, Any]) -> PipelineSpec:
             update={SOURCE_PARALLEL_FIELD: settings["source.parallel"]}
         )
     return spec.replace(**changes)
+
+
+def _cache_whole_batches(spec: PipelineSpec, steps: list, passes: int) -> list:
+    repeat = _repeat_then_batch(spec)
+    if repeat is None:
+        raise SpecError("a cache of whole batches needs a batch step right after a repeat")
+    count = spec.steps[repeat].count
+    if count is not None and count % passes:
+        raise SpecError(f"a cache of {passes} passes needs a repeat count that {passes} divides")
+    keys = [i for i, _ in steps]
+    key, step = steps.pop(keys.index(repeat))
+    slot = [i for i, _ in steps].index(repeat + 1)
+    rest = None if count is None else count // passes
+    after = [] if rest == 1 else [(key, step.model_copy(update={"count": rest}))]
+    steps[slot + 1 : slot + 1] = [("cache", CacheStep()), *after]
+    if passes > 1:
+        steps.insert(slot, ("passes", RepeatStep(count=passes)))
+    return steps
 
 
 def _tuned_options(spec: PipelineSpec, settings: Mapping[str, Any]):

@@ -186,6 +186,24 @@ def test_image_folder_count_comes_from_the_files(tmp_path):
     assert part.elements == 5 and part.bytes == 5 * stage_bytes(spec)[1]
 
 
+def test_csv_rows_are_counted_as_the_csv_reader_reads_them(tmp_path):
+    # a header, a quoted field with a line break inside one row, and two files
+    (tmp_path / "a.csv").write_text('x,label\n1.5,0\n"2\n",1\n3,0\n')
+    (tmp_path / "b.csv").write_text("x,label\n4,1\n")
+    spec = load_spec(
+        {
+            "source": {"type": "csv", "path": str(tmp_path / "*.csv")},
+            "steps": [{"op": "cache"}, {"op": "batch", "batch_size": 3}],
+        }
+    )
+    assert stage_counts(spec) == (4, 4, 2)
+    assert memory_estimate(spec).parts[0].elements == 4
+    (tmp_path / "c.txt").write_text("4,1\n5,0\n6,1\n")
+    headless = {"type": "csv", "path": str(tmp_path / "c.txt"), "header": False}
+    headless = load_spec({"source": {**headless, "label_column": "column1"}})
+    assert stage_counts(headless) == (3,)
+
+
 def test_a_distributed_design_is_estimated_without_a_service():
     spec = load_spec(
         {

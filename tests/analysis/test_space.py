@@ -11,6 +11,8 @@ from pipeline_core.analysis.space import (
     movable_suffix,
     realize,
     search_space,
+    whole_batches,
+    whole_batches_passes,
 )
 from pipeline_core.spec import SOURCE_MODELS, load_spec
 from pipeline_core.steps import BatchStep, CacheStep, MapStep, PrefetchStep
@@ -301,10 +303,54 @@ def test_a_cache_of_whole_batches_yields_the_same_elements_pass_after_pass():
         assert np.array_equal(x.numpy(), cx.numpy()) and np.array_equal(y.numpy(), cy.numpy())
 
 
+@pytest.mark.parametrize("count", [None, 3, 6])
+def test_a_cache_of_whole_batches_holds_the_fewest_passes_that_make_whole_batches(count):
+    """64 examples a pass, batches of 48: 3 passes make 4 whole batches."""
+    import numpy as np
+
+    from pipeline_core.build import build
+
+    spec = make(
+        [
+            {"op": "map", "augmentations": [RESIZE]},
+            {"op": "repeat", "count": count},
+            {"op": "batch", "batch_size": 48},
+        ]
+    )
+    space = search_space(spec, cores=2, cache_fits=always_fits)
+    value = whole_batches(3)
+    assert space.values()["cache"][-1] == value == "whole batches of 3 passes"
+    assert whole_batches_passes(value) == 3 and whole_batches_passes(WHOLE_BATCHES) == 1
+    assert whole_batches_passes("whole batches of 1 passes") is None
+    out = realize(spec, {"cache": value})
+    assert [(s.op, getattr(s, "count", "-")) for s in out.steps] == [
+        ("map", "-"),
+        ("repeat", 3),
+        ("batch", "-"),
+        ("cache", "-"),
+        *([] if count == 3 else [("repeat", None if count is None else count // 3)]),
+    ]
+    assert space.describe({"cache": value}) == {
+        "cache": "whole batches of 3 passes after steps[2] batch, repeat after the cache"
+    }
+    written = list(build(spec).take(4 * 4))
+    cached = list(build(out).take(4 * 4))
+    assert len(written) == len(cached) == {None: 16, 3: 4, 6: 8}[count]  # 4 batches in 3 passes
+    for (x, y), (cx, cy) in zip(written, cached, strict=True):
+        assert np.array_equal(x.numpy(), cx.numpy()) and np.array_equal(y.numpy(), cy.numpy())
+
+
 @pytest.mark.parametrize(
     ("steps", "why"),
     [
-        ([{"op": "repeat"}, {"op": "batch", "batch_size": 48}], "48 does not divide 64"),
+        (
+            [{"op": "repeat"}, {"op": "batch", "batch_size": 51}],
+            "51 whole batches need 51 passes of 64, more than MAX_CACHED_PASSES",
+        ),
+        (
+            [{"op": "repeat", "count": 4}, {"op": "batch", "batch_size": 48}],
+            "3 passes make whole batches of 48, and 3 does not divide the repeat's 4",
+        ),
         (
             [{"op": "map", "augmentations": [FLIP]}, {"op": "repeat"}, {"op": "batch"}],
             "a random map before the repeat would be frozen",
