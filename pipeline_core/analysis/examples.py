@@ -118,7 +118,8 @@ def _count_records(source: TFRecordSource) -> int | None:
 def _count_rows(source: CsvSource) -> int | None:
     """Rows in the CSV files, as `CsvDataset` reads them (header skipped, quoted line
     breaks inside one row), if they total under 256 MiB. Only the first column is parsed,
-    as text, so a number that does not parse is not an error here."""
+    as text, so a number that does not parse is not an error here; a file the reader
+    cannot read leaves the count unknown."""
     _, files = glob_files(source.path)
     if not files or sum(os.path.getsize(f) for f in files) > _CSV_COUNT_LIMIT_BYTES:
         return None
@@ -129,7 +130,10 @@ def _count_rows(source: CsvSource) -> int | None:
         field_delim=source.field_delim,
         select_cols=[0],
     )
-    return int(rows.reduce(_tf().constant(0, _tf().int64), lambda n, _: n + 1))
+    try:
+        return int(rows.reduce(_tf().constant(0, _tf().int64), lambda n, _: n + 1))
+    except _tf().errors.OpError:  # a malformed file: the pipeline's own build names the row
+        return None
 
 
 def stage_counts(spec: PipelineSpec) -> tuple[float | None, ...]:

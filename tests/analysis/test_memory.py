@@ -199,9 +199,12 @@ def test_csv_rows_are_counted_as_the_csv_reader_reads_them(tmp_path):
     assert stage_counts(spec) == (4, 4, 2)
     assert memory_estimate(spec).parts[0].elements == 4
     (tmp_path / "c.txt").write_text("4,1\n5,0\n6,1\n")
-    headless = {"type": "csv", "path": str(tmp_path / "c.txt"), "header": False}
-    headless = load_spec({"source": {**headless, "label_column": "column1"}})
-    assert stage_counts(headless) == (3,)
+    plain = {"type": "csv", "path": str(tmp_path / "c.txt"), "header": False}
+    plain["label_column"] = "column1"
+    assert stage_counts(load_spec({"source": plain})) == (3,)
+    (tmp_path / "d.txt").write_text('7,1\n"8,0\n')  # a quote never closed
+    broken = {**plain, "path": str(tmp_path / "[cd].txt")}
+    assert stage_counts(load_spec({"source": broken})) == (None,)
 
 
 def test_a_distributed_design_is_estimated_without_a_service():
