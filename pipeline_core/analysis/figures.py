@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import plotly.graph_objects as go
@@ -106,6 +107,19 @@ def knob_label(name: str) -> str:
     return _SHORT.get(name, name)
 
 
+_TICK_CHARS = 18  # an axis's value labels beside it; the first axis's stand in the margin
+
+
+def tick_label(text: str) -> str:
+    """A value label short enough to stand beside a parallel-coordinates axis: a cache of
+    whole batches by its passes ("whole batches ×8"), anything else longer than
+    `_TICK_CHARS` cut with an ellipsis (the trial table below the chart has it whole)."""
+    whole = re.match(r"whole batches(?: of (\d+) passes)?\b", text)
+    if whole:
+        return f"whole batches ×{whole.group(1)}" if whole.group(1) else "whole batches"
+    return text if len(text) <= _TICK_CHARS else text[: _TICK_CHARS - 1] + "…"
+
+
 def knob_influence(result: TuneResult) -> dict[str, float]:
     """Per knob: best examples/s over its values, highest minus lowest (how much it matters)."""
     out = {}
@@ -134,7 +148,7 @@ def trials_parallel_coordinates(result: TuneResult, *, max_knobs: int = 4) -> go
                 "label": knob_label(knob.name),
                 "values": [labels.index(r[knob.name]) for r in rows],
                 "tickvals": list(range(len(labels))),
-                "ticktext": labels,
+                "ticktext": [tick_label(label) for label in labels],
                 "range": [0, max(len(labels) - 1, 1)],
             }
         )
@@ -150,7 +164,7 @@ def trials_parallel_coordinates(result: TuneResult, *, max_knobs: int = 4) -> go
     title = f"{hidden} knobs that mattered less hidden" if hidden else None
     fig.update_layout(
         height=_HEIGHT + 40,
-        margin={"l": 60, "r": 40, "t": 60, "b": 20},
+        margin={"l": 110, "r": 40, "t": 60, "b": 20},  # room for the first axis's labels
         title={"text": title, "font": {"size": 12}} if title else None,
     )
     return fig

@@ -390,3 +390,16 @@ def test_describing_and_realizing_a_cache_of_whole_batches_reads_no_data(monkeyp
     out = realize(REPEAT_THEN_BATCH, {"cache": WHOLE_BATCHES})
     assert [s.op for s in out.steps][1:4] == ["batch", "cache", "repeat"]
     assert describe_value(REPEAT_THEN_BATCH, "cache", WHOLE_BATCHES).startswith("whole batches")
+
+
+def test_a_long_cache_value_gets_a_short_label_beside_the_trials_chart_axis():
+    from pipeline_core.analysis.figures import tick_label
+
+    spec = make([{"op": "repeat"}, {"op": "batch", "batch_size": 48}])
+    assert tick_label(describe_value(spec, "cache", whole_batches(3))) == "whole batches ×3"
+    assert tick_label(describe_value(REPEAT_THEN_BATCH, "cache", WHOLE_BATCHES)) == (
+        "whole batches"
+    )
+    assert tick_label("after source") == "after source"
+    cut = tick_label("after steps[12] interleave")
+    assert len(cut) == 18 and cut.endswith("…") and cut.startswith("after steps[12]")
