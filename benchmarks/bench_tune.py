@@ -115,17 +115,17 @@ def _changes(result) -> str:
     return "; ".join(f"{k}={v[1]}" for k, v in result.changes().items()) or "none"
 
 
-def filled(spec_json: str, make: Callable[[], Any], copies: int = 1) -> Any:
-    """`make()` with its memory caches full: one iterator reads what `copies` passes
-    through the spec's cache hold (`cache_pass_examples`) and one element more, then
-    goes. A completed memory
+def filled(spec_json: str, copies: int | None = None) -> Any:
+    """`build(spec)` (or, with `copies`, `copies_dataset(spec, copies)`) with its memory
+    caches full: one iterator reads what the copies' passes through the spec's cache
+    hold (`cache_pass_examples`) and one element more, then goes. A completed memory
     cache serves every later iterator of the same dataset, so each window times the
     steady state, as every epoch after the cache filled; a cache the timer's fresh
     iterators left half full would be dropped and filled again (a cache of 8 passes
     of a CSV takes about 4 s to fill)."""
-    dataset = make()
     spec = load_spec(spec_json)
-    wanted = copies * cache_pass_examples(spec)
+    dataset = build(spec) if copies is None else copies_dataset(spec, copies)
+    wanted = (copies or 1) * cache_pass_examples(spec)
     if wanted > 1:
         batched, seen = is_batched(spec), 0
         for element in dataset:
@@ -142,16 +142,14 @@ def bench_one(case: Case) -> dict[str, Any]:
     grid = tune(spec, space=grid_space_, method="grid", trial_seconds=GRID_TRIAL_S, budget_s=60.0)
     tuned_spec = tuned.apply()
     cores = available_cores()
-    tuned_json, grid_spec = tuned_spec.to_json(), grid.apply()
+    tuned_json = tuned_spec.to_json()
     windows = timed_in_processes(
         {
-            "tuned": partial(filled, tuned_json, partial(build, tuned_json)),
+            "tuned": partial(filled, tuned_json),
             "hand": case.hand,
-            "grid": partial(filled, grid_spec.to_json(), partial(build, grid_spec.to_json())),
-            "written": partial(filled, spec.to_json(), partial(build, spec.to_json())),
-            "cores": partial(
-                filled, tuned_json, partial(copies_dataset, tuned_json, cores), copies=cores
-            ),
+            "grid": partial(filled, grid.apply().to_json()),
+            "written": partial(filled, spec.to_json()),
+            "cores": partial(filled, tuned_json, cores),
             "consumer": partial(consumer_dataset, tuned_json),
         },
         repeats=REPEATS,
