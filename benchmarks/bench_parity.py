@@ -607,16 +607,71 @@ def selected(all_cases: list[Case], only: str | None = None) -> list[Case]:
     return [c for c in all_cases if not keys or c.key in keys]
 
 
-def verdict(paired: Paired, target: float) -> str:
-    """ "yes", "yes (noise)" or "no".
+def _attr_bytes(name: str, value: Any) -> bytes:
+    if name == "value" and value.tensor.resource_handle_val:
+        return b"resource"  # a seed generator's handle: its name is per instance
+    return value.SerializeToString(deterministic=True)
+
+
+def _nodes(nodes: Any) -> tuple[Any, ...]:
+    """Each node's op, attributes and inputs (as positions), without node names."""
+    position = {node.name: i for i, node in enumerate(nodes)}
+    return tuple(
+        (
+            node.op,
+            tuple(
+                sorted(
+                    (name, _attr_bytes(name, value))
+                    for name, value in node.attr.items()
+                    # names: of the dataset, of a called function, of a py_func
+                    if name not in ("metadata", "_class", "token") and not value.HasField("func")
+                )
+            ),
+            tuple(position.get(i.lstrip("^").split(":")[0], -1) for i in node.input),
+        )
+        for node in nodes
+    )
+
+
+def graph_signature(dataset: Any) -> tuple[Any, ...]:
+    """What TensorFlow runs for `dataset`: its serialized graph, names left out.
+
+    Two datasets with equal signatures are the same ops with the same constants,
+    attributes and edges, and their functions have the same bodies; only the names
+    TensorFlow makes up per instance (of nodes, functions, seed generators,
+    py_funcs) differ. Such a pair runs the same code: their ratio is noise alone.
+    """
+    from tensorflow.core.framework import graph_pb2
+
+    graph = graph_pb2.GraphDef()
+    serialized = tf.raw_ops.DatasetToGraphV2(
+        input_dataset=dataset._variant_tensor, external_state_policy=0
+    )
+    graph.ParseFromString(serialized.numpy())
+    functions = sorted(repr(_nodes(f.node_def)) for f in graph.library.function)
+    return _nodes(graph.node), tuple(functions)
+
+
+def same_graph(case: Case) -> bool:
+    """Whether both sides of `case` build the same graph (`graph_signature`)."""
+    measured, against = case.make()
+    return graph_signature(measured) == graph_signature(against)
+
+
+def verdict(paired: Paired, target: float, same: bool = False) -> str:
+    """ "yes", "yes (noise)", "yes (same graph)" or "no".
 
     "yes (noise)": below a 1.0 target but at least 0.97, and the run's own noise
-    (the 90% bootstrap interval of the ratio) reaches 1.0.
+    (the 90% bootstrap interval of the ratio) reaches 1.0. "yes (same graph)":
+    below the target, but both sides are the same graph (`same_graph`), so the
+    ratio is what noise alone did, like the calibration row's.
     """
     if paired.ratio >= target:
         return "yes"
     if target >= 1.0 and paired.ratio >= NOISE_FLOOR and paired.ratio_interval()[1] >= 1.0:
         return "yes (noise)"
+    if same:
+        return "yes (same graph)"
     return "no"
 
 
@@ -628,6 +683,7 @@ def measure(
     warmup_s: float = WARMUP_S,
 ) -> dict[str, Any]:
     """The table row of one case: each dataset built once in a process of its own, timed alternately."""
+    same = same_graph(case)
     paired = paired_in_processes(
         case.measured, case.against, repeats=repeats, window_s=window_s, warmup_s=warmup_s
     )
@@ -641,7 +697,8 @@ def measure(
         "90% interval": "{:.2f}-{:.2f}".format(*paired.ratio_interval()),
         "cpu/ex ratio": paired.cpu_ratio,
         "target": f">= {case.target:.2f}",
-        "met": verdict(paired, case.target),
+        "graph": "same" if same else "differs",
+        "met": verdict(paired, case.target, same),
         "reps": repeats,
         "process pairs": len(set(paired.groups)) or 1,
         "load avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,

@@ -123,6 +123,10 @@ def build(spec: PipelineSpec | dict[str, Any] | str, *, generator: Generator | N
     """
     spec = load_spec(spec)
     *_, (_, _, ds) = _stages(spec, generator)
+    if spec.options == Options():
+        # as exported code and hand-written code read: no `with_options` of defaults,
+        # so the dataset graph is the one a user would write (benchmarks/bench_parity.py)
+        return ds
     try:
         return ds.with_options(tf_options(spec.options))
     except Exception as exc:

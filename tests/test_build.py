@@ -116,6 +116,15 @@ def test_options_are_applied():
     assert got.autotune.ram_budget == 64 * 1024 * 1024
 
 
+def test_default_options_add_no_options_dataset(tf):
+    # as the exported code and a hand-written pipeline: no `with_options` of defaults
+    ds = build(_spec({"op": "batch", "batch_size": 4}))
+    assert type(ds).__name__ == "_BatchDataset"
+    assert ds.options() == tf.data.Options()
+    set_one = build(_spec({"op": "batch", "batch_size": 4}, options={"deterministic": False}))
+    assert type(set_one).__name__ == "_OptionsDataset"
+
+
 def test_parallelism_values_are_accepted():
     for calls in (None, 3, "autotune"):
         step = {"op": "batch", "batch_size": 3, "num_parallel_calls": calls, "deterministic": True}

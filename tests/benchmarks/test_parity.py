@@ -68,7 +68,8 @@ def test_a_row_comes_out_of_a_tiny_window():
     row = parity.measure(_case("ex1"), repeats=1, window_s=0.05, warmup_s=0.05)
     assert row["ex/s"] > 0 and row["against ex/s"] > 0
     assert row["measured"] == "build(spec)" and row["against"] == "hand-written"
-    assert row["met"] in ("yes", "yes (noise)", "no")
+    assert row["met"] in ("yes", "yes (noise)", "yes (same graph)", "no")
+    assert row["graph"] == "same"  # Ex. 1 as a spec is the hand-written graph
 
 
 def test_a_dataset_that_runs_out_inside_the_window_is_refused(tf):
@@ -91,6 +92,38 @@ def test_verdict(ratios, target, expected):
     against = (_timing.Window(1000, wall_s=1.0, cpu_s=1.0),) * len(ratios)
     paired = _timing.Paired(a=measured, b=against)
     assert parity.verdict(paired, target) == expected
+    # both sides the same graph: below the target is noise alone, never "no"
+    same = parity.verdict(paired, target, same=True)
+    assert same == ("yes (same graph)" if expected == "no" else expected)
+
+
+@pytest.mark.parametrize(
+    ("key", "same"),
+    [
+        ("calibration", True),
+        ("ex1", True),
+        ("ex2", True),
+        ("csv", True),
+        ("export", True),
+        ("ex3", False),  # the map's per-element seed: a zipped Dataset.random
+        ("synthetic-source", False),  # cached examples against from_tensor_slices
+        ("tfrecord", False),  # DecodeImage for DecodeJpeg in the parse function
+    ],
+)
+def test_same_graph_tells_pipelines_that_run_the_same_ops_from_others(key, same, small_data):
+    assert parity.same_graph(_case(key)) is same
+
+
+def test_the_graph_signature_sees_a_changed_constant_and_a_changed_function(tf):
+    def ds(batch=4, scale=2.0):
+        return tf.data.Dataset.range(8).map(lambda x: tf.cast(x, tf.float32) * scale).batch(batch)
+
+    assert parity.graph_signature(ds()) == parity.graph_signature(ds())
+    assert parity.graph_signature(ds()) != parity.graph_signature(ds(batch=2))
+    assert parity.graph_signature(ds()) != parity.graph_signature(ds(scale=3.0))
+    shuffled = ds().shuffle(4, seed=1)
+    assert parity.graph_signature(shuffled) == parity.graph_signature(ds().shuffle(4, seed=1))
+    assert parity.graph_signature(shuffled) != parity.graph_signature(ds().shuffle(4, seed=2))
 
 
 def test_selected_filters_by_key():
