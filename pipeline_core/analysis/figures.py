@@ -162,10 +162,12 @@ def trials_parallel_coordinates(result: TuneResult, *, max_knobs: int = 4) -> go
     )
     hidden = len(result.space.knobs) - min(len(result.space.knobs), max_knobs)
     title = f"{hidden} knobs that mattered less hidden" if hidden else None
+    # the axis names stand above the axes: the note goes to the figure's top edge, above them
+    note = {"text": title, "font": {"size": 12}, "y": 0.99, "yref": "container", "yanchor": "top"}
     fig.update_layout(
-        height=_HEIGHT + 40,
-        margin={"l": 110, "r": 40, "t": 60, "b": 20},  # room for the first axis's labels
-        title={"text": title, "font": {"size": 12}} if title else None,
+        height=_HEIGHT + 60,
+        margin={"l": 110, "r": 40, "t": 80, "b": 20},  # room for the first axis's labels
+        title=note if title else None,
     )
     return fig
 
