@@ -264,3 +264,20 @@ def test_without_budget_for_verification_the_search_figures_stand():
     result, seen = _tune(lambda c: 300.0 if _parallel(c) else 100.0, None, verify=(0, 0))
     assert result.verified == () and all(n == 1 for n in seen.values())
     assert result.speedup() == pytest.approx(3.0)
+
+
+def test_the_trials_chart_says_which_knobs_it_hides_above_the_axis_names():
+    from pipeline_core.analysis.figures import trials_parallel_coordinates
+
+    def rate(c):
+        return 300.0 if _parallel(c) else 100.0
+
+    result, _ = _tune(rate, rate)
+    knobs = len(result.space.knobs)
+    fig = trials_parallel_coordinates(result, max_knobs=1)
+    assert fig.layout.title.text == f"{knobs - 1} knobs that mattered less hidden"
+    # the axis names stand above the axes, inside the top margin: the note sits at the
+    # figure's top edge (container coordinates), not in the plot area's top margin
+    assert fig.layout.title.yref == "container" and fig.layout.title.y >= 0.95
+    assert fig.layout.title.yanchor == "top" and fig.layout.margin.t >= 80
+    assert trials_parallel_coordinates(result, max_knobs=knobs).layout.title.text is None
