@@ -99,9 +99,10 @@ def cases(images: str) -> list[dict[str, Any]]:
             "with": _spec("shuffle", folder, {"op": "shuffle", "buffer_size": 1000}, batch),
             "without": _spec("no shuffle", folder, batch),
             # the buffer is full only while the source still has images; read fast, that
-            # is ~0.1 s of a pass, which a reading every 0.2 s often misses (a median of
-            # 130 MB against 188 MB of images, 2026-12-07). A slow consumer taking
-            # fewer images than the source has left keeps it full for seconds.
+            # is a fraction of a second (reasoned, not timed), which readings every 0.2 s
+            # missed in some pairs (a median of 130 MB against 188 MB of images,
+            # 2026-12-07). A slow consumer taking fewer images than the source has left
+            # keeps it full for seconds: since then no pair of nine read low.
             "settings": RunSettings(max_batches=15, max_seconds=300, step_ms=SLOW_STEP_MS),
         },
         {
