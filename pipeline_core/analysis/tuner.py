@@ -125,6 +125,11 @@ class TuneResult:
         before, after = describe(base), describe(self.best_settings)
         return {k: (before[k], after[k]) for k in base if base[k] != self.best_settings[k]}
 
+    def measured_as(self) -> str:
+        """How the reported figures were measured: "re-measured" (verification rounds) or
+        "one window" (no budget was left to verify; the search's own figures)."""
+        return "re-measured" if self.verified else "one window"
+
     def headline(self) -> str:
         """One sentence: the verified outcome, both figures."""
         rounds = max((len(r.figures) for r in self.verified), default=0)

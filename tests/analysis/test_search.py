@@ -196,6 +196,7 @@ def test_a_winner_that_holds_up_is_reported_with_re_measured_figures():
     assert result.speedup() == pytest.approx(3.0)
     assert [len(r.figures) for r in result.verified] == [3] * len(result.verified)
     assert result.verified[0].trial == 0  # the baseline is always re-measured
+    assert result.measured_as() == "re-measured"
     assert result.headline().startswith("Tuned: 300 examples/s, 3.00×")
     rows = {r["trial"]: r for r in result.trials_table()}
     assert rows[result.best_trial]["outcome"] == "tuned"
@@ -314,6 +315,8 @@ def test_without_budget_for_verification_the_search_figures_stand():
     result, seen = _tune(lambda c: 300.0 if _parallel(c) else 100.0, None, verify=(0, 0))
     assert result.verified == () and all(n == 1 for n in seen.values())
     assert result.speedup() == pytest.approx(3.0)
+    assert result.measured_as() == "one window"  # the page's metric labels say so
+    assert "one window each" in result.headline()
 
 
 def test_the_trials_chart_says_which_knobs_it_hides_above_the_axis_names():
