@@ -264,6 +264,7 @@ def test_of_two_settings_that_measure_alike_the_one_with_fewer_changes_wins():
         f"Trial #{both} re-measured at 305, 1.02× trial #{result.best_trial}, but changes "
         "1 more knob: within the 3% noise margin, so the simpler setting is kept."
     ) in story
+    assert "below" not in story  # the faster window is not said to have lost
 
 
 def test_a_change_that_measurably_helps_is_kept_beside_the_others():
