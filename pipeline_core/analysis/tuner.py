@@ -168,17 +168,13 @@ class TuneResult:
                 f"({self.best_examples_per_s:,.0f}): the fastest of many noisy windows is "
                 "partly the luckiest."
             )
-        passed_over = sorted(  # faster on re-measurement, within the margin, more changes
-            (r for r in self.verified if r.trial not in (0, self.best_trial)),
-            key=lambda r: r.median,
-            reverse=True,
-        )
-        base_settings = self.space.baseline()
-        for r in passed_over if self.improved() else ():
-            if r.median <= self.best_examples_per_s:
-                break
-            more = changed(self.search.trials[r.trial].settings, base_settings) - changed(
-                self.best_settings, base_settings
+        best = self.best_examples_per_s
+        # faster on re-measurement, but within the margin and with more changes
+        passed_over = [r for r in self.verified if r.trial != 0 and r.median > best]
+        passed_over = passed_over if self.improved() else []
+        for r in sorted(passed_over, key=lambda r: r.median, reverse=True):
+            more = changed(self.search.trials[r.trial].settings, self.search.baseline) - changed(
+                self.best_settings, self.search.baseline
             )
             lines.append(
                 f"Trial #{r.trial} re-measured at {r.median:,.0f}, "
@@ -362,7 +358,7 @@ def tune(
     if found.baseline_score is None:
         error = found.trials[0].error if found.trials else "no trial ran"
         raise TuneError(f"the pipeline as written failed, so there is nothing to tune: {error}")
-    candidates = _candidates(found, top, baseline, min_gain)
+    candidates = _candidates(found, top, min_gain)
 
     def remeasure(trial: int, round_: int) -> float:
         rate = measure(space.realize(found.trials[trial].settings), steady_window(trial_seconds))
@@ -375,7 +371,7 @@ def tune(
         space=space,
         search=found,
         verified=verified,
-        best_trial=_winner(found, verified, min_gain, baseline),
+        best_trial=_winner(found, verified, min_gain),
         elapsed_s=time.monotonic() - start,
         budget_s=budget_s,
         method=method,
@@ -392,9 +388,7 @@ def changed(settings: Mapping[str, Any], baseline: Mapping[str, Any]) -> int:
 NEAR_BEST = 0.10  # a simpler trial this close to the fastest window is re-measured too
 
 
-def _candidates(
-    found: SearchResult, top: int, baseline: Mapping[str, Any], min_gain: float = MIN_GAIN
-) -> list[int]:
+def _candidates(found: SearchResult, top: int, min_gain: float = MIN_GAIN) -> list[int]:
     """The baseline trial, the `top` fastest other trials, the fastest seed (a
     recommendation's fix) when it beat the baseline's window, so the story covers it, and
     the trial with the fewest changes whose window came within `NEAR_BEST` of the fastest
@@ -414,7 +408,7 @@ def _candidates(
         )
         near = [t for t in ranked if t.score >= floor]
         if near:
-            simplest = min(near, key=lambda t: (changed(t.settings, baseline), -t.score))
+            simplest = min(near, key=lambda t: (changed(t.settings, found.baseline), -t.score))
             if simplest.index not in out:
                 out.append(simplest.index)
     return out
@@ -433,12 +427,7 @@ def _verify(candidates: list[int], rounds: int, remeasure) -> tuple[Remeasure, .
     return tuple(Remeasure(trial=c, figures=tuple(figures[c])) for c in candidates)
 
 
-def _winner(
-    found: SearchResult,
-    verified: tuple[Remeasure, ...],
-    min_gain: float,
-    baseline: Mapping[str, Any] | None = None,
-) -> int:
+def _winner(found: SearchResult, verified: tuple[Remeasure, ...], min_gain: float) -> int:
     """The trial to report: among re-measured trials that beat as written by `min_gain`,
     the one with the fewest changes whose median is within `min_gain` of the best median
     (the faster of equals). A change that does not measurably help is not kept.
@@ -452,8 +441,6 @@ def _winner(
     best = max(verified, key=lambda r: r.median)
     if best.trial == 0 or best.median <= base * (1.0 + min_gain):
         return 0
-    if baseline is None:
-        return best.trial
     equals = [
         r
         for r in verified
@@ -462,4 +449,4 @@ def _winner(
         and r.median * (1.0 + min_gain) >= best.median
     ]
     settings = {t.index: t.settings for t in found.trials}
-    return min(equals, key=lambda r: (changed(settings[r.trial], baseline), -r.median)).trial
+    return min(equals, key=lambda r: (changed(settings[r.trial], found.baseline), -r.median)).trial

@@ -292,8 +292,8 @@ def test_the_simplest_trial_near_the_fastest_window_is_re_measured_too():
         Trial(4, {"a": 0, "b": 1, "c": 0}, 200.0, 1.0),  # one change, far below
     )
     found = SearchResult(trials, base, trials[1].settings, 100.0, 330.0, elapsed_s=5.0)
-    assert _candidates(found, 2, base) == [0, 1, 2, 3]
-    assert _candidates(found, 0, base) == [0]
+    assert _candidates(found, 2) == [0, 1, 2, 3]
+    assert _candidates(found, 0) == [0]
 
 
 def test_a_recommendation_seed_is_tried_first_and_re_measured():
