@@ -22,6 +22,7 @@ from pipeline_core.analysis import (
     tune,
 )
 from pipeline_core.analysis.machine import MachineLimit, copies_that_fit
+from pipeline_core.analysis.tuner import _candidates
 from pipeline_core.cli import main
 from pipeline_core.spec import load_spec
 
@@ -228,7 +229,9 @@ def test_tuner_apply_gives_a_valid_spec_faster_than_the_baseline():
     assert result.improved() and result.speedup() > 2.0
     assert result.search.trials[0].phase == "baseline"
     assert len(result.trials_table()) == len(result.search.trials) >= 3
-    assert [len(r.figures) for r in result.verified] == [2, 2]
+    # as written, the fastest trial, and the simplest near it when that is another trial
+    assert [r.trial for r in result.verified] == _candidates(result.search, 1)
+    assert {len(r.figures) for r in result.verified} == {2} and len(result.verified) in (2, 3)
     assert result.story()[0].startswith("Tuned: ")
     before = measure_spec(spec, seconds=0.3).examples_per_s
     after = measure_spec(tuned, seconds=0.3).examples_per_s
